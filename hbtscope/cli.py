@@ -1,0 +1,221 @@
+"""The ``hbtscope`` command line.
+
+    hbtscope demo [--setup FILE] [--out DIR] [--json]
+    hbtscope run g2 [--setup FILE] [--set name=value ...] [--out DIR] [--json]
+    hbtscope procedures
+
+``--json`` prints one JSON object (file, status, the main results and, on the simulator, the
+ground truth) on stdout; human-readable progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from hbtscope.config_schema import SetupFileError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _procedures() -> dict[str, type]:
+    from hbtscope.procedures.g2 import G2Measurement
+
+    return {G2Measurement.NAME: G2Measurement}
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _parse_sets(proc_cls: type, sets: list[str]) -> dict[str, Any]:
+    """``name=value`` pairs, each checked against the procedure's Parameter (type and range)."""
+    proc = proc_cls()
+    params = proc._parameters
+    values: dict[str, Any] = {}
+    for item in sets:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected name=value")
+        name, raw = item.split("=", 1)
+        name = name.strip()
+        if name not in params:
+            raise UsageError(
+                f"--set {name}: {proc_cls.NAME} has no parameter {name!r}; "
+                f"parameters: {', '.join(sorted(params))}"
+            )
+        p = params[name]
+        try:
+            p.value = raw.strip()
+        except (ValueError, TypeError) as exc:
+            lo, hi = getattr(p, "minimum", None), getattr(p, "maximum", None)
+            allowed = (
+                f" (allowed [{lo}, {hi}] {getattr(p, 'units', '') or ''})" if lo is not None else ""
+            )
+            choices = getattr(p, "choices", None)
+            if choices:
+                allowed = f" (allowed: {', '.join(map(str, choices))})"
+            raise UsageError(f"--set {name}={raw}: {exc}{allowed}") from None
+        values[name] = p.value
+    return values
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN to None."""
+    if hasattr(value, "item") and not isinstance(value, list | dict):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            value = str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _report(outcome, truth: dict[str, Any], as_json: bool, extra: dict | None = None) -> None:
+    out: dict[str, Any] = {
+        "file": str(outcome.path),
+        "figure": str(outcome.figure) if outcome.figure else None,
+        "status": outcome.status,
+        "procedure": outcome.procedure.NAME,
+    }
+    if outcome.error:
+        out["error"] = outcome.error
+    out.update(outcome.summary)
+    if truth:
+        out["truth_g2_0"] = truth.get("g2_0")
+        out["truth_g2_0_with_background"] = truth.get("g2_0_with_background")
+        out["truth_emitter_rate_cps"] = truth.get("emitter_rate_cps")
+        out["truth_P_sat_W"] = truth.get("P_sat_W")
+    if extra:
+        out.update(extra)
+    if as_json:
+        print(json.dumps(_clean(out)))
+        return
+    print(f"{outcome.procedure.NAME}: {outcome.status}")
+    if "g2_0" in out and out["g2_0"] == out["g2_0"]:
+        print(f"  g2(0) = {out['g2_0']:.4f} ± {out['g2_0_err']:.4f}")
+    if truth and truth.get("g2_0") is not None:
+        print(f"  simulator truth g2(0) = {truth['g2_0']:.4f}")
+    print(f"  run file: {outcome.path}")
+    if outcome.figure:
+        print(f"  figure:   {outcome.figure}")
+    if outcome.error:
+        print(f"  error: {outcome.error}")
+
+
+def _progress_printer(quiet: bool):
+    last = [-10.0]
+
+    def on_event(topic: str, record: Any) -> None:
+        if quiet or topic != "progress":
+            return
+        if record >= last[0] + 10 or record >= 100:
+            last[0] = record
+            print(f"  {record:5.1f} %", file=sys.stderr)
+
+    return on_event
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hbtscope.procedures.runner import run_procedure
+    from hbtscope.setup import open_setup
+
+    procs = _procedures()
+    if args.procedure not in procs:
+        raise UsageError(f"unknown procedure {args.procedure!r}; available: {', '.join(procs)}")
+    cls = procs[args.procedure]
+    values = _parse_sets(cls, args.set or [])
+    with open_setup(args.setup, data_dir=args.out) as setup:
+        proc = cls(**values)
+        outcome = run_procedure(proc, setup, on_event=_progress_printer(args.json))
+        truth = _truth_from_file(outcome.path) if setup.is_simulated else {}
+        _report(outcome, truth, args.json)
+    return EXIT_OK if outcome.status == "finished" else EXIT_FAILED
+
+
+def _truth_from_file(path: Path) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "truth" not in f:
+            return {}
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in f["truth"].attrs.items()}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hbtscope.demo import run_demo
+
+    return run_demo(
+        setup_path=args.setup,
+        out_dir=args.out,
+        as_json=args.json,
+        report=_report,
+        progress=_progress_printer(args.json),
+    )
+
+
+def cmd_procedures(args: argparse.Namespace) -> int:
+    for name, cls in _procedures().items():
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        for pname, p in cls()._parameters.items():
+            unit = getattr(p, "units", None) or ""
+            print(f"    {pname} = {p.value!r} {unit}   {p.name}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hbtscope", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_demo = sub.add_parser("demo", help="find the demo emitter and measure its g2 (simulated)")
+    p_demo.add_argument("--setup", help="setup file (default: the bundled simulated microscope)")
+    p_demo.add_argument("--out", help="directory for run files (default: the setup's data_dir)")
+    p_demo.add_argument("--json", action="store_true", help="print one JSON object")
+    p_demo.set_defaults(func=cmd_demo)
+
+    p_run = sub.add_parser("run", help="run one procedure")
+    p_run.add_argument("procedure", help="procedure name (see `hbtscope procedures`)")
+    p_run.add_argument("--setup", help="setup file (default: the bundled simulated microscope)")
+    p_run.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set a procedure parameter (repeatable)",
+    )
+    p_run.add_argument("--out", help="directory for run files (default: the setup's data_dir)")
+    p_run.add_argument("--json", action="store_true", help="print one JSON object")
+    p_run.set_defaults(func=cmd_run)
+
+    p_list = sub.add_parser("procedures", help="list procedures and their parameters")
+    p_list.set_defaults(func=cmd_procedures)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (SetupFileError, UsageError) as exc:
+        print(f"hbtscope: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hbtscope: interrupted; instruments left in safe state", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for the user
+        outcome = getattr(exc, "run_outcome", None)
+        where = f" (run file: {outcome.path})" if outcome is not None else ""
+        print(f"hbtscope: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

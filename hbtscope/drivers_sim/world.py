@@ -1,0 +1,383 @@
+"""The simulated world: sample, optics, laser, detectors — the truth every simulated device shares.
+
+One :class:`World` per Setup. Simulated devices change it (the laser sets the power, the stage
+moves the focus) and read it (the time tagger asks for the detector clicks up to the clock's
+``now``). Photon streams are generated lazily, in fixed grid slices of virtual time
+(``slice_ps``), each slice from its own random generator keyed by the setup seed and the slice's
+start time, so a run is reproducible from the seed whatever the polling pattern or clock speed.
+Generation is vectorised and thinned: only pulses that yield a detection cost anything
+(geometric gaps between "active" pulses).
+
+When a device is about to change the world (:meth:`World.changing`), everything generated
+ahead of ``now`` is discarded and generated again under the new conditions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hbtscope.clock import PS_PER_S, VirtualClock
+from hbtscope.config_schema import SimulationSpec
+from hbtscope.drivers_sim import physics
+from hbtscope.drivers_sim._kernels import apply_dead_time
+
+MAX_CHANNEL = 65
+_NEVER = -(2**62)
+
+
+@dataclass(frozen=True)
+class Emitter:
+    """Ground truth of one emitter (positions in sample coordinates)."""
+
+    index: int
+    x_um: float
+    y_um: float
+    z_um: float
+    qy_x: float
+    qy_xx: float
+    tau_x_ns: float
+    tau_xx_ns: float
+    sigma_abs_cm2: float
+    spot: int  # emitters of one cluster share a spot number
+
+
+@dataclass
+class LaserState:
+    on: bool = False
+    power_W: float = 0.0
+    rep_rate_Hz: float = 5.0e6
+    wavelength_nm: float = 405.0
+    phase_ps: int = 0  # time of pulse k = 0 of the current pulse train
+
+    @property
+    def period_ps(self) -> float:
+        return PS_PER_S / self.rep_rate_Hz
+
+
+class World:
+    """The shared truth of the simulated microscope."""
+
+    def __init__(self, spec: SimulationSpec, clock: VirtualClock, slice_ms: float = 100.0):
+        self.spec = spec
+        self.clock = clock
+        self.seed = int(spec.seed)
+        self.optics = spec.optics
+        self.detectors = list(spec.detectors)
+        self.sync_channel = spec.sync.tagger_channel
+        self.sync_delay_ps = spec.sync.delay_ps
+        self.laser = LaserState(wavelength_nm=spec.optics.excitation_wavelength_nm)
+        self.focus_um = np.zeros(3)
+        self.emitters: list[Emitter] = []
+        for spot, e in enumerate(spec.sample.emitters):
+            for _ in range(e.count):
+                self.emitters.append(
+                    Emitter(
+                        index=len(self.emitters),
+                        x_um=e.x_um,
+                        y_um=e.y_um,
+                        z_um=e.z_um,
+                        qy_x=e.qy_x,
+                        qy_xx=e.qy_xx,
+                        tau_x_ns=e.tau_x_ns,
+                        tau_xx_ns=e.tau_xx_ns,
+                        sigma_abs_cm2=e.sigma_abs_cm2,
+                        spot=spot,
+                    )
+                )
+        self._em_xyz = np.array([[e.x_um, e.y_um, e.z_um] for e in self.emitters]).reshape(-1, 3)
+        self.slice_ps = int(slice_ms * 1e9)
+        self.sync_enabled = False
+        # stream state
+        self._generated_until_ps = clock.now_ps()
+        self._released_until_ps = self._generated_until_ps
+        self._pending_ts = np.empty(0, np.int64)
+        self._pending_ch = np.empty(0, np.int16)
+        self._pending_origin = np.empty(0, np.int64)
+        self._dead_ps = np.zeros(MAX_CHANNEL, np.int64)
+        for d in self.detectors:
+            self._dead_ps[d.tagger_channel] = int(round(d.dead_time_ns * 1000))
+        self._last_kept = np.full(MAX_CHANNEL, _NEVER, np.int64)
+        self._eta_split = self._detector_split()
+
+    # ------------------------------------------------------------------ changes
+    def changing(self) -> None:
+        """Call before changing any condition: photons up to now keep the old conditions."""
+        now = self.clock.now_ps()
+        if self._generated_until_ps > now:
+            keep = self._pending_origin < now
+            self._pending_ts = self._pending_ts[keep]
+            self._pending_ch = self._pending_ch[keep]
+            self._pending_origin = self._pending_origin[keep]
+            self._generated_until_ps = max(now, self._released_until_ps)
+
+    def set_laser(self, *, on=None, power_W=None, rep_rate_Hz=None) -> None:
+        self.changing()
+        if rep_rate_Hz is not None and rep_rate_Hz != self.laser.rep_rate_Hz:
+            self.laser.rep_rate_Hz = float(rep_rate_Hz)
+            self.laser.phase_ps = self.clock.now_ps()
+        if power_W is not None:
+            self.laser.power_W = float(power_W)
+        if on is not None:
+            if on and not self.laser.on:
+                self.laser.phase_ps = self.clock.now_ps()
+            self.laser.on = bool(on)
+
+    def move_focus(self, x_um: float, y_um: float, z_um: float) -> None:
+        self.changing()
+        self.focus_um = np.array([x_um, y_um, z_um], dtype=float)
+
+    def set_sync_enabled(self, enabled: bool) -> None:
+        if enabled != self.sync_enabled:
+            self.changing()
+            self.sync_enabled = enabled
+
+    # ------------------------------------------------------------------ optics
+    def _detector_split(self) -> np.ndarray:
+        """Probability that a collected photon is detected by each detector."""
+        split = self.optics.split_ratio
+        n = len(self.detectors)
+        weights = [split, 1.0 - split] if n == 2 else [1.0 / n] * n
+        return np.array([w * d.efficiency for w, d in zip(weights, self.detectors, strict=True)])
+
+    @property
+    def detection_efficiency(self) -> float:
+        """eta: probability that an emitted photon at the focus centre gives a click."""
+        return self.optics.collection_efficiency * float(self._eta_split.sum())
+
+    def _excitation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(<N> per pulse, detection efficiency) for every emitter under current conditions."""
+        n = len(self.emitters)
+        if n == 0 or not self.laser.on or self.laser.power_W <= 0:
+            return np.zeros(n), np.zeros(n)
+        o = self.optics
+        d = self._em_xyz - self.focus_um
+        weight = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um)
+        fluence = physics.peak_fluence_per_cm2(
+            self.laser.power_W, self.laser.rep_rate_Hz, self.laser.wavelength_nm, o.psf_w_xy_um
+        )
+        sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
+        # confocal detection: the collection spot has the same profile as the excitation
+        eta = self.detection_efficiency * weight
+        return sigma * fluence * weight, eta
+
+    # ------------------------------------------------------------------ generation
+    def _rng(self, start_ps: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, start_ps & 0xFFFFFFFF, start_ps >> 32])
+
+    def _pulse_range(self, a_ps: int, b_ps: int) -> tuple[int, int]:
+        """Pulse indices k with a <= phase + k T < b."""
+        period = self.laser.period_ps
+        k0 = math.ceil((a_ps - self.laser.phase_ps) / period)
+        k1 = math.ceil((b_ps - self.laser.phase_ps) / period)
+        return max(k0, 0), max(k1, 0)
+
+    def _pulse_times(self, k: np.ndarray) -> np.ndarray:
+        return self.laser.phase_ps + np.round(k * self.laser.period_ps).astype(np.int64)
+
+    @staticmethod
+    def _active_pulses(rng, k0: int, k1: int, q: float) -> np.ndarray:
+        """Indices of pulses in [k0, k1) that yield something, each with probability q."""
+        n = k1 - k0
+        if n <= 0 or q <= 0:
+            return np.empty(0, np.int64)
+        if q > 0.05:
+            return k0 + np.flatnonzero(rng.random(n) < q).astype(np.int64)
+        expected = n * q
+        size = int(expected + 6 * math.sqrt(expected) + 16)
+        gaps = rng.geometric(q, size=size)
+        idx = k0 - 1 + np.cumsum(gaps)
+        while idx[-1] < k1:  # rare: draw more
+            more = rng.geometric(q, size=size)
+            idx = np.concatenate([idx, idx[-1] + np.cumsum(more)])
+        return idx[idx < k1].astype(np.int64)
+
+    def _route(self, rng, n: int) -> np.ndarray:
+        """Detector index (0..n_det-1) for each of n detected photons."""
+        p = self._eta_split / self._eta_split.sum()
+        if len(p) == 1:
+            return np.zeros(n, np.int64)
+        return np.searchsorted(np.cumsum(p)[:-1], rng.random(n), side="right")
+
+    def _generate_piece(self, a_ps: int, b_ps: int) -> None:
+        rng = self._rng(a_ps)
+        ts_parts, det_parts, origin_parts = [], [], []
+        channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
+        laser_on = self.laser.on and self.laser.power_W > 0
+        k0, k1 = self._pulse_range(a_ps, b_ps) if self.laser.on else (0, 0)
+
+        if laser_on and k1 > k0:
+            mean_n, eta = self._excitation()
+            for e, n_e, eta_e in zip(self.emitters, mean_n, eta, strict=True):
+                if n_e * eta_e < 1e-12:
+                    continue
+                c = physics.pulse_outcome_probabilities(n_e, e.qy_x, e.qy_xx, eta_e)
+                q = sum(c)
+                k = self._active_pulses(rng, k0, k1, q)
+                if k.size == 0:
+                    continue
+                cat = np.searchsorted(np.cumsum(c)[:-1] / q, rng.random(k.size), side="right")
+                t_pulse = self._pulse_times(k)
+                tau_x = e.tau_x_ns * 1000.0
+                tau_xx = e.tau_xx_ns * 1000.0
+                t_xx = rng.exponential(tau_xx, k.size)
+                t_x = rng.exponential(tau_x, k.size) + np.where(cat == 0, 0.0, t_xx)
+                has_x = cat != 2
+                has_xx = cat >= 2
+                t_ph = np.concatenate([t_x[has_x], t_xx[has_xx]])
+                origin = np.concatenate([t_pulse[has_x], t_pulse[has_xx]])
+                ts_parts.append(origin + t_ph)
+                origin_parts.append(origin)
+                det_parts.append(self._route(rng, t_ph.size))
+
+            # substrate background: Poisson light per pulse, independently per detector
+            bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
+            if bg_cps > 0:
+                frac = self._eta_split / self._eta_split.sum()
+                tau_bg = self.spec.sample.substrate_lifetime_ns * 1000.0
+                for i, f in enumerate(frac):
+                    mu = bg_cps * f / self.laser.rep_rate_Hz
+                    q = -math.expm1(-mu)
+                    k = self._active_pulses(rng, k0, k1, q)
+                    if k.size == 0:
+                        continue
+                    # >1 photons per pulse on one detector are lost in its dead time anyway
+                    t_pulse = self._pulse_times(k)
+                    ts_parts.append(t_pulse + rng.exponential(tau_bg, k.size))
+                    origin_parts.append(t_pulse)
+                    det_parts.append(np.full(k.size, i, np.int64))
+
+        if ts_parts:
+            t = np.concatenate(ts_parts)
+            det = np.concatenate(det_parts)
+            jit = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
+            dly = np.array([d.delay_ps for d in self.detectors], np.float64)
+            t = t + dly[det] + jit[det] * rng.standard_normal(t.size)
+            origin = np.concatenate(origin_parts)
+            t = np.maximum(t, origin)  # a photon never precedes its pulse
+            ts_list = [np.round(t).astype(np.int64)]
+            ch_list = [channels[det]]
+            or_list = [origin]
+        else:
+            ts_list, ch_list, or_list = [], [], []
+
+        # dark counts: a uniform Poisson process per detector
+        span_s = (b_ps - a_ps) / PS_PER_S
+        for d in self.detectors:
+            n_dark = rng.poisson(d.dark_cps * span_s)
+            if n_dark:
+                td = rng.integers(a_ps, b_ps, n_dark, dtype=np.int64)
+                ts_list.append(td)
+                ch_list.append(np.full(n_dark, d.tagger_channel, np.int16))
+                or_list.append(td)
+
+        if self.sync_enabled and k1 > k0:
+            ks = np.arange(k0, k1, dtype=np.int64)
+            tsync = self._pulse_times(ks) + self.sync_delay_ps
+            ts_list.append(tsync)
+            ch_list.append(np.full(tsync.size, self.sync_channel, np.int16))
+            or_list.append(tsync - self.sync_delay_ps)
+
+        if ts_list:
+            self._pending_ts = np.concatenate([self._pending_ts, *ts_list])
+            self._pending_ch = np.concatenate([self._pending_ch, *ch_list])
+            self._pending_origin = np.concatenate([self._pending_origin, *or_list])
+
+    def _ensure_generated(self, t_ps: int) -> None:
+        while self._generated_until_ps < t_ps:
+            a = self._generated_until_ps
+            b = (a // self.slice_ps + 1) * self.slice_ps
+            self._generate_piece(a, b)
+            self._generated_until_ps = b
+
+    def clicks_until(self, t_ps: int) -> tuple[np.ndarray, np.ndarray]:
+        """All detector (and sync) clicks with time < t_ps not returned before, time-ordered.
+
+        Timestamps int64 ps, channels int16 (tagger channel numbers). Dead time applied.
+        """
+        if t_ps <= self._released_until_ps:
+            return np.empty(0, np.int64), np.empty(0, np.int16)
+        self._ensure_generated(t_ps)
+        order = np.argsort(self._pending_ts, kind="stable")
+        ts = self._pending_ts[order]
+        ch = self._pending_ch[order]
+        origin = self._pending_origin[order]
+        cut = int(np.searchsorted(ts, t_ps, side="left"))
+        out_ts, out_ch = ts[:cut], ch[:cut]
+        self._pending_ts, self._pending_ch, self._pending_origin = ts[cut:], ch[cut:], origin[cut:]
+        self._released_until_ps = t_ps
+        keep = apply_dead_time(out_ts, out_ch.astype(np.int64), self._dead_ps, self._last_kept)
+        return out_ts[keep], out_ch[keep]
+
+    def skip_until(self, t_ps: int) -> None:
+        """Nobody is listening: forget everything before t_ps without generating it."""
+        if t_ps <= self._released_until_ps:
+            return
+        keep = self._pending_ts >= t_ps
+        self._pending_ts = self._pending_ts[keep]
+        self._pending_ch = self._pending_ch[keep]
+        self._pending_origin = self._pending_origin[keep]
+        self._released_until_ps = t_ps
+        self._generated_until_ps = max(self._generated_until_ps, t_ps)
+
+    # ------------------------------------------------------------------ truth
+    def saturation_power_W(self, emitter: Emitter) -> float:
+        o = self.optics
+        return physics.saturation_power_W(
+            emitter.sigma_abs_cm2, self.laser.rep_rate_Hz, self.laser.wavelength_nm, o.psf_w_xy_um
+        )
+
+    def emitters_near(self, x_um: float, y_um: float, radius_um: float) -> list[Emitter]:
+        if not self.emitters:
+            return []
+        d2 = (self._em_xyz[:, 0] - x_um) ** 2 + (self._em_xyz[:, 1] - y_um) ** 2
+        return [self.emitters[i] for i in np.flatnonzero(d2 <= radius_um**2)]
+
+    def truth_at_focus(self) -> dict[str, Any]:
+        """What an ideal measurement at the current focus and laser settings would find."""
+        mean_n, eta = self._excitation()
+        f = self.laser.rep_rate_Hz
+        means, pairs, contributing = [], [], []
+        for e, n_e, eta_e in zip(self.emitters, mean_n, eta, strict=True):
+            m = physics.mean_detected_per_pulse(n_e, e.qy_x, e.qy_xx, eta_e)
+            if m * f < 1.0:  # less than one count per second: not part of this spot
+                continue
+            means.append(m)
+            pairs.append(physics.detected_pairs_per_pulse(n_e, e.qy_x, e.qy_xx, eta_e))
+            contributing.append((e, n_e, m))
+        on = self.laser.on and self.laser.power_W > 0
+        bg_per_pulse = (
+            self.spec.sample.substrate_background_cps_per_W * self.laser.power_W / f if on else 0.0
+        )
+        truth: dict[str, Any] = {
+            "focus_x_um": float(self.focus_um[0]),
+            "focus_y_um": float(self.focus_um[1]),
+            "focus_z_um": float(self.focus_um[2]),
+            "laser_on": bool(self.laser.on),
+            "laser_power_W": float(self.laser.power_W),
+            "rep_rate_Hz": float(f),
+            "n_emitters": len(contributing),
+            "emitter_indices": [c[0].index for c in contributing],
+            "emitter_rate_cps": float(sum(means) * f),
+            "background_rate_cps": float(bg_per_pulse * f),
+            "dark_rate_cps": float(sum(d.dark_cps for d in self.detectors)),
+            "mean_excitons_per_pulse": [float(c[1]) for c in contributing],
+        }
+        truth["g2_0"] = physics.g2_zero_mixture(means, pairs) if means else float("nan")
+        truth["g2_0_with_background"] = (
+            physics.g2_zero_mixture(means, pairs, bg_per_pulse)
+            if (means or bg_per_pulse > 0)
+            else float("nan")
+        )
+        if contributing:
+            brightest = max(contributing, key=lambda c: c[2])[0]
+            truth["tau_x_ns"] = brightest.tau_x_ns
+            truth["tau_xx_ns"] = brightest.tau_xx_ns
+            truth["qy_x"] = brightest.qy_x
+            truth["qy_xx"] = brightest.qy_xx
+            truth["P_sat_W"] = self.saturation_power_W(brightest)
+            truth["g2_0_low_power"] = brightest.qy_xx / brightest.qy_x
+        return truth

@@ -1,0 +1,317 @@
+"""The Setup: the instruments by role, built from a setup file, plus the clock everything waits on.
+
+``hbtscope.open_setup(path=None)`` builds it; ``None`` means the bundled simulated microscope
+(``hbtscope/config/sim.yaml``). One Setup lives for a whole session, so instrument state (and the
+simulated sample's history) persists across procedures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from hbtscope.clock import VirtualClock, WallClock
+from hbtscope.config_schema import (
+    InstrumentSpec,
+    SetupFileError,
+    SetupSpec,
+    _line_map,
+    _nearest_line,
+    load_setup_file,
+)
+from hbtscope.instruments.base import Instrument
+
+
+def default_setup_path() -> Path:
+    """The bundled setup file of the simulated microscope."""
+    return Path(str(files("hbtscope") / "config" / "sim.yaml"))
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    """A hard limit a driver needs from the setup file and the range the hardware allows."""
+
+    name: str
+    kind: str  # "value" or "range"
+    lo: float
+    hi: float
+    required: bool = True
+    unit: str = ""
+
+    def describe(self) -> str:
+        what = "a number" if self.kind == "value" else "{min: ..., max: ...}"
+        return f"{self.name}: {what} within [{self.lo}, {self.hi}] {self.unit}".rstrip()
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    role: str
+    name: str
+    backends: tuple[str, ...]
+    limits: tuple[LimitRule, ...]
+    build: Callable[[Setup, InstrumentSpec], Instrument]
+    doc: str
+    settings: tuple[LimitRule, ...] = ()
+
+
+def _build_sim_laser(setup: Setup, spec: InstrumentSpec) -> Instrument:
+    from hbtscope.drivers_sim.devices import SimPulsedLaser
+
+    rep = setup.settings["laser"].get("rep_rate_Hz", 5.0e6)
+    return SimPulsedLaser(setup.world, setup.limits["laser"]["max_power_W"], rep_rate_Hz=rep)
+
+
+def _build_sim_stage(setup: Setup, spec: InstrumentSpec) -> Instrument:
+    from hbtscope.drivers_sim.devices import SimPiezoStage
+
+    travel = {axis: setup.limits["stage"][f"{axis}_um"] for axis in ("x", "y", "z")}
+    return SimPiezoStage(setup.world, travel)
+
+
+def _build_tagger(setup: Setup, spec: InstrumentSpec) -> Instrument:
+    from hbtscope.instruments.timetagger import TimeTaggerInstrument, load_swabian_api
+
+    api = load_swabian_api(spec.backend)
+    serial = spec.address
+    if spec.backend == "sim":
+        serial = api.attach_world(setup.world, serial or "SIM-TT20-0001")
+    return TimeTaggerInstrument(api, serial, setup.spec.calibrations.detector_channels)
+
+
+DRIVERS: dict[tuple[str, str], DriverInfo] = {
+    ("laser", "PulsedLaser"): DriverInfo(
+        "laser",
+        "PulsedLaser",
+        ("sim",),
+        (LimitRule("max_power_W", "value", 1e-12, 1e-2, unit="W"),),
+        _build_sim_laser,
+        "picosecond pulsed diode laser (simulated)",
+        settings=(LimitRule("rep_rate_Hz", "value", 1.0e6, 80.0e6, required=False, unit="Hz"),),
+    ),
+    ("stage", "PiezoStage"): DriverInfo(
+        "stage",
+        "PiezoStage",
+        ("sim",),
+        (
+            LimitRule("x_um", "range", 0.0, 100.0, unit="µm"),
+            LimitRule("y_um", "range", 0.0, 100.0, unit="µm"),
+            LimitRule("z_um", "range", -50.0, 50.0, unit="µm"),
+        ),
+        _build_sim_stage,
+        "closed-loop xyz piezo stage (simulated)",
+    ),
+    ("tagger", "SwabianTimeTagger"): DriverInfo(
+        "tagger",
+        "SwabianTimeTagger",
+        ("sim", "real"),
+        (),
+        _build_tagger,
+        "Swabian Time Tagger (real SDK or the simulated twin)",
+    ),
+}
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None. Strings like '5.0e6' count: YAML 1.1 reads them as text."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _check_drivers(spec: SetupSpec, path: Path, text: str) -> tuple[dict, dict]:
+    """Driver names, backends and limits, with file and line in every message.
+
+    Returns the parsed limits by role: a float for a value, a (min, max) tuple for a range.
+    """
+    lines = _line_map(text)
+
+    def fail(loc: tuple, msg: str) -> None:
+        raise SetupFileError(path, _nearest_line(lines, loc), ".".join(map(str, loc)), msg)
+
+    parsed: dict[str, dict[str, Any]] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for role, inst in spec.instruments.items():
+        info = DRIVERS.get((role, inst.driver))
+        if info is None:
+            allowed = sorted(name for (r, name) in DRIVERS if r == role) or ["(none yet)"]
+            fail(
+                ("instruments", role, "driver"),
+                f"unknown driver {inst.driver!r} for role {role!r}; allowed: {', '.join(allowed)}",
+            )
+        if inst.backend not in info.backends:
+            fail(
+                ("instruments", role, "backend"),
+                f"driver {inst.driver} has no {inst.backend!r} backend; allowed: "
+                f"{', '.join(info.backends)}",
+            )
+        parsed[role] = _check_values(
+            inst.limits, info.limits, ("instruments", role, "limits"), "limit", fail
+        )
+        settings[role] = _check_values(
+            inst.settings, info.settings, ("instruments", role, "settings"), "setting", fail
+        )
+    return parsed, settings
+
+
+def _check_values(
+    given: dict[str, Any],
+    rules_: tuple[LimitRule, ...],
+    where: tuple,
+    what: str,
+    fail: Callable[[tuple, str], None],
+) -> dict[str, Any]:
+    rules = {r.name: r for r in rules_}
+    for key in given:
+        if key not in rules:
+            allowed = "; ".join(r.describe() for r in rules_) or "none"
+            fail(where + (key,), f"unknown {what}; allowed: {allowed}")
+    parsed: dict[str, Any] = {}
+    for rule in rules_:
+        loc = where + (rule.name,)
+        if rule.name not in given:
+            if rule.required:
+                fail(where, f"missing {what} {rule.describe()}")
+            continue
+        raw = given[rule.name]
+        if rule.kind == "value":
+            value = _number(raw)
+            if value is None:
+                fail(loc, f"must be a finite number: {rule.describe()} (got {raw!r})")
+            if not rule.lo <= value <= rule.hi:
+                fail(loc, f"out of range: {rule.describe()} (got {value})")
+            parsed[rule.name] = value
+        else:
+            lo = _number(raw.get("min")) if isinstance(raw, dict) else None
+            hi = _number(raw.get("max")) if isinstance(raw, dict) else None
+            if lo is None or hi is None or set(raw) != {"min", "max"}:
+                fail(loc, f"must be a range of finite numbers: {rule.describe()} (got {raw!r})")
+            if not lo < hi:
+                fail(loc, f"min must be below max (got min={lo}, max={hi})")
+            if not (rule.lo <= lo and hi <= rule.hi):
+                fail(loc, f"out of range: {rule.describe()} (got [{lo}, {hi}])")
+            parsed[rule.name] = (lo, hi)
+    return parsed
+
+
+class MissingInstrumentError(LookupError):
+    """A procedure asked for a role the setup file does not define."""
+
+
+class Setup:
+    """Instruments by role, the clock, the calibrations and (simulated) the world."""
+
+    def __init__(
+        self,
+        spec: SetupSpec,
+        path: Path,
+        text: str,
+        limits: dict[str, dict[str, Any]],
+        settings: dict[str, dict[str, Any]],
+        data_dir: str | Path | None = None,
+    ):
+        self.spec = spec
+        self.limits = limits
+        self.settings = settings
+        self.path = path
+        self.text = text
+        self.data_dir = Path(data_dir if data_dir is not None else spec.data_dir).expanduser()
+        self.world = None
+        if spec.simulation is not None:
+            from hbtscope.drivers_sim.world import World
+
+            sim = spec.simulation
+            self.clock: Any = VirtualClock(sim.clock.mode, sim.clock.speed)
+            self.world = World(sim, self.clock)
+        else:
+            self.clock = WallClock()
+        self.instruments: dict[str, Instrument] = {}
+        try:
+            for role, inst in spec.instruments.items():
+                info = DRIVERS[(role, inst.driver)]
+                self.instruments[role] = info.build(self, inst)
+        except Exception:
+            self.close()
+            raise
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.world is not None
+
+    def __getattr__(self, role: str) -> Instrument:
+        # roles as attributes: setup.laser, setup.stage, setup.tagger, ...
+        instruments = self.__dict__.get("instruments", {})
+        if role in instruments:
+            return instruments[role]
+        from hbtscope.config_schema import ROLES
+
+        if role in ROLES:
+            raise MissingInstrumentError(
+                f"this measurement needs a '{role}' but {self.path} defines none "
+                f"(roles defined: {', '.join(instruments) or 'none'})"
+            )
+        raise AttributeError(role)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every instrument's current settings, by role."""
+        return {role: inst.snapshot() for role, inst in self.instruments.items()}
+
+    def calibrations(self) -> dict[str, Any]:
+        return self.spec.calibrations.model_dump()
+
+    def truth(self) -> dict[str, Any]:
+        """Simulator ground truth at the current focus ({} on real hardware)."""
+        return self.world.truth_at_focus() if self.world is not None else {}
+
+    def safe_state(self) -> None:
+        """Lasers and LED off, shutters closed: every instrument's safe state."""
+        errors = []
+        for inst in self.instruments.values():
+            try:
+                inst.safe_state()
+            except Exception as exc:  # keep going: switch off everything else
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.safe_state()
+        for inst in self.instruments.values():
+            with contextlib.suppress(Exception):
+                inst.close()
+        if self.world is not None:
+            from hbtscope.drivers_sim import timetagger as simtt
+
+            for serial, world in list(simtt._DEVICES.items()):
+                if world is self.world:
+                    simtt.detach_world(serial)
+        self.instruments = {}
+
+    def __enter__(self) -> Setup:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_setup(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> Setup:
+    """Validate a setup file and build its Setup (``None``: the bundled simulated microscope).
+
+    Raises :class:`~hbtscope.config_schema.SetupFileError` naming the file, the line and what is
+    allowed, before any instrument is opened.
+    """
+    p = Path(path) if path is not None else default_setup_path()
+    spec, text = load_setup_file(p)
+    limits, settings = _check_drivers(spec, p, text)
+    return Setup(spec, p, text, limits, settings, data_dir=data_dir)

@@ -1,0 +1,211 @@
+"""Setup files: the bundled one works; every bad one gives one clear error with file and line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hbtscope
+from hbtscope.config_schema import SetupFileError
+from hbtscope.setup import default_setup_path, open_setup
+
+GOOD = default_setup_path().read_text()
+
+
+def _write(tmp_path, text: str):
+    p = tmp_path / "setup.yaml"
+    p.write_text(text)
+    return p
+
+
+def _line_of(text: str, needle: str) -> int:
+    for i, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return i
+    raise AssertionError(needle)
+
+
+def test_bundled_setup_opens_with_every_role():
+    with hbtscope.open_setup() as setup:
+        assert set(setup.instruments) == {"laser", "stage", "tagger"}
+        assert setup.is_simulated and setup.clock.is_virtual
+        snap = setup.snapshot()
+        assert snap["laser"]["max_power_W"] == 2e-6
+        assert snap["tagger"]["serial"].startswith("SIM")
+
+
+def test_missing_role_is_named(tmp_path):
+    with open_setup() as setup:
+        with pytest.raises(LookupError, match=r"needs a 'camera'.*sim\.yaml"):
+            _ = setup.camera
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        ("  stage:\n", "  stagee:\n", "stagee:", r"unknown role 'stagee'; allowed roles: laser"),
+        (
+            "driver: PiezoStage",
+            "driver: NoSuchStage",
+            "NoSuchStage",
+            r"unknown driver 'NoSuchStage' for role 'stage'; allowed: PiezoStage",
+        ),
+        (
+            "max_power_W: 2.0e-6",
+            "max_power_W: 5.0",
+            "max_power_W: 5.0",
+            r"out of range: max_power_W: a number within \[1e-12, 0.01\] W",
+        ),
+        ("max_power_W: 2.0e-6", "max_power_W: lots", "max_power_W: lots", r"max_power_W"),
+        (
+            "x_um: {min: 0.0, max: 80.0}",
+            "x_um: {min: 0.0, max: 180.0}",
+            "max: 180.0",
+            r"x_um: \{min: \.\.\., max: \.\.\.\} within \[0.0, 100.0\]",
+        ),
+        (
+            "x_um: {min: 0.0, max: 80.0}",
+            "x_um: {min: 90.0, max: 80.0}",
+            "min: 90.0",
+            r"min must be below max",
+        ),
+        ("seed: 20261121", "seed: -3", "seed: -3", r"allowed >= 0"),
+        ("mode: fast", "mode: ludicrous", "ludicrous", r"must be one of"),
+        (
+            "tagger_channel: 2, efficiency: 0.6,",
+            "tagger_channel: 2, efficiency: 1.6,",
+            "efficiency: 1.6",
+            r"allowed >= 0 and <= 1 \(got 1.6\)",
+        ),
+        (
+            "backend: sim\n    address: sim://laser",
+            "backend: real\n    address: sim://laser",
+            "backend: real",
+            r"has no 'real' backend; allowed: sim",
+        ),
+        (
+            "    settings:\n      rep_rate_Hz",
+            "    colour: blue\n    settings:\n      rep_rate_Hz",
+            "colour: blue",
+            r"unknown field",
+        ),
+    ],
+)
+def test_bad_setup_names_file_line_and_allowed(tmp_path, old, new, needle, message):
+    assert old in GOOD
+    text = GOOD.replace(old, new, 1)
+    path = _write(tmp_path, text)
+    with pytest.raises(SetupFileError) as info:
+        open_setup(path)
+    err = info.value
+    assert str(path) in str(err)
+    assert err.line == _line_of(text, needle), str(err)
+    assert f"line {err.line}" in str(err)
+    assert re.search(message, str(err)), str(err)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(SetupFileError, match="not found"):
+        open_setup(tmp_path / "nope.yaml")
+    path = _write(tmp_path, "instruments:\n  laser: {driver: [\n")
+    with pytest.raises(SetupFileError, match=r"line \d+.*not valid YAML"):
+        open_setup(path)
+
+
+def test_missing_required_limit(tmp_path):
+    text = GOOD.replace(
+        "      max_power_W: 2.0e-6         # hard limit enforced by the driver\n", ""
+    )
+    text = text.replace("    limits:\n    settings:", "    settings:")
+    path = _write(tmp_path, text)
+    with pytest.raises(SetupFileError, match="missing limit max_power_W") as info:
+        open_setup(path)
+    assert info.value.line is not None
+
+
+# ---------------------------------------------------------------- hypothesis: random damage
+_GOOD_DATA = yaml.safe_load(GOOD)
+
+_PATHS = []
+
+
+def _collect(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _PATHS.append(path + (k,))
+            _collect(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _collect(v, path + (i,))
+
+
+_collect(_GOOD_DATA)
+
+_junk = st.one_of(
+    st.text(max_size=12),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+)
+
+
+def _set(data, path, value):
+    node = data
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(path=st.sampled_from(_PATHS), value=_junk, drop=st.booleans())
+def test_damaged_setup_either_opens_or_says_where(tmp_path, path, value, drop):
+    """Any damage to a good file: it still opens, or fails with a SetupFileError naming the file
+    and a line of that file — never a bare traceback from deep inside."""
+    import copy
+
+    data = copy.deepcopy(_GOOD_DATA)
+    if drop and isinstance(path[-1], str):
+        node = data
+        for p in path[:-1]:
+            node = node[p]
+        del node[path[-1]]
+    else:
+        _set(data, path, value)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    p = tmp_path / "damaged.yaml"
+    p.write_text(text)
+    try:
+        setup = open_setup(p)
+    except SetupFileError as err:
+        assert str(p) in str(err)
+        n_lines = len(text.splitlines())
+        assert err.line is None or 1 <= err.line <= n_lines
+        assert err.line is not None or "not found" in str(err)
+        assert err.problem
+    else:
+        setup.close()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(max_size=200))
+def test_arbitrary_text_never_crashes_the_loader(tmp_path, text):
+    p = tmp_path / "junk.yaml"
+    p.write_text(text)
+    try:
+        setup = open_setup(p)
+    except SetupFileError as err:
+        assert str(p) in str(err)
+    else:  # pragma: no cover - random text is never a valid setup
+        setup.close()
+        raise AssertionError("random text accepted as a setup file")
