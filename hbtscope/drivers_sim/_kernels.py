@@ -23,3 +23,89 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
         else:
             keep[i] = False
     return keep
+
+
+@njit(cache=True)
+def assemble_photons(
+    k,
+    v,
+    e1,
+    e2,
+    ur,
+    jn,
+    phase_ps,
+    period_ps,
+    cum_p,
+    tau_x_ps,
+    tau_xx_ps,
+    route_cum,
+    jitter_sd_ps,
+    delay_ps,
+):
+    """Detected photons of one emitter from its "active" pulses ``k`` (thinned generation).
+
+    Each active pulse is one of four outcomes, picked by the uniform ``v`` against the
+    cumulative probabilities ``cum_p`` (normalised to the active probability q, with
+    cum_p[3] = 1):
+    X after a single exciton; X after an undetected biexciton decay; XX only; XX then X (the
+    cascade). Delays are exponential: tau_xx * e1 for the XX photon, then tau_x * e2 more for
+    the X photon of a cascade (tau_x * e2 alone after a single exciton). Each photon goes to
+    detector i by a uniform against ``route_cum``: the first photon of a pulse reuses ``v``
+    rescaled within its outcome's interval (again uniform on [0, 1)), the second of a cascade
+    takes the next ``ur``. Each photon gets its detector's delay and Gaussian jitter (the next
+    ``jn``) and never precedes its pulse. ``ur`` must hold one number per cascade, ``jn`` one
+    per photon.
+
+    The random numbers come in bulk from numpy's Generator (ziggurat samplers), so this
+    kernel only does the bookkeeping. Returns (timestamps_ps, detector index, pulse time),
+    unsorted.
+    """
+    n = k.shape[0]
+    ts = np.empty(2 * n, np.int64)
+    det = np.empty(2 * n, np.int64)
+    origin = np.empty(2 * n, np.int64)
+    n_det = route_cum.shape[0]
+    m = 0
+    i_ur = 0
+    for p in range(n):
+        t_pulse = phase_ps + np.int64(np.round(k[p] * period_ps))
+        t_xx = tau_xx_ps * e1[p]
+        vp = v[p]
+        if vp < cum_p[0]:
+            n_ph = 1
+            d0 = tau_x_ps * e2[p]
+            d1 = 0.0
+            lo, hi = 0.0, cum_p[0]
+        elif vp < cum_p[1]:
+            n_ph = 1
+            d0 = t_xx + tau_x_ps * e2[p]
+            d1 = 0.0
+            lo, hi = cum_p[0], cum_p[1]
+        elif vp < cum_p[2]:
+            n_ph = 1
+            d0 = t_xx
+            d1 = 0.0
+            lo, hi = cum_p[1], cum_p[2]
+        else:
+            n_ph = 2
+            d0 = t_xx
+            d1 = t_xx + tau_x_ps * e2[p]
+            lo, hi = cum_p[2], cum_p[3]
+        for j in range(n_ph):
+            delay = d0 if j == 0 else d1
+            if j == 0:
+                r = (vp - lo) / (hi - lo)
+            else:
+                r = ur[i_ur]
+                i_ur += 1
+            i = 0
+            while i < n_det - 1 and r >= route_cum[i]:
+                i += 1
+            t = delay + delay_ps[i] + jitter_sd_ps[i] * jn[m]
+            if t < 0.0:
+                t = 0.0
+            ts[m] = t_pulse + np.int64(np.round(t))
+            det[m] = i
+            origin[m] = t_pulse
+            m += 1
+    return ts[:m], det[:m], origin[:m]

@@ -23,7 +23,7 @@ import numpy as np
 from hbtscope.clock import PS_PER_S, VirtualClock
 from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
-from hbtscope.drivers_sim._kernels import apply_dead_time
+from hbtscope.drivers_sim._kernels import apply_dead_time, assemble_photons
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
@@ -179,35 +179,60 @@ class World:
         return self.laser.phase_ps + np.round(k * self.laser.period_ps).astype(np.int64)
 
     @staticmethod
-    def _active_pulses(rng, k0: int, k1: int, q: float) -> np.ndarray:
-        """Indices of pulses in [k0, k1) that yield something, each with probability q."""
+    def _active_pulses(rng: np.random.Generator, k0: int, k1: int, q: float) -> np.ndarray:
+        """Indices of the pulses in [k0, k1) that yield something, each with probability q:
+        geometric gaps, so only those pulses cost anything."""
         n = k1 - k0
         if n <= 0 or q <= 0:
             return np.empty(0, np.int64)
-        if q > 0.05:
+        if q > 0.2:
             return k0 + np.flatnonzero(rng.random(n) < q).astype(np.int64)
         expected = n * q
         size = int(expected + 6 * math.sqrt(expected) + 16)
-        gaps = rng.geometric(q, size=size)
-        idx = k0 - 1 + np.cumsum(gaps)
+        idx = k0 - 1 + np.cumsum(rng.geometric(q, size=size))
         while idx[-1] < k1:  # rare: draw more
-            more = rng.geometric(q, size=size)
-            idx = np.concatenate([idx, idx[-1] + np.cumsum(more)])
-        return idx[idx < k1].astype(np.int64)
+            idx = np.concatenate([idx, idx[-1] + np.cumsum(rng.geometric(q, size=size))])
+        return idx[: np.searchsorted(idx, k1)].astype(np.int64)
 
-    def _route(self, rng, n: int) -> np.ndarray:
-        """Detector index (0..n_det-1) for each of n detected photons."""
-        p = self._eta_split / self._eta_split.sum()
-        if len(p) == 1:
-            return np.zeros(n, np.int64)
-        return np.searchsorted(np.cumsum(p)[:-1], rng.random(n), side="right")
+    def _pulsed_photons(self, rng, k0, k1, cum_p, q, tau_x_ps, tau_xx_ps, route_cum, jitter, delay):
+        k = self._active_pulses(rng, k0, k1, q)
+        n = k.size
+        v = rng.random(n)
+        n_cascades = int(np.count_nonzero(v >= cum_p[2]))
+        return assemble_photons(
+            k,
+            v,
+            rng.standard_exponential(n),
+            rng.standard_exponential(n),
+            rng.random(n_cascades),
+            rng.standard_normal(n + n_cascades),
+            self.laser.phase_ps,
+            self.laser.period_ps,
+            cum_p,
+            tau_x_ps,
+            tau_xx_ps,
+            route_cum,
+            jitter,
+            delay,
+        )
 
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
         rng = self._rng(a_ps)
-        ts_parts, det_parts, origin_parts = [], [], []
         channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
         laser_on = self.laser.on and self.laser.power_W > 0
         k0, k1 = self._pulse_range(a_ps, b_ps) if self.laser.on else (0, 0)
+        ts_list, ch_list, or_list = [], [], []
+        route = self._eta_split / self._eta_split.sum()
+        route_cum = np.cumsum(route)
+        route_cum[-1] = 1.0
+        jitter = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
+        delay = np.array([d.delay_ps for d in self.detectors], np.float64)
+
+        def add(ts, det, origin):
+            if ts.size:
+                ts_list.append(ts)
+                ch_list.append(channels[det])
+                or_list.append(origin)
 
         if laser_on and k1 > k0:
             mean_n, eta = self._excitation()
@@ -216,53 +241,44 @@ class World:
                     continue
                 c = physics.pulse_outcome_probabilities(n_e, e.qy_x, e.qy_xx, eta_e)
                 q = sum(c)
-                k = self._active_pulses(rng, k0, k1, q)
-                if k.size == 0:
-                    continue
-                cat = np.searchsorted(np.cumsum(c)[:-1] / q, rng.random(k.size), side="right")
-                t_pulse = self._pulse_times(k)
-                tau_x = e.tau_x_ns * 1000.0
-                tau_xx = e.tau_xx_ns * 1000.0
-                t_xx = rng.exponential(tau_xx, k.size)
-                t_x = rng.exponential(tau_x, k.size) + np.where(cat == 0, 0.0, t_xx)
-                has_x = cat != 2
-                has_xx = cat >= 2
-                t_ph = np.concatenate([t_x[has_x], t_xx[has_xx]])
-                origin = np.concatenate([t_pulse[has_x], t_pulse[has_xx]])
-                ts_parts.append(origin + t_ph)
-                origin_parts.append(origin)
-                det_parts.append(self._route(rng, t_ph.size))
+                add(
+                    *self._pulsed_photons(
+                        rng,
+                        k0,
+                        k1,
+                        np.cumsum(c) / q,
+                        q,
+                        e.tau_x_ns * 1e3,
+                        e.tau_xx_ns * 1e3,
+                        route_cum,
+                        jitter,
+                        delay,
+                    )
+                )
 
             # substrate background: Poisson light per pulse, independently per detector
+            # (more than one photon per pulse on one SPAD is lost in its dead time anyway)
             bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
             if bg_cps > 0:
-                frac = self._eta_split / self._eta_split.sum()
-                tau_bg = self.spec.sample.substrate_lifetime_ns * 1000.0
-                for i, f in enumerate(frac):
-                    mu = bg_cps * f / self.laser.rep_rate_Hz
-                    q = -math.expm1(-mu)
-                    k = self._active_pulses(rng, k0, k1, q)
-                    if k.size == 0:
-                        continue
-                    # >1 photons per pulse on one detector are lost in its dead time anyway
-                    t_pulse = self._pulse_times(k)
-                    ts_parts.append(t_pulse + rng.exponential(tau_bg, k.size))
-                    origin_parts.append(t_pulse)
-                    det_parts.append(np.full(k.size, i, np.int64))
-
-        if ts_parts:
-            t = np.concatenate(ts_parts)
-            det = np.concatenate(det_parts)
-            jit = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
-            dly = np.array([d.delay_ps for d in self.detectors], np.float64)
-            t = t + dly[det] + jit[det] * rng.standard_normal(t.size)
-            origin = np.concatenate(origin_parts)
-            t = np.maximum(t, origin)  # a photon never precedes its pulse
-            ts_list = [np.round(t).astype(np.int64)]
-            ch_list = [channels[det]]
-            or_list = [origin]
-        else:
-            ts_list, ch_list, or_list = [], [], []
+                tau_bg = self.spec.sample.substrate_lifetime_ns * 1e3
+                for i, f in enumerate(route):
+                    q = -math.expm1(-bg_cps * f / self.laser.rep_rate_Hz)
+                    only_i = np.zeros(len(route))
+                    only_i[i:] = 1.0
+                    add(
+                        *self._pulsed_photons(
+                            rng,
+                            k0,
+                            k1,
+                            np.array([0.0, 0.0, 1.0, 1.0]),
+                            q,
+                            tau_bg,
+                            tau_bg,
+                            only_i,
+                            jitter,
+                            delay,
+                        )
+                    )
 
         # dark counts: a uniform Poisson process per detector
         span_s = (b_ps - a_ps) / PS_PER_S
