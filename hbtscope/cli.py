@@ -142,12 +142,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _truth_from_file(path: Path) -> dict[str, Any]:
-    import h5py
+    from hbtscope.storage import open_run, read_values
 
-    with h5py.File(path, "r") as f:
+    with open_run(path) as f:
         if "truth" not in f:
             return {}
-        return {k: (v.item() if hasattr(v, "item") else v) for k, v in f["truth"].attrs.items()}
+        return read_values(f["truth"])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -10,10 +10,25 @@ from matplotlib.figure import Figure
 
 
 def _rebin(lag_ps: np.ndarray, counts: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    n = (counts.size // factor) * factor
-    c = counts[:n].reshape(-1, factor).sum(axis=1)
-    lag = lag_ps[:n].reshape(-1, factor).mean(axis=1)
+    """Sum groups of ``factor`` bins, aligned so that one new bin is centred on zero delay."""
+    bw = lag_ps[1] - lag_ps[0]
+    i0 = int(np.argmin(np.abs(lag_ps)))  # bin holding tau = 0
+    start = (i0 - factor // 2) % factor
+    n = ((counts.size - start) // factor) * factor
+    c = counts[start : start + n].reshape(-1, factor).sum(axis=1)
+    lag = lag_ps[start : start + n].reshape(-1, factor)[:, 0] + (factor - 1) * bw / 2
     return lag, c
+
+
+def _display_factor(period_bins: float, per_period: int = 20) -> int:
+    """Rebinning factor giving ~``per_period`` bins per laser period, an integer number of
+    them when possible, so every peak is sampled at the same phase."""
+    target = max(1, int(round(period_bins / per_period)))
+    n = int(round(period_bins))
+    if abs(period_bins - n) < 1e-6 and n > 0:
+        divisors = [f for f in range(1, n + 1) if n % f == 0]
+        return min(divisors, key=lambda f: abs(f - target))
+    return target
 
 
 def plot_g2_pulsed(lag_ps, counts, result, path: str | Path, title: str = "") -> Path:
@@ -26,7 +41,7 @@ def plot_g2_pulsed(lag_ps, counts, result, path: str | Path, title: str = "") ->
     counts = np.asarray(counts)
     period = float(result.period_ps)
     bw = float(lag_ps[1] - lag_ps[0]) if lag_ps.size > 1 else period
-    factor = max(1, int(round(period / 12.0 / bw)))
+    factor = _display_factor(period / bw)
     lag_r, c_r = _rebin(lag_ps, counts, factor)
     # scale: a side peak's maximum bin ~ 1 (mean of the reference peaks' maxima)
     ref_max = []
@@ -53,8 +68,8 @@ def plot_g2_pulsed(lag_ps, counts, result, path: str | Path, title: str = "") ->
         transform=ax1.transAxes,
         va="top",
     )
-    ax1.legend(loc="upper right", fontsize=8)
-    ax1.set_ylim(bottom=0)
+    ax1.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    ax1.set_ylim(0, 1.35 * max(1.0, float(np.max(c_r[zoom]) / scale)))
     d = np.asarray(result.peak_delays_ps) * 1e-6
     ax2.plot(d, result.peak_areas_norm, ".", ms=3, color="tab:blue")
     ax2.axhline(1.0, color="0.6", lw=0.8, ls="--")

@@ -69,9 +69,9 @@ class G2Measurement(HbtProcedure):
         "Read-out interval", units="s", minimum=0.01, maximum=1.0, default=0.2
     )
     record_tags = BooleanParameter("Store raw tags", default=True)
-    x_um = FloatParameter("Stage x (NaN: stay)", units="um", default=float("nan"))
-    y_um = FloatParameter("Stage y (NaN: stay)", units="um", default=float("nan"))
-    z_um = FloatParameter("Stage z (NaN: stay)", units="um", default=float("nan"))
+    x_um = FloatParameter("Stage x (NaN = stay)", units="um", default=float("nan"))
+    y_um = FloatParameter("Stage y (NaN = stay)", units="um", default=float("nan"))
+    z_um = FloatParameter("Stage z (NaN = stay)", units="um", default=float("nan"))
 
     def startup(self) -> None:
         if self.max_lag_ps < self.norm_delay_ps + self.norm_halfwidth_ps + self._period_ps():
@@ -93,6 +93,7 @@ class G2Measurement(HbtProcedure):
         tagger = setup.tagger
         ch_a, ch_b = tagger.spad_channels
         clock = setup.clock
+        writer.set_tttr_info(resolution_ps=1.0, channel_map=dict(tagger.channels))
         if setup.is_simulated:
             writer.write_truth(setup.truth())
         acc = CorrelationAccumulator(self.bin_width_ps, self.max_lag_ps)
@@ -178,7 +179,7 @@ class G2Measurement(HbtProcedure):
         writer.write_analysis(
             "g2",
             values,
-            errors={"g2_0": res.g2_0_err, "g2_0_seed001": seed.g2_0_err},
+            errors={"g2_0_seed001": seed.g2_0_err},
         )
         writer.write_array("g2/peak_delays_ps", res.peak_delays_ps, units="ps")
         writer.write_array("g2/peak_areas_norm", res.peak_areas_norm)

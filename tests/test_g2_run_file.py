@@ -1,0 +1,206 @@
+"""The g2 procedure's run file, stopping, killing, and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import hbtscope
+from hbtscope.cli import main
+from hbtscope.procedures.g2 import G2Measurement
+from hbtscope.procedures.runner import run_procedure
+from hbtscope.setup import default_setup_path
+from hbtscope.storage import open_run, run_status
+
+
+def test_run_file_is_self_describing(tmp_path):
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+        outcome = run_procedure(G2Measurement(x_um=10.0, y_um=10.0, duration_s=5.0), setup)
+        assert not setup.laser.emission_on  # safe state after the run
+    assert outcome.status == "finished"
+    assert outcome.figure is not None and outcome.figure.exists()
+    assert outcome.figure.read_bytes()[:4] == b"\x89PNG"
+    with h5py.File(outcome.path, "r") as f:
+        a = f.attrs
+        assert a["procedure"] == "g2" and a["status"] == "finished"
+        assert a["format_version"] and a["hbtscope_version"] and a["uuid"]
+        assert a["start_time"] <= a["end_time"]
+        assert f["parameters"].attrs["duration_s"] == 5.0
+        assert json.loads(f["parameters"].attrs["units"])["laser_power_W"] == "W"
+        assert "max_power_W: 2.0e-6" in f["setup/setup_file"][()].decode()
+        assert f["setup/snapshot/laser"].attrs["rep_rate_Hz"] == 5e6
+        ts = f["tttr/timestamps"][:]
+        ch = f["tttr/channels"][:]
+        assert ts.dtype == np.int64 and ts.size > 100_000
+        assert np.all(np.diff(ts) >= 0) and set(np.unique(ch)) == {2, 3}
+        counts = f["data/g2/coincidences"][:]
+        lag = f["data/g2/lag_ps"][:]
+        assert counts.sum() > 0 and lag.size == counts.size
+        g2 = f["analysis/g2"].attrs
+        assert 0 < g2["g2_0_err"] < 0.05
+        assert f["truth"].attrs["g2_0"] == pytest.approx(0.0634, abs=0.002)
+    # the stored tags give the stored histogram: the file is enough to redo the analysis
+    from hbtscope.analysis import correlate
+
+    _, again = correlate(ts[ch == 2], ts[ch == 3], 1000, 12_000_000)
+    np.testing.assert_array_equal(again, counts)
+
+
+def test_stop_midway_leaves_an_aborted_readable_file(tmp_path):
+    stop = threading.Event()
+
+    def on_event(topic, record):
+        if topic == "progress" and record > 30:
+            stop.set()
+
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+        proc = G2Measurement(x_um=10.0, y_um=10.0, duration_s=20.0)
+        outcome = run_procedure(proc, setup, stop_event=stop, on_event=on_event)
+        assert not setup.laser.emission_on
+    assert outcome.status == "aborted"
+    with h5py.File(outcome.path, "r") as f:
+        assert f.attrs["status"] == "aborted"
+        acquired = f["analysis/g2"].attrs["acquired_s"]
+        assert 6.0 <= acquired < 20.0
+        assert f["tttr/timestamps"].size > 0
+    assert run_status(outcome.path) == "aborted"
+
+
+def test_failure_is_recorded(tmp_path):
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+        proc = G2Measurement(laser_power_W=5e-6, duration_s=1.0)  # above max_power_W = 2 µW
+        with pytest.raises(ValueError, match=r"outside the allowed range \[0, 2e-06\] W") as info:
+            run_procedure(proc, setup)
+        assert not setup.laser.emission_on
+    outcome = info.value.run_outcome
+    assert outcome.status == "failed"
+    with h5py.File(outcome.path, "r") as f:
+        assert f.attrs["status"] == "failed"
+        assert "max_power_W" in f.attrs["error"]
+
+
+def test_sigkill_during_recording_keeps_flushed_tags(tmp_path):
+    """A real-time run killed with SIGKILL: plain h5py opens the file; it holds the tags."""
+    setup_file = tmp_path / "realtime.yaml"
+    setup_file.write_text(
+        default_setup_path().read_text().replace("clock: {mode: fast}", "clock: {mode: realtime}")
+    )
+    out = tmp_path / "runs"
+    cmd = [
+        sys.executable,
+        "-m",
+        "hbtscope.cli",
+        "run",
+        "g2",
+        "--setup",
+        str(setup_file),
+        "--out",
+        str(out),
+        "--set",
+        "x_um=10",
+        "--set",
+        "y_um=10",
+        "--set",
+        "duration_s=60",
+        "--set",
+        "laser_power_W=50e-9",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        seen = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and seen < 200_000:
+            time.sleep(0.5)
+            files = list(out.rglob("*.h5"))
+            if files:
+                try:
+                    with open_run(files[0]) as f:
+                        seen = f["tttr/timestamps"].shape[0]
+                except (OSError, KeyError):
+                    seen = 0
+            assert proc.poll() is None, proc.stderr.read().decode()
+        assert seen >= 200_000, "the run never flushed tags"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    path = next(out.rglob("*.h5"))
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "running"
+        ts = f["tttr/timestamps"][:]
+        assert ts.size >= seen
+        assert np.all(np.diff(ts) >= 0)
+        assert f["tttr/channels"].shape[0] == ts.size
+    assert run_status(path) == "interrupted"
+
+
+def test_cli_run_json(tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            "g2",
+            "--set",
+            "x_um=20",
+            "--set",
+            "y_um=10",
+            "--set",
+            "duration_s=10",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("file", "status", "g2_0", "g2_0_err", "truth_g2_0"):
+        assert key in out
+    assert out["status"] == "finished"
+    assert Path(out["file"]).exists() and Path(out["figure"]).exists()
+    assert abs(out["g2_0"] - out["truth_g2_0_with_background"]) < 3 * out["g2_0_err"] + 0.01
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "duration_s=-1"], r"duration_s=-1: .*minimum.*allowed \[0.01, 86400.0\] s"),
+        (["--set", "colour=blue"], r"no parameter 'colour'; parameters: .*duration_s"),
+        (["--set", "background=magic"], r"allowed: linear, seed001, none"),
+        (["--set", "duration_s"], r"expected name=value"),
+    ],
+)
+def test_cli_rejects_bad_parameters(tmp_path, capsys, args, message):
+    import re
+
+    code = main(["run", "g2", "--out", str(tmp_path), *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not list(tmp_path.rglob("*.h5"))  # nothing ran
+
+
+def test_cli_bad_setup_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        default_setup_path().read_text().replace("max_power_W: 2.0e-6", "max_power_W: 1")
+    )
+    assert main(["run", "g2", "--setup", str(bad), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    line = next(i for i, t in enumerate(bad.read_text().splitlines(), 1) if "max_power_W: 1" in t)
+    assert f"{bad}, line {line} " in err and "max_power_W" in err and "[1e-12, 0.01] W" in err
+
+
+def test_demo_json(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["status"] == "finished"
+    assert abs(out["spot_x_um"] - 10.0) < 0.1 and abs(out["spot_y_um"] - 10.0) < 0.1
+    assert out["g2_0"] < 0.2 and abs(out["g2_0"] - out["truth_g2_0_with_background"]) < 0.03
