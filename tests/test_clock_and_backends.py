@@ -1,0 +1,67 @@
+"""The clock procedures wait on, and the choice of time-tagger backend from the setup file."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from hbtscope.clock import PS_PER_S, VirtualClock, WallClock
+from hbtscope.instruments.timetagger import MissingSDKError, load_swabian_api
+
+
+def test_fast_virtual_clock_advances_exactly_by_sleeps():
+    clock = VirtualClock("fast")
+    assert clock.now_ps() == 0
+    clock.sleep(1.5)
+    clock.sleep(0.25e-6)
+    assert clock.now_ps() == int(1.5 * PS_PER_S) + 250_000
+    clock.advance_to_ps(10 * PS_PER_S)
+    assert clock.now() == 10.0
+    clock.advance_to_ps(5 * PS_PER_S)  # never goes back
+    assert clock.now() == 10.0
+
+
+@pytest.mark.parametrize(("mode", "speed"), [("warp", 1.0), ("scaled", 0.0), ("scaled", -2.0)])
+def test_clock_rejects_bad_modes(mode, speed):
+    with pytest.raises(ValueError):
+        VirtualClock(mode, speed)
+
+
+def test_scaled_clock_is_monotonic():
+    clock = VirtualClock("scaled", speed=1000.0)
+    readings = [clock.now_ps() for _ in range(1000)]
+    assert readings == sorted(readings)
+    wall = WallClock()
+    assert wall.now() >= 0 and not wall.is_virtual
+
+
+def test_sim_backend_is_the_simulated_module():
+    import hbtscope.drivers_sim.timetagger as simtt
+
+    assert load_swabian_api("sim") is simtt
+
+
+def test_real_backend_uses_the_vendor_sdk(monkeypatch):
+    """`backend: real` imports `from Swabian import TimeTagger` (mocked at the import)."""
+    fake_tt = types.ModuleType("Swabian.TimeTagger")
+    swabian = types.ModuleType("Swabian")
+    swabian.TimeTagger = fake_tt
+    monkeypatch.setitem(sys.modules, "Swabian", swabian)
+    monkeypatch.setitem(sys.modules, "Swabian.TimeTagger", fake_tt)
+    assert load_swabian_api("real") is fake_tt
+
+
+def test_real_backend_falls_back_to_old_module_name(monkeypatch):
+    old = types.ModuleType("TimeTagger")
+    monkeypatch.setitem(sys.modules, "Swabian", None)  # import fails
+    monkeypatch.setitem(sys.modules, "TimeTagger", old)
+    assert load_swabian_api("real") is old
+
+
+def test_missing_sdk_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "Swabian", None)
+    monkeypatch.setitem(sys.modules, "TimeTagger", None)
+    with pytest.raises(MissingSDKError, match="pip install Swabian-TimeTagger"):
+        load_swabian_api("real")
