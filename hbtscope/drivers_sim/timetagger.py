@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from hbtscope.analysis.correlation import CorrelationAccumulator
+from hbtscope.drivers_sim._kernels import apply_dead_time
 
 CHANNEL_UNUSED = -134217728
 _MODEL = "Time Tagger 20 (simulated)"
@@ -248,23 +249,10 @@ class TimeTagger:
         for c in self._channels:
             dead[c] = self._deadtime_ps[c]
             last[c] = self._last_kept[c]
-        keep = _deadtime_mask(ts, ch.astype(np.int64), dead, last)
+        keep = apply_dead_time(ts, ch.astype(np.int64), dead, last)
         for c in self._channels:
             self._last_kept[c] = int(last[c])
         return ts[keep], ch[keep]
-
-
-@njit(cache=True)
-def _deadtime_mask(ts, ch, dead, last):
-    keep = np.empty(ts.shape[0], dtype=np.bool_)
-    for i in range(ts.shape[0]):
-        c = ch[i]
-        if ts[i] - last[c] >= dead[c]:
-            keep[i] = True
-            last[c] = ts[i]
-        else:
-            keep[i] = False
-    return keep
 
 
 class _Measurement:

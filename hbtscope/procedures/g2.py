@@ -154,21 +154,16 @@ class G2Measurement(HbtProcedure):
             "rate_b_cps": float(rates[1]),
         }
         try:
-            res = g2_pulsed(
-                lag,
-                counts,
-                self._period_ps(),
-                norm_delay_ps=self.norm_delay_ps,
-                norm_halfwidth_ps=self.norm_halfwidth_ps,
-                background=self.background,
-            )
-            seed = g2_pulsed(
-                lag,
-                counts,
-                self._period_ps(),
-                norm_delay_ps=self.norm_delay_ps,
-                norm_halfwidth_ps=self.norm_halfwidth_ps,
-                background="seed001",
+            res, seed = (
+                g2_pulsed(
+                    lag,
+                    counts,
+                    self._period_ps(),
+                    norm_delay_ps=self.norm_delay_ps,
+                    norm_halfwidth_ps=self.norm_halfwidth_ps,
+                    background=method,
+                )
+                for method in (self.background, "seed001")
             )
         except ValueError as exc:  # e.g. no coincidences in the side peaks
             writer.write_analysis("g2", {**values, "error": str(exc)})
