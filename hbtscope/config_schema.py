@@ -71,12 +71,55 @@ class EmitterSpec(_Strict):
     tau_xx_ns: Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)] = 0.8
     sigma_abs_cm2: Annotated[float, Field(gt=0, le=1e-10, allow_inf_nan=False)] = 1.0e-13
     count: Annotated[int, Field(ge=1, le=100)] = 1
+    # blinking (type-A): grey and off states, switching rates (1/s) out of bright at P_sat
+    qy_grey: Fraction = 0.1
+    tau_grey_ns: Annotated[float, Field(gt=0, le=1e4)] = 2.0
+    qy_off: Fraction = 0.0
+    tau_off_ns: Annotated[float, Field(gt=0, le=1e4)] = 1.0
+    k_bg: Annotated[float, Field(ge=0, le=1e9)] = 0.0
+    k_gb: Annotated[float, Field(gt=0, le=1e9)] = 1.0
+    k_bo: Annotated[float, Field(ge=0, le=1e9)] = 0.0
+    k_ob: Annotated[float, Field(gt=0, le=1e9)] = 1.0
+    bleach_dose: Annotated[float, Field(gt=0)] = float("inf")  # absorbed photons
+    # spectrum and polarisation
+    cew_nm: Annotated[float, Field(ge=200, le=2000)] = 510.0
+    fwhm_nm: Annotated[float, Field(gt=0, le=500)] = 15.0
+    tail: Fraction = 0.1
+    blueshift_nm_per_exc: Annotated[float, Field(ge=0, le=1e-3)] = 0.0
+    dipole_deg: Annotated[float, Field(ge=-360, le=360)] = 0.0
+    dolp: Fraction = 0.0
+
+
+class PopulationSpec(_Strict):
+    """Emitters of one species preset at random positions (hbtscope.drivers_sim.presets)."""
+
+    preset: str
+    density_per_um2: Annotated[float, Field(ge=0, le=100)] = 0.05
+    dilution: Annotated[float, Field(ge=1, le=1e6)] = 1.0
+    area_um: tuple[float, float, float, float] = (0.0, 80.0, 0.0, 80.0)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        from hbtscope.drivers_sim.presets import PRESETS
+
+        if v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(sorted(PRESETS))}")
+        return v
+
+    @field_validator("area_um")
+    @classmethod
+    def _ordered_area(cls, v: tuple[float, float, float, float]):
+        if not (v[0] < v[1] and v[2] < v[3]):
+            raise ValueError(f"area_um is [x0, x1, y0, y1] with x0 < x1 and y0 < y1, got {list(v)}")
+        return v
 
 
 class SampleSpec(_Strict):
     substrate_background_cps_per_W: NonNegFloat = 1.0e10
     substrate_lifetime_ns: PositiveFloat = 0.3
     emitters: list[EmitterSpec] = Field(default_factory=list)
+    populations: list[PopulationSpec] = Field(default_factory=list)
 
 
 class OpticsSpec(_Strict):

@@ -28,6 +28,7 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
 @njit(cache=True)
 def assemble_photons(
     k,
+    st,
     v,
     e1,
     e2,
@@ -42,19 +43,20 @@ def assemble_photons(
     jitter_sd_ps,
     delay_ps,
 ):
-    """Detected photons of one emitter from its "active" pulses ``k`` (thinned generation).
+    """Detected photons of one emitter from its candidate pulses ``k`` (thinned generation).
 
-    Each active pulse is one of four outcomes, picked by the uniform ``v`` against the
-    cumulative probabilities ``cum_p`` (normalised to the active probability q, with
-    cum_p[3] = 1):
-    X after a single exciton; X after an undetected biexciton decay; XX only; XX then X (the
-    cascade). Delays are exponential: tau_xx * e1 for the XX photon, then tau_x * e2 more for
-    the X photon of a cascade (tau_x * e2 alone after a single exciton). Each photon goes to
-    detector i by a uniform against ``route_cum``: the first photon of a pulse reuses ``v``
-    rescaled within its outcome's interval (again uniform on [0, 1)), the second of a cascade
-    takes the next ``ur``. Each photon gets its detector's delay and Gaussian jitter (the next
-    ``jn``) and never precedes its pulse. ``ur`` must hold one number per cascade, ``jn`` one
-    per photon.
+    Candidates were drawn with the largest per-pulse probability q_max over the emitter's
+    states; pulse p, in blinking state ``st[p]``, yields an outcome by comparing the uniform
+    ``v[p]`` with that state's cumulative outcome probabilities ``cum_p[st[p]]`` (normalised
+    to q_max): X after a single exciton; X after an undetected biexciton decay; XX only; XX
+    then X (the cascade); nothing if v >= cum_p[st, 3] (thinning to the state's own q).
+    Delays are exponential: tau_xx * e1 for the XX photon, then tau_x * e2 more for the X
+    photon of a cascade (tau_x * e2 alone after a single exciton), with the state's lifetimes.
+    Each photon goes to detector i by a uniform against ``route_cum``: the first photon of a
+    pulse reuses ``v`` rescaled within its outcome's interval (again uniform on [0, 1)), the
+    second of a cascade takes the next ``ur``. Each photon gets its detector's delay and
+    Gaussian jitter (the next ``jn``) and never precedes its pulse. ``ur`` must hold one number
+    per cascade, ``jn`` one per photon.
 
     The random numbers come in bulk from numpy's Generator (ziggurat samplers), so this
     kernel only does the bookkeeping. Returns (timestamps_ps, detector index, pulse time),
@@ -68,29 +70,33 @@ def assemble_photons(
     m = 0
     i_ur = 0
     for p in range(n):
-        t_pulse = phase_ps + np.int64(np.round(k[p] * period_ps))
-        t_xx = tau_xx_ps * e1[p]
+        s = st[p]
         vp = v[p]
-        if vp < cum_p[0]:
+        c = cum_p[s]
+        if vp >= c[3]:
+            continue
+        t_pulse = phase_ps + np.int64(np.round(k[p] * period_ps))
+        t_xx = tau_xx_ps[s] * e1[p]
+        if vp < c[0]:
             n_ph = 1
-            d0 = tau_x_ps * e2[p]
+            d0 = tau_x_ps[s] * e2[p]
             d1 = 0.0
-            lo, hi = 0.0, cum_p[0]
-        elif vp < cum_p[1]:
+            lo, hi = 0.0, c[0]
+        elif vp < c[1]:
             n_ph = 1
-            d0 = t_xx + tau_x_ps * e2[p]
+            d0 = t_xx + tau_x_ps[s] * e2[p]
             d1 = 0.0
-            lo, hi = cum_p[0], cum_p[1]
-        elif vp < cum_p[2]:
+            lo, hi = c[0], c[1]
+        elif vp < c[2]:
             n_ph = 1
             d0 = t_xx
             d1 = 0.0
-            lo, hi = cum_p[1], cum_p[2]
+            lo, hi = c[1], c[2]
         else:
             n_ph = 2
             d0 = t_xx
-            d1 = t_xx + tau_x_ps * e2[p]
-            lo, hi = cum_p[2], cum_p[3]
+            d1 = t_xx + tau_x_ps[s] * e2[p]
+            lo, hi = c[2], c[3]
         for j in range(n_ph):
             delay = d0 if j == 0 else d1
             if j == 0:

@@ -24,25 +24,11 @@ from hbtscope.clock import PS_PER_S, VirtualClock
 from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import apply_dead_time, assemble_photons
+from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
+from hbtscope.drivers_sim.presets import PRESETS, draw_population
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
-
-
-@dataclass(frozen=True)
-class Emitter:
-    """Ground truth of one emitter (positions in sample coordinates)."""
-
-    index: int
-    x_um: float
-    y_um: float
-    z_um: float
-    qy_x: float
-    qy_xx: float
-    tau_x_ns: float
-    tau_xx_ns: float
-    sigma_abs_cm2: float
-    spot: int  # emitters of one cluster share a spot number
 
 
 @dataclass
@@ -71,23 +57,7 @@ class World:
         self.sync_delay_ps = spec.sync.delay_ps
         self.laser = LaserState(wavelength_nm=spec.optics.excitation_wavelength_nm)
         self.focus_um = np.zeros(3)
-        self.emitters: list[Emitter] = []
-        for spot, e in enumerate(spec.sample.emitters):
-            for _ in range(e.count):
-                self.emitters.append(
-                    Emitter(
-                        index=len(self.emitters),
-                        x_um=e.x_um,
-                        y_um=e.y_um,
-                        z_um=e.z_um,
-                        qy_x=e.qy_x,
-                        qy_xx=e.qy_xx,
-                        tau_x_ns=e.tau_x_ns,
-                        tau_xx_ns=e.tau_xx_ns,
-                        sigma_abs_cm2=e.sigma_abs_cm2,
-                        spot=spot,
-                    )
-                )
+        self.emitters: list[Emitter] = self._build_emitters(spec)
         self._em_xyz = np.array([[e.x_um, e.y_um, e.z_um] for e in self.emitters]).reshape(-1, 3)
         self.slice_ps = int(slice_ms * 1e9)
         self.sync_enabled = False
@@ -102,6 +72,48 @@ class World:
             self._dead_ps[d.tagger_channel] = int(round(d.dead_time_ns * 1000))
         self._last_kept = np.full(MAX_CHANNEL, _NEVER, np.int64)
         self._eta_split = self._detector_split()
+        t0 = clock.now_ps()
+        self.dynamics = [
+            EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
+        ]
+        self._paths_ahead: set[int] = set()
+        self._dose_rate = np.zeros(len(self.emitters))
+        self._exc_ratio = np.zeros(len(self.emitters))
+
+    def _seed_for(self, *keys) -> int:
+        words = [self.seed]
+        for k in keys:
+            if isinstance(k, str):
+                words.append(sum(ord(c) << (8 * (i % 4)) for i, c in enumerate(k)) & 0xFFFFFFFF)
+            else:
+                words.extend([int(k) & 0xFFFFFFFF, (int(k) >> 32) & 0xFFFFFFFF])
+        return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
+
+    def _build_emitters(self, spec: SimulationSpec) -> list[Emitter]:
+        emitters: list[Emitter] = []
+        spot = 0
+        for e in spec.sample.emitters:
+            fields = e.model_dump()
+            count = fields.pop("count")
+            for _ in range(count):
+                emitters.append(
+                    Emitter(index=len(emitters), spot=spot, cluster_size=count, **fields)
+                )
+            spot += 1
+        for i, pop in enumerate(spec.sample.populations):
+            rng = np.random.default_rng(self._seed_for("population", i))
+            drawn = draw_population(
+                PRESETS[pop.preset],
+                rng,
+                density_per_um2=pop.density_per_um2,
+                area_um=pop.area_um,
+                dilution=pop.dilution,
+                first_index=len(emitters),
+                first_spot=spot,
+            )
+            emitters.extend(drawn)
+            spot = max([e.spot for e in emitters], default=spot - 1) + 1
+        return emitters
 
     # ------------------------------------------------------------------ changes
     def changing(self) -> None:
@@ -113,6 +125,29 @@ class World:
             self._pending_ch = self._pending_ch[keep]
             self._pending_origin = self._pending_origin[keep]
             self._generated_until_ps = max(now, self._released_until_ps)
+        for i in self._paths_ahead:
+            self.dynamics[i].truncate(now)
+        self._paths_ahead.clear()
+
+    def _changed(self) -> None:
+        """After a change: new dose rates and blinking rates from now on, where they differ."""
+        now = self.clock.now_ps()
+        rate, ratio = self._absorption()
+        diff = np.flatnonzero((rate != self._dose_rate) | (ratio != self._exc_ratio))
+        for i in diff:
+            self.dynamics[i].set_conditions(now, float(rate[i]), float(ratio[i]))
+        self._dose_rate, self._exc_ratio = rate, ratio
+
+    def _absorption(self) -> tuple[np.ndarray, np.ndarray]:
+        """Absorbed photons per second and the blinking excitation ratio x/x_sat per emitter.
+
+        Pulsed: <N> f absorbed per second; x = 1 - exp(-<N>) is the fraction of pulses that
+        excite, x_sat = 1 - 1/e its value at P_sat.
+        """
+        mean_n, _ = self._excitation()
+        rate = mean_n * self.laser.rep_rate_Hz
+        ratio = -np.expm1(-mean_n) / (1.0 - math.exp(-1.0))
+        return rate, ratio
 
     def set_laser(self, *, on=None, power_W=None, rep_rate_Hz=None) -> None:
         self.changing()
@@ -125,10 +160,12 @@ class World:
             if on and not self.laser.on:
                 self.laser.phase_ps = self.clock.now_ps()
             self.laser.on = bool(on)
+        self._changed()
 
     def move_focus(self, x_um: float, y_um: float, z_um: float) -> None:
         self.changing()
         self.focus_um = np.array([x_um, y_um, z_um], dtype=float)
+        self._changed()
 
     def set_sync_enabled(self, enabled: bool) -> None:
         if enabled != self.sync_enabled:
@@ -194,26 +231,54 @@ class World:
             idx = np.concatenate([idx, idx[-1] + np.cumsum(rng.geometric(q, size=size))])
         return idx[: np.searchsorted(idx, k1)].astype(np.int64)
 
-    def _pulsed_photons(self, rng, k0, k1, cum_p, q, tau_x_ps, tau_xx_ps, route_cum, jitter, delay):
-        k = self._active_pulses(rng, k0, k1, q)
+    def _assemble(self, rng, k, st, cum, tau_x_ps, tau_xx_ps, route_cum, jitter, delay):
         n = k.size
         v = rng.random(n)
-        n_cascades = int(np.count_nonzero(v >= cum_p[2]))
+        c = cum[st]
+        emit = v < c[:, 3]
+        n_cascades = int(np.count_nonzero(emit & (v >= c[:, 2])))
+        n_photons = int(np.count_nonzero(emit)) + n_cascades
         return assemble_photons(
             k,
+            st,
             v,
             rng.standard_exponential(n),
             rng.standard_exponential(n),
             rng.random(n_cascades),
-            rng.standard_normal(n + n_cascades),
+            rng.standard_normal(n_photons),
             self.laser.phase_ps,
             self.laser.period_ps,
-            cum_p,
+            cum,
             tau_x_ps,
             tau_xx_ps,
             route_cum,
             jitter,
             delay,
+        )
+
+    def _emitter_pulses(self, rng, i, n_e, eta_e, a_ps, b_ps, k0, k1, route_cum, jitter, delay):
+        """Detected photons of emitter i over [a, b): blinking path, then thinned pulses."""
+        e = self.emitters[i]
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        self._paths_ahead.add(i)
+        qy, tau = e.state_qy_tau()
+        cum = np.zeros((4, 4))
+        q_state = np.zeros(4)
+        for s in range(3):
+            qy_xx = e.qy_xx * qy[s] / e.qy_x
+            c = physics.pulse_outcome_probabilities(n_e, qy[s], qy_xx, eta_e)
+            cum[s] = np.cumsum(c)
+            q_state[s] = cum[s, 3]
+        visited = np.unique(states)
+        q_max = float(q_state[visited].max())
+        if q_max <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        cum /= q_max
+        k = self._active_pulses(rng, k0, k1, q_max)
+        st = states[np.searchsorted(times, self._pulse_times(k), side="right") - 1]
+        tau_xx = np.full(4, e.tau_xx_ns * 1e3)
+        return self._assemble(
+            rng, k, st, cum, np.append(tau, 1.0), tau_xx, route_cum, jitter, delay
         )
 
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
@@ -236,20 +301,17 @@ class World:
 
         if laser_on and k1 > k0:
             mean_n, eta = self._excitation()
-            for e, n_e, eta_e in zip(self.emitters, mean_n, eta, strict=True):
-                if n_e * eta_e < 1e-12:
-                    continue
-                c = physics.pulse_outcome_probabilities(n_e, e.qy_x, e.qy_xx, eta_e)
-                q = sum(c)
+            for i in np.flatnonzero(mean_n * eta >= 1e-12):
                 add(
-                    *self._pulsed_photons(
+                    *self._emitter_pulses(
                         rng,
+                        int(i),
+                        float(mean_n[i]),
+                        float(eta[i]),
+                        a_ps,
+                        b_ps,
                         k0,
                         k1,
-                        np.cumsum(c) / q,
-                        q,
-                        e.tau_x_ns * 1e3,
-                        e.tau_xx_ns * 1e3,
                         route_cum,
                         jitter,
                         delay,
@@ -265,15 +327,15 @@ class World:
                     q = -math.expm1(-bg_cps * f / self.laser.rep_rate_Hz)
                     only_i = np.zeros(len(route))
                     only_i[i:] = 1.0
+                    k = self._active_pulses(rng, k0, k1, q)
                     add(
-                        *self._pulsed_photons(
+                        *self._assemble(
                             rng,
-                            k0,
-                            k1,
-                            np.array([0.0, 0.0, 1.0, 1.0]),
-                            q,
-                            tau_bg,
-                            tau_bg,
+                            k,
+                            np.zeros(k.size, np.int64),
+                            np.array([[0.0, 0.0, 1.0, 1.0]]),
+                            np.array([tau_bg]),
+                            np.array([tau_bg]),
                             only_i,
                             jitter,
                             delay,
