@@ -267,7 +267,7 @@ def _write_mapping(group: h5py.Group, values: Mapping[str, Any]) -> None:
             if key in keys:
                 _set_json_keys(group, keys - {key})
         else:
-            if isinstance(group.get(key, getlink=True), h5py.HardLink):
+            if _is_link_name(key) and isinstance(group.get(key, getlink=True), h5py.HardLink):
                 del group[key]  # was an array before
             as_attrs[key] = value
     _set_attrs(group, as_attrs)
