@@ -59,9 +59,24 @@ Channel = Annotated[int, Field(ge=1, le=64)]
 
 
 # ----------------------------------------------------------------------------- simulation
-class EmitterSpec(_Strict):
-    """One emitter (or a cluster of ``count`` identical emitters at one spot)."""
+def _check_preset(v: str | None) -> str | None:
+    from hbtscope.drivers_sim.presets import PRESETS
 
+    if v is not None and v not in PRESETS:
+        raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(sorted(PRESETS))}")
+    return v
+
+
+class EmitterSpec(_Strict):
+    """One emitter (or a cluster of ``count`` identical emitters at one spot).
+
+    With ``preset``, every property not given here is drawn from that species preset
+    (hbtscope.drivers_sim.presets); without, the defaults below apply (no blinking, no
+    bleaching).
+    """
+
+    preset: str | None = None
+    dilution: Annotated[float, Field(ge=1, le=1e6)] = 1.0
     x_um: Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]
     y_um: Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]
     z_um: Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)] = 0.0
@@ -89,6 +104,8 @@ class EmitterSpec(_Strict):
     dipole_deg: Annotated[float, Field(ge=-360, le=360)] = 0.0
     dolp: Fraction = 0.0
 
+    _known_preset = field_validator("preset")(_check_preset)
+
 
 class PopulationSpec(_Strict):
     """Emitters of one species preset at random positions (hbtscope.drivers_sim.presets)."""
@@ -98,14 +115,7 @@ class PopulationSpec(_Strict):
     dilution: Annotated[float, Field(ge=1, le=1e6)] = 1.0
     area_um: tuple[float, float, float, float] = (0.0, 80.0, 0.0, 80.0)
 
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, v: str) -> str:
-        from hbtscope.drivers_sim.presets import PRESETS
-
-        if v not in PRESETS:
-            raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(sorted(PRESETS))}")
-        return v
+    _known_preset = field_validator("preset")(_check_preset)
 
     @field_validator("area_um")
     @classmethod

@@ -26,10 +26,15 @@ import numpy as np
 
 from hbtscope.drivers_sim.emitters import Emitter
 
-#: absorbed photons per second per emitter under the reference ("intense", seeds 000/001) LED
-#: illumination; comparable to pulsed excitation at P_sat (2.5 MHz × (1 − 1/e) ≈ 1.6e6 /s), so
-#: that an emitter survives about as long in the confocal as in the bleaching videos.
+#: absorbed photons per second, for sigma_abs = 1e-13 cm², under the reference ("intense",
+#: seeds 000/001) wide-field LED illumination; comparable to pulsed excitation at P_sat
+#: (2.5 MHz × (1 − 1/e) ≈ 1.6e6 /s), so an emitter survives about as long in the confocal
+#: as in the bleaching videos. At 400 nm this is 5.0 W/cm² (LED_REFERENCE_W_PER_CM2).
 LED_REFERENCE_ABSORPTION_PER_S = 1.0e6
+LED_REFERENCE_PHOTON_FLUX_PER_CM2_S = LED_REFERENCE_ABSORPTION_PER_S / 1.0e-13
+LED_REFERENCE_W_PER_CM2 = (
+    LED_REFERENCE_PHOTON_FLUX_PER_CM2_S * 6.62607015e-34 * 299792458.0 / 400e-9
+)
 
 WEIBULL_SHAPE = 1.5  # hazard ∝ D^0.5: grows with dose (seeds give no shape; typical)
 
@@ -147,9 +152,10 @@ CSPBBR3_ZN = _add(
         qy_off=0.06,
         tau_off_ns=1.3,
         # | g2 bunching 1.18 below 10 µs, back to 1 by 100 µs                | seed 001 Fig. 4d |
-        # two-state flicker: bunching 1 + p(1-p)(1-eps)^2/(1-p(1-eps))^2 = 1.18 for grey share
-        # p = 0.19 at eps = qy_grey/qy_x = 0.1; correlation time 1/(k_bg+k_gb) = 15 µs
-        k_flicker=(0.19 / 15e-6, 0.81 / 15e-6),
+        # two-state flicker: bunching 1 + p(1-p)(1-eps)^2/(1-p(1-eps))^2 = 1.19 for grey share
+        # p = 0.2 at eps = qy_grey/qy_x = 0.1; correlation time 1/(k_bg+k_gb) = 25 µs gives
+        # 1.18 at 2 µs, 1.13 at 10 µs, 1.003 at 100 µs
+        k_flicker=(0.2 / 25e-6, 0.8 / 25e-6),
         # | stable bright trace over 600 s, rare low-intensity windows        | seed 001 Fig. 4a |
         k_blink=(0.03, 2.0),
         sigma_abs_cm2=(1.0e-13, 0.3),
@@ -303,9 +309,11 @@ def draw_emitter(
     r = float(preset.r_of_cew(cew))
     qy_x = preset.qy_x
     qy_xx = min(1.0, r * qy_x)
-    d_scale = LED_REFERENCE_ABSORPTION_PER_S * preset.bleach_scale_at(dilution)
-    bleach_dose = d_scale * float(rng.weibull(WEIBULL_SHAPE))
     sigma = preset.sigma_abs_cm2[0] * math.exp(rng.normal(0.0, preset.sigma_abs_cm2[1]))
+    # the emitter's own absorption under the reference LED: survival S(t) there is the
+    # preset's Weibull law whatever its cross-section
+    d_scale = sigma * LED_REFERENCE_PHOTON_FLUX_PER_CM2_S * preset.bleach_scale_at(dilution)
+    bleach_dose = d_scale * float(rng.weibull(WEIBULL_SHAPE))
     return Emitter(
         index=index,
         x_um=x_um,

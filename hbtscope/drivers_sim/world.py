@@ -15,7 +15,7 @@ ahead of ``now`` is discarded and generated again under the new conditions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,10 +25,17 @@ from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import apply_dead_time, assemble_photons
 from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
-from hbtscope.drivers_sim.presets import PRESETS, draw_population
+from hbtscope.drivers_sim.presets import PRESETS, draw_emitter, draw_population
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
+
+
+@dataclass
+class LedState:
+    on: bool = False
+    intensity_W_cm2: float = 0.0
+    wavelength_nm: float = 400.0
 
 
 @dataclass
@@ -77,6 +84,9 @@ class World:
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
         ]
         self._paths_ahead: set[int] = set()
+        self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
+        self._tau_x_ns = np.array([e.tau_x_ns for e in self.emitters])
+        self.led = LedState()
         self._dose_rate = np.zeros(len(self.emitters))
         self._exc_ratio = np.zeros(len(self.emitters))
 
@@ -92,13 +102,31 @@ class World:
     def _build_emitters(self, spec: SimulationSpec) -> list[Emitter]:
         emitters: list[Emitter] = []
         spot = 0
-        for e in spec.sample.emitters:
+        for n_spec, e in enumerate(spec.sample.emitters):
             fields = e.model_dump()
             count = fields.pop("count")
+            preset = fields.pop("preset")
+            dilution = fields.pop("dilution")
+            given = {k: fields[k] for k in e.model_fields_set if k in fields}
+            rng = np.random.default_rng(self._seed_for("emitter-spec", n_spec))
             for _ in range(count):
-                emitters.append(
-                    Emitter(index=len(emitters), spot=spot, cluster_size=count, **fields)
-                )
+                index = len(emitters)
+                if preset is None:
+                    em = Emitter(index=index, spot=spot, cluster_size=count, **fields)
+                else:
+                    drawn = draw_emitter(
+                        PRESETS[preset],
+                        rng,
+                        index=index,
+                        x_um=e.x_um,
+                        y_um=e.y_um,
+                        z_um=e.z_um,
+                        dilution=dilution,
+                        spot=spot,
+                        cluster_size=count,
+                    )
+                    em = replace(drawn, **given)
+                emitters.append(em)
             spot += 1
         for i, pop in enumerate(spec.sample.populations):
             rng = np.random.default_rng(self._seed_for("population", i))
@@ -146,8 +174,14 @@ class World:
         """
         mean_n, _ = self._excitation()
         rate = mean_n * self.laser.rep_rate_Hz
-        ratio = -np.expm1(-mean_n) / (1.0 - math.exp(-1.0))
-        return rate, ratio
+        x = -np.expm1(-mean_n)
+        if self.led.on and self.led.intensity_W_cm2 > 0 and len(self.emitters):
+            # CW wide-field: r = sigma Phi; fraction of time excited x = r/(r + 1/tau_x)
+            flux = self.led.intensity_W_cm2 / physics.photon_energy_J(self.led.wavelength_nm)
+            r_led = self._sigma * flux
+            rate = rate + r_led
+            x = x + r_led / (r_led + 1e9 / self._tau_x_ns)
+        return rate, x / (1.0 - math.exp(-1.0))
 
     def set_laser(self, *, on=None, power_W=None, rep_rate_Hz=None) -> None:
         self.changing()
@@ -160,6 +194,15 @@ class World:
             if on and not self.laser.on:
                 self.laser.phase_ps = self.clock.now_ps()
             self.laser.on = bool(on)
+        self._changed()
+
+    def set_led(self, *, on: bool | None = None, intensity_W_cm2: float | None = None) -> None:
+        """Wide-field LED illumination of the whole field (seeds 000/001: 400 nm, pE-100)."""
+        self.changing()
+        if intensity_W_cm2 is not None:
+            self.led.intensity_W_cm2 = float(intensity_W_cm2)
+        if on is not None:
+            self.led.on = bool(on)
         self._changed()
 
     def move_focus(self, x_um: float, y_um: float, z_um: float) -> None:
