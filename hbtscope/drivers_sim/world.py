@@ -45,6 +45,7 @@ class LaserState:
     rep_rate_Hz: float = 5.0e6
     wavelength_nm: float = 405.0
     phase_ps: int = 0  # time of pulse k = 0 of the current pulse train
+    cw: bool = False  # continuous-wave instead of pulsed (seed 004)
 
     @property
     def period_ps(self) -> float:
@@ -84,6 +85,7 @@ class World:
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
         ]
         self._paths_ahead: set[int] = set()
+        self._cw_last: dict[int, int] = {}  # last CW detection of each emitter (ps)
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         self._tau_x_ns = np.array([e.tau_x_ns for e in self.emitters])
         self.led = LedState()
@@ -156,6 +158,9 @@ class World:
         for i in self._paths_ahead:
             self.dynamics[i].truncate(now)
         self._paths_ahead.clear()
+        for i, t in list(self._cw_last.items()):
+            if t >= now:
+                self._cw_last[i] = now
 
     def _changed(self) -> None:
         """After a change: new dose rates and blinking rates from now on, where they differ."""
@@ -172,9 +177,14 @@ class World:
         Pulsed: <N> f absorbed per second; x = 1 - exp(-<N>) is the fraction of pulses that
         excite, x_sat = 1 - 1/e its value at P_sat.
         """
-        mean_n, _ = self._excitation()
-        rate = mean_n * self.laser.rep_rate_Hz
-        x = -np.expm1(-mean_n)
+        if self.laser.cw:
+            k_exc, _ = self._excitation()
+            rate = k_exc
+            x = k_exc / (k_exc + 1e9 / self._tau_x_ns) if len(self.emitters) else k_exc
+        else:
+            mean_n, _ = self._excitation()
+            rate = mean_n * self.laser.rep_rate_Hz
+            x = -np.expm1(-mean_n)
         if self.led.on and self.led.intensity_W_cm2 > 0 and len(self.emitters):
             # CW wide-field: r = sigma Phi; fraction of time excited x = r/(r + 1/tau_x)
             flux = self.led.intensity_W_cm2 / physics.photon_energy_J(self.led.wavelength_nm)
@@ -183,8 +193,10 @@ class World:
             x = x + r_led / (r_led + 1e9 / self._tau_x_ns)
         return rate, x / (1.0 - math.exp(-1.0))
 
-    def set_laser(self, *, on=None, power_W=None, rep_rate_Hz=None) -> None:
+    def set_laser(self, *, on=None, power_W=None, rep_rate_Hz=None, cw=None) -> None:
         self.changing()
+        if cw is not None:
+            self.laser.cw = bool(cw)
         if rep_rate_Hz is not None and rep_rate_Hz != self.laser.rep_rate_Hz:
             self.laser.rep_rate_Hz = float(rep_rate_Hz)
             self.laser.phase_ps = self.clock.now_ps()
@@ -229,10 +241,16 @@ class World:
         return self.optics.collection_efficiency * float(self._eta_split.sum())
 
     def _excitation(self) -> tuple[np.ndarray, np.ndarray]:
-        """(<N> per pulse, detection efficiency) for every emitter under current conditions."""
+        """(<N> per pulse, detection efficiency) for every emitter under current conditions.
+
+        CW: <N> is the mean number absorbed per excited-state lifetime-free "period" of 1 s,
+        i.e. the absorption rate k_exc = sigma Phi in 1/s (see :meth:`_cw_rates`).
+        """
         n = len(self.emitters)
         if n == 0 or not self.laser.on or self.laser.power_W <= 0:
             return np.zeros(n), np.zeros(n)
+        if self.laser.cw:
+            return self._cw_rates()
         o = self.optics
         d = self._em_xyz - self.focus_um
         weight = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um)
@@ -243,6 +261,71 @@ class World:
         # confocal detection: the collection spot has the same profile as the excitation
         eta = self.detection_efficiency * weight
         return sigma * fluence * weight, eta
+
+    def _cw_rates(self) -> tuple[np.ndarray, np.ndarray]:
+        """CW: absorption rate k_exc = sigma Phi (1/s) at each emitter, detection efficiency.
+
+        Phi = 2 P / (h nu pi w^2) * exp(-2 r^2/w^2) photons per cm² and second.
+        """
+        o = self.optics
+        d = self._em_xyz - self.focus_um
+        weight = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um)
+        w_cm = o.psf_w_xy_um * 1e-4
+        flux = 2.0 * self.laser.power_W / physics.photon_energy_J(self.laser.wavelength_nm)
+        flux /= math.pi * w_cm * w_cm
+        return self._sigma * flux * weight, self.detection_efficiency * weight
+
+    def _emitter_cw(self, rng, i: int, k_exc: float, eta: float, a_ps: int, b_ps: int):
+        """Detected photons of emitter i under CW excitation over [a, b).
+
+        Two-level renewal process (seed 004: g2 = 1 - exp(-|tau| (k_exc + 1/tau_x))): after
+        each emission the emitter is in its ground state; a cycle is an absorption wait
+        Exp(k_exc) plus a decay Exp(1/tau_x); a cycle gives a detection with probability
+        p = QY eta. The time between detections is then exactly Gamma(M, 1/k_exc) +
+        Gamma(M, tau_x) with M ~ Geometric(p) cycles. Blinking thins detections to the state's
+        QY at each detection time; cycle durations use the bright lifetime (grey-state
+        antibunching is approximated). Biexcitons are neglected under CW (seed 004 works far
+        below saturation).
+        """
+        e = self.emitters[i]
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        self._paths_ahead.add(i)
+        qy, _ = e.state_qy_tau()
+        qy4 = np.append(qy, 0.0)
+        p_max = float(qy4[np.unique(states)].max()) * eta
+        t_last = self._cw_last.get(i, a_ps)
+        t_last = max(t_last, a_ps - int(1e6 * e.tau_x_ns))  # long pause: restart
+        if p_max <= 0:
+            self._cw_last[i] = b_ps
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        tau_ps = e.tau_x_ns * 1e3
+        mean_gap = (1e12 / k_exc + tau_ps) / p_max
+        out = []
+        t = float(t_last)
+        while t < b_ps:
+            n = int((b_ps - t) / mean_gap * 1.1) + 16
+            m = rng.geometric(p_max, n)
+            gaps = rng.gamma(m, 1e12 / k_exc) + rng.gamma(m, tau_ps)
+            tt = t + np.cumsum(gaps)
+            out.append(tt[tt < b_ps])
+            t = float(tt[-1]) if tt[-1] < b_ps else b_ps
+        det_t = np.concatenate(out) if out else np.empty(0)
+        det_t = det_t[det_t >= a_ps]
+        if det_t.size:
+            self._cw_last[i] = int(det_t[-1])
+        st = states[np.searchsorted(times, det_t, side="right") - 1]
+        keep = rng.random(det_t.size) < qy4[st] * eta / p_max
+        det_t = np.round(det_t[keep]).astype(np.int64)
+        return self._route_jitter(rng, det_t)
+
+    def _route_jitter(self, rng, t_emit: np.ndarray):
+        """Detector, delay and jitter of photons emitted at ``t_emit`` (their own origin)."""
+        route = self._eta_split / self._eta_split.sum()
+        det = np.searchsorted(np.cumsum(route)[:-1], rng.random(t_emit.size), side="right")
+        jit = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
+        dly = np.array([d.delay_ps for d in self.detectors], np.float64)
+        t = t_emit + np.maximum(dly[det] + jit[det] * rng.standard_normal(t_emit.size), 0.0)
+        return np.round(t).astype(np.int64), det.astype(np.int64), t_emit
 
     # ------------------------------------------------------------------ generation
     def _rng(self, start_ps: int) -> np.random.Generator:
@@ -328,7 +411,8 @@ class World:
         rng = self._rng(a_ps)
         channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
         laser_on = self.laser.on and self.laser.power_W > 0
-        k0, k1 = self._pulse_range(a_ps, b_ps) if self.laser.on else (0, 0)
+        pulsed = self.laser.on and not self.laser.cw
+        k0, k1 = self._pulse_range(a_ps, b_ps) if pulsed else (0, 0)
         ts_list, ch_list, or_list = [], [], []
         route = self._eta_split / self._eta_split.sum()
         route_cum = np.cumsum(route)
@@ -342,7 +426,15 @@ class World:
                 ch_list.append(channels[det])
                 or_list.append(origin)
 
-        if laser_on and k1 > k0:
+        if laser_on and self.laser.cw:
+            k_exc, eta = self._cw_rates()
+            for i in np.flatnonzero(k_exc * eta >= 1e-3):
+                add(*self._emitter_cw(rng, int(i), float(k_exc[i]), float(eta[i]), a_ps, b_ps))
+            bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
+            n_bg = rng.poisson(bg_cps * (b_ps - a_ps) * 1e-12)
+            if n_bg:
+                add(*self._route_jitter(rng, np.sort(rng.integers(a_ps, b_ps, n_bg))))
+        elif laser_on and k1 > k0:
             mean_n, eta = self._excitation()
             for i in np.flatnonzero(mean_n * eta >= 1e-12):
                 add(
@@ -458,7 +550,14 @@ class World:
         return [self.emitters[i] for i in np.flatnonzero(d2 <= radius_um**2)]
 
     def truth_at_focus(self) -> dict[str, Any]:
-        """What an ideal measurement at the current focus and laser settings would find."""
+        """What an ideal measurement at the current focus and laser settings would find.
+
+        Rates and g2(0) are those of the bright state (the emitters' blinking-averaged rates
+        are ``emitter_rate_avg_cps``); pulsed g2(0) is E[m(m-1)]/E[m]^2 of the spot, CW g2(0)
+        that of independent two-level emitters (0 for one) mixed with Poisson background.
+        """
+        if self.laser.cw:
+            return self._truth_cw()
         mean_n, eta = self._excitation()
         f = self.laser.rep_rate_Hz
         means, pairs, contributing = [], [], []
@@ -501,4 +600,69 @@ class World:
             truth["qy_xx"] = brightest.qy_xx
             truth["P_sat_W"] = self.saturation_power_W(brightest)
             truth["g2_0_low_power"] = brightest.qy_xx / brightest.qy_x
+        truth.update(
+            self._truth_emitters([c[0] for c in contributing], [c[2] * f for c in contributing])
+        )
+        return truth
+
+    def _truth_emitters(self, emitters: list[Emitter], bright_rates: list[float]) -> dict:
+        """Per-emitter truth of the spot: states, spectra, polarisation, dose, bleaching."""
+        now = self.clock.now_ps()
+        out: dict[str, Any] = {"excitation": "cw" if self.laser.cw else "pulsed"}
+        if not emitters:
+            return out
+        avg = []
+        for e, r in zip(emitters, bright_rates, strict=True):
+            dyn = self.dynamics[e.index]
+            p = e.stationary(float(self._exc_ratio[e.index]))
+            qy, _ = e.state_qy_tau()
+            avg.append(0.0 if dyn.bleached_at(now) else r * float(p @ qy) / e.qy_x)
+        out["emitter_rate_avg_cps"] = float(sum(avg))
+        out["species"] = [e.species for e in emitters]
+        out["cew_nm"] = [float(self.dynamics[e.index].cew_at(now)) for e in emitters]
+        out["fwhm_nm"] = [e.fwhm_nm for e in emitters]
+        out["dipole_deg"] = [e.dipole_deg for e in emitters]
+        out["dolp"] = [e.dolp for e in emitters]
+        out["bleached"] = [bool(self.dynamics[e.index].bleached_at(now)) for e in emitters]
+        out["dose_absorbed"] = [float(self.dynamics[e.index].dose_at(now)) for e in emitters]
+        out["cluster_size"] = [e.cluster_size for e in emitters]
+        return out
+
+    def _truth_cw(self) -> dict[str, Any]:
+        k_exc, eta = self._cw_rates() if self.laser.on else (np.zeros(len(self.emitters)),) * 2
+        rates, contributing = [], []
+        for e, k, eta_e in zip(self.emitters, k_exc, eta, strict=True):
+            gamma = 1e9 / e.tau_x_ns
+            r = e.qy_x * eta_e * k * gamma / (k + gamma) if k > 0 else 0.0
+            if r >= 1.0:
+                rates.append(r)
+                contributing.append((e, k))
+        bg = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
+        truth: dict[str, Any] = {
+            "focus_x_um": float(self.focus_um[0]),
+            "focus_y_um": float(self.focus_um[1]),
+            "focus_z_um": float(self.focus_um[2]),
+            "laser_on": bool(self.laser.on),
+            "laser_power_W": float(self.laser.power_W),
+            "n_emitters": len(contributing),
+            "emitter_indices": [c[0].index for c in contributing],
+            "emitter_rate_cps": float(sum(rates)),
+            "background_rate_cps": float(bg),
+            "dark_rate_cps": float(sum(d.dark_cps for d in self.detectors)),
+            "g2_0": physics.g2_zero_mixture(rates, [0.0] * len(rates)) if rates else float("nan"),
+            "g2_0_with_background": (
+                physics.g2_zero_mixture(rates, [0.0] * len(rates), bg)
+                if rates or bg
+                else float("nan")
+            ),
+        }
+        if contributing:
+            e, k = max(
+                zip([c[0] for c in contributing], [c[1] for c in contributing], strict=True),
+                key=lambda c: c[1] * c[0].qy_x,
+            )
+            truth["cw_tau0_ns"] = 1e9 / (k + 1e9 / e.tau_x_ns)
+            truth["tau_x_ns"] = e.tau_x_ns
+            truth["k_exc_per_s"] = float(k)
+        truth.update(self._truth_emitters([c[0] for c in contributing], rates))
         return truth
