@@ -138,6 +138,9 @@ class OpticsSpec(_Strict):
     psf_w_z_um: Annotated[float, Field(gt=0.1, le=50)] = 0.8
     collection_efficiency: Fraction = 0.05
     split_ratio: Fraction = 0.5
+    # slow thermal drift of the sample against the focus (seed 004: repeat-and-sum with drift
+    # correction); direction drawn from the seed
+    drift_nm_per_min: Annotated[float, Field(ge=0, le=1e4)] = 0.0
 
 
 class DetectorSpec(_Strict):
@@ -148,6 +151,15 @@ class DetectorSpec(_Strict):
     dead_time_ns: Annotated[float, Field(ge=0, le=1e6)] = 22.0
     jitter_fwhm_ps: Annotated[float, Field(ge=0, le=1e5)] = 350.0
     delay_ps: Annotated[int, Field(ge=0, le=1_000_000)] = 2000
+    # spectral filter in front of this SPAD: [min, max] nm (seed 004: 530 and 650 nm bands)
+    band_nm: tuple[float, float] | None = None
+
+    @field_validator("band_nm")
+    @classmethod
+    def _ordered_band(cls, v):
+        if v is not None and not (0 <= v[0] < v[1]):
+            raise ValueError(f"band_nm is [min, max] with 0 <= min < max, got {list(v)}")
+        return v
 
 
 class SyncSpec(_Strict):

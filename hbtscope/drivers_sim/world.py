@@ -87,6 +87,11 @@ class World:
         self._paths_ahead: set[int] = set()
         self._cw_last: dict[int, int] = {}  # last CW detection of each emitter (ps)
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
+        self._route_cum, self._band_factor = self._spectral_routing()
+        rng_d = np.random.default_rng(self._seed_for("drift"))
+        angle = rng_d.uniform(0, 2 * np.pi)
+        v = spec.optics.drift_nm_per_min * 1e-3 / 60.0  # µm/s
+        self.drift_velocity_um_s = np.array([v * np.cos(angle), v * np.sin(angle), 0.0])
         self._tau_x_ns = np.array([e.tau_x_ns for e in self.emitters])
         self.led = LedState()
         self._dose_rate = np.zeros(len(self.emitters))
@@ -162,27 +167,27 @@ class World:
             if t >= now:
                 self._cw_last[i] = now
 
-    def _changed(self) -> None:
+    def _changed(self, t_ps: int | None = None) -> None:
         """After a change: new dose rates and blinking rates from now on, where they differ."""
-        now = self.clock.now_ps()
-        rate, ratio = self._absorption()
+        now = self.clock.now_ps() if t_ps is None else t_ps
+        rate, ratio = self._absorption(now)
         diff = np.flatnonzero((rate != self._dose_rate) | (ratio != self._exc_ratio))
         for i in diff:
             self.dynamics[i].set_conditions(now, float(rate[i]), float(ratio[i]))
         self._dose_rate, self._exc_ratio = rate, ratio
 
-    def _absorption(self) -> tuple[np.ndarray, np.ndarray]:
+    def _absorption(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Absorbed photons per second and the blinking excitation ratio x/x_sat per emitter.
 
         Pulsed: <N> f absorbed per second; x = 1 - exp(-<N>) is the fraction of pulses that
         excite, x_sat = 1 - 1/e its value at P_sat.
         """
         if self.laser.cw:
-            k_exc, _ = self._excitation()
+            k_exc, _ = self._excitation(t_ps)
             rate = k_exc
             x = k_exc / (k_exc + 1e9 / self._tau_x_ns) if len(self.emitters) else k_exc
         else:
-            mean_n, _ = self._excitation()
+            mean_n, _ = self._excitation(t_ps)
             rate = mean_n * self.laser.rep_rate_Hz
             x = -np.expm1(-mean_n)
         if self.led.on and self.led.intensity_W_cm2 > 0 and len(self.emitters):
@@ -240,7 +245,29 @@ class World:
         """eta: probability that an emitted photon at the focus centre gives a click."""
         return self.optics.collection_efficiency * float(self._eta_split.sum())
 
-    def _excitation(self) -> tuple[np.ndarray, np.ndarray]:
+    def _spectral_routing(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per emitter: cumulative routing probabilities to the detectors and the fraction of
+        its collected photons any detector sees, from split, efficiencies and filter bands."""
+        from hbtscope.drivers_sim.render import band_fraction
+
+        n_em = len(self.emitters)
+        w = np.tile(self._eta_split, (n_em, 1))
+        for j, d in enumerate(self.detectors):
+            if d.band_nm is not None:
+                for i, e in enumerate(self.emitters):
+                    w[i, j] *= band_fraction(e.cew_nm, e.fwhm_nm, e.tail, tuple(d.band_nm))
+        total = w.sum(axis=1)
+        safe = np.where(total > 0, total, 1.0)
+        cum = np.cumsum(w / safe[:, None], axis=1)
+        cum[:, -1] = 1.0
+        return cum, total / self._eta_split.sum()
+
+    def drift_um(self, t_ps: int | None = None) -> np.ndarray:
+        """Displacement of the sample since t = 0 (slow thermal drift), µm."""
+        t = self.clock.now_ps() if t_ps is None else t_ps
+        return self.drift_velocity_um_s * (t * 1e-12)
+
+    def _excitation(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(<N> per pulse, detection efficiency) for every emitter under current conditions.
 
         CW: <N> is the mean number absorbed per excited-state lifetime-free "period" of 1 s,
@@ -250,30 +277,30 @@ class World:
         if n == 0 or not self.laser.on or self.laser.power_W <= 0:
             return np.zeros(n), np.zeros(n)
         if self.laser.cw:
-            return self._cw_rates()
+            return self._cw_rates(t_ps)
         o = self.optics
-        d = self._em_xyz - self.focus_um
+        d = self._em_xyz + self.drift_um(t_ps) - self.focus_um
         weight = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um)
         fluence = physics.peak_fluence_per_cm2(
             self.laser.power_W, self.laser.rep_rate_Hz, self.laser.wavelength_nm, o.psf_w_xy_um
         )
         sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         # confocal detection: the collection spot has the same profile as the excitation
-        eta = self.detection_efficiency * weight
+        eta = self.detection_efficiency * weight * self._band_factor
         return sigma * fluence * weight, eta
 
-    def _cw_rates(self) -> tuple[np.ndarray, np.ndarray]:
+    def _cw_rates(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """CW: absorption rate k_exc = sigma Phi (1/s) at each emitter, detection efficiency.
 
         Phi = 2 P / (h nu pi w^2) * exp(-2 r^2/w^2) photons per cm² and second.
         """
         o = self.optics
-        d = self._em_xyz - self.focus_um
+        d = self._em_xyz + self.drift_um(t_ps) - self.focus_um
         weight = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um)
         w_cm = o.psf_w_xy_um * 1e-4
         flux = 2.0 * self.laser.power_W / physics.photon_energy_J(self.laser.wavelength_nm)
         flux /= math.pi * w_cm * w_cm
-        return self._sigma * flux * weight, self.detection_efficiency * weight
+        return self._sigma * flux * weight, self.detection_efficiency * weight * self._band_factor
 
     def _emitter_cw(self, rng, i: int, k_exc: float, eta: float, a_ps: int, b_ps: int):
         """Detected photons of emitter i under CW excitation over [a, b).
@@ -316,12 +343,13 @@ class World:
         st = states[np.searchsorted(times, det_t, side="right") - 1]
         keep = rng.random(det_t.size) < qy4[st] * eta / p_max
         det_t = np.round(det_t[keep]).astype(np.int64)
-        return self._route_jitter(rng, det_t)
+        return self._route_jitter(rng, det_t, self._route_cum[i])
 
-    def _route_jitter(self, rng, t_emit: np.ndarray):
+    def _route_jitter(self, rng, t_emit: np.ndarray, route_cum: np.ndarray | None = None):
         """Detector, delay and jitter of photons emitted at ``t_emit`` (their own origin)."""
-        route = self._eta_split / self._eta_split.sum()
-        det = np.searchsorted(np.cumsum(route)[:-1], rng.random(t_emit.size), side="right")
+        if route_cum is None:
+            route_cum = np.cumsum(self._eta_split / self._eta_split.sum())
+        det = np.searchsorted(route_cum[:-1], rng.random(t_emit.size), side="right")
         jit = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
         dly = np.array([d.delay_ps for d in self.detectors], np.float64)
         t = t_emit + np.maximum(dly[det] + jit[det] * rng.standard_normal(t_emit.size), 0.0)
@@ -404,7 +432,7 @@ class World:
         st = states[np.searchsorted(times, self._pulse_times(k), side="right") - 1]
         tau_xx = np.full(4, e.tau_xx_ns * 1e3)
         return self._assemble(
-            rng, k, st, cum, np.append(tau, 1.0), tau_xx, route_cum, jitter, delay
+            rng, k, st, cum, np.append(tau, 1.0), tau_xx, self._route_cum[i], jitter, delay
         )
 
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
@@ -426,8 +454,10 @@ class World:
                 ch_list.append(channels[det])
                 or_list.append(origin)
 
+        if self.drift_velocity_um_s.any():
+            self._changed(a_ps)  # the sample moved since the last piece
         if laser_on and self.laser.cw:
-            k_exc, eta = self._cw_rates()
+            k_exc, eta = self._cw_rates(a_ps)
             for i in np.flatnonzero(k_exc * eta >= 1e-3):
                 add(*self._emitter_cw(rng, int(i), float(k_exc[i]), float(eta[i]), a_ps, b_ps))
             bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
@@ -435,7 +465,7 @@ class World:
             if n_bg:
                 add(*self._route_jitter(rng, np.sort(rng.integers(a_ps, b_ps, n_bg))))
         elif laser_on and k1 > k0:
-            mean_n, eta = self._excitation()
+            mean_n, eta = self._excitation(a_ps)
             for i in np.flatnonzero(mean_n * eta >= 1e-12):
                 add(
                     *self._emitter_pulses(

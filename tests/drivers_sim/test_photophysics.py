@@ -222,3 +222,64 @@ def test_pulsed_g2_rises_with_power_as_the_biexciton_model_says():
         truth.append(tr["g2_0"])
     assert truth[0] < truth[1] < truth[2]
     assert measured[2] - measured[0] > 3 * 0.01  # clearly rising
+
+
+def test_thermal_drift_moves_the_emitter_out_of_focus():
+    """60 nm/min drift: after 5 min the emitter sits 0.3 µm away; the count rate at the old
+    position falls as the Gaussian focus says (collection x excitation: exp(-4 d^2/w^2))."""
+    spec = SimulationSpec(
+        seed=3,
+        optics={"drift_nm_per_min": 60.0},
+        sample=SampleSpec(
+            substrate_background_cps_per_W=0.0, emitters=[EmitterSpec(x_um=5.0, y_um=5.0)]
+        ),
+    )
+    world = World(spec, VirtualClock("fast"))
+    world.move_focus(5.0, 5.0, 0.0)
+    world.set_laser(on=True, power_W=2e-9)  # far below saturation: rate ∝ intensity
+    r0 = world.truth_at_focus()["emitter_rate_cps"]
+    world.clock.sleep(300.0)
+    world.move_focus(5.0, 5.0, 0.0)  # a change: conditions re-evaluated now
+    world.skip_until(world.clock.now_ps())  # nobody listened during the wait
+    d = world.drift_um()
+    assert np.hypot(d[0], d[1]) == pytest.approx(0.3, rel=1e-9)
+    t1, t2 = _two_spad_clicks(world, 5.0)
+    rate = (t1.size + t2.size) / 5.0 - 200.0  # minus dark counts
+    expected = r0 * np.exp(-4 * 0.3**2 / 0.25**2)
+    assert abs(rate - expected) < 4 * np.sqrt(rate / 5.0) + 0.02 * expected
+    world.move_focus(5.0 + d[0], 5.0 + d[1], 0.0)  # refocus onto the drifted emitter
+    # 5 s more drift (5 nm) while recording: exp(-4 (0.005/0.25)^2) = 0.998
+    assert world.truth_at_focus()["emitter_rate_cps"] == pytest.approx(r0, rel=3e-3)
+
+
+def test_detection_bands_route_by_wavelength():
+    """Seed 004: one SPAD behind a 530 nm band, the other behind 650 nm: a 650 nm QD is seen
+    by the second only, in proportion to the band fractions of its line."""
+    from hbtscope.drivers_sim.render import band_fraction
+
+    spec = SimulationSpec(
+        seed=4,
+        detectors=[
+            {"name": "matrix", "tagger_channel": 2, "band_nm": (505.0, 555.0)},
+            {"name": "qd", "tagger_channel": 3, "band_nm": (625.0, 675.0)},
+        ],
+        sample=SampleSpec(
+            substrate_background_cps_per_W=0.0,
+            emitters=[EmitterSpec(x_um=5.0, y_um=5.0, cew_nm=650.0, fwhm_nm=30.0, tail=0.1)],
+        ),
+    )
+    world = World(spec, VirtualClock("fast"))
+    world.move_focus(5.0, 5.0, 0.0)
+    world.set_laser(on=True, power_W=24e-9)
+    t1, t2 = _two_spad_clicks(world, 5.0)
+    dark = 100.0 * 5.0
+    assert t1.size < dark + 4 * np.sqrt(dark)  # the matrix channel sees only dark counts
+    frac = band_fraction(650.0, 30.0, 0.1, (625.0, 675.0))
+    assert 0.7 < frac < 0.95
+    full = World(SimulationSpec(seed=4, sample=spec.sample), VirtualClock("fast"))
+    full.move_focus(5.0, 5.0, 0.0)
+    full.set_laser(on=True, power_W=24e-9)
+    rate_all = full.truth_at_focus()["emitter_rate_cps"]
+    expected = rate_all * 0.5 * frac * 5.0  # half the light goes to the QD arm
+    n_qd = t2.size - dark
+    assert abs(n_qd - expected) < 4 * np.sqrt(t2.size)
