@@ -83,6 +83,21 @@ def _build_tagger(setup: Setup, spec: InstrumentSpec) -> Instrument:
     return TimeTaggerInstrument(api, serial, setup.spec.calibrations.detector_channels)
 
 
+def _build_sim(cls_name: str):
+    """Builder of a simulated device class taking the world and optional settings/limits."""
+
+    def build(setup: Setup, spec: InstrumentSpec) -> Instrument:
+        from hbtscope.drivers_sim import devices
+
+        role = next(r for r, s in setup.spec.instruments.items() if s is spec)
+        kwargs = {**setup.limits.get(role, {}), **setup.settings.get(role, {})}
+        if "n_pixels" in kwargs:
+            kwargs["n_pixels"] = int(kwargs["n_pixels"])
+        return getattr(devices, cls_name)(setup.world, **kwargs)
+
+    return build
+
+
 DRIVERS: dict[tuple[str, str], DriverInfo] = {
     ("laser", "PulsedLaser"): DriverInfo(
         "laser",
@@ -104,6 +119,62 @@ DRIVERS: dict[tuple[str, str], DriverInfo] = {
         ),
         _build_sim_stage,
         "closed-loop xyz piezo stage (simulated)",
+    ),
+    ("led", "WidefieldLED"): DriverInfo(
+        "led",
+        "WidefieldLED",
+        ("sim",),
+        (LimitRule("max_fraction", "value", 1e-6, 1.0, required=False),),
+        _build_sim("SimLED"),
+        "wide-field LED, 400 nm (seeds: CoolLED pE-100), simulated",
+    ),
+    ("camera", "SCMOSCamera"): DriverInfo(
+        "camera",
+        "SCMOSCamera",
+        ("sim",),
+        (),
+        _build_sim("SimCamera"),
+        "sCMOS camera (seeds: Hamamatsu ORCA-Flash 4.0), simulated",
+        settings=(
+            LimitRule("pixel_um", "value", 0.01, 10.0, required=False, unit="µm"),
+            LimitRule("collection_efficiency", "value", 1e-6, 1.0, required=False),
+        ),
+    ),
+    ("spectrometer", "GratingSpectrometer"): DriverInfo(
+        "spectrometer",
+        "GratingSpectrometer",
+        ("sim",),
+        (),
+        _build_sim("SimSpectrometer"),
+        "grating spectrometer with CCD, simulated",
+        settings=(
+            LimitRule("n_pixels", "value", 16, 8192, required=False),
+            LimitRule("efficiency", "value", 1e-6, 1.0, required=False),
+        ),
+    ),
+    ("powermeter", "PowerMeter"): DriverInfo(
+        "powermeter",
+        "PowerMeter",
+        ("sim",),
+        (),
+        _build_sim("SimPowerMeter"),
+        "power meter at the sample plane, simulated",
+    ),
+    ("polarizer", "RotatingPolarizer"): DriverInfo(
+        "polarizer",
+        "RotatingPolarizer",
+        ("sim",),
+        (),
+        _build_sim("SimPolarizer"),
+        "motorised rotating analyser in the detection path, simulated",
+    ),
+    ("flip_mirror", "FlipMirror"): DriverInfo(
+        "flip_mirror",
+        "FlipMirror",
+        ("sim",),
+        (),
+        _build_sim("SimFlipMirror"),
+        "flip mirror SPADs / spectrometer, simulated",
     ),
     ("tagger", "SwabianTimeTagger"): DriverInfo(
         "tagger",

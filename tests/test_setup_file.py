@@ -31,7 +31,9 @@ def _line_of(text: str, needle: str) -> int:
 
 def test_bundled_setup_opens_with_every_role():
     with hbtscope.open_setup() as setup:
-        assert set(setup.instruments) == {"laser", "stage", "tagger"}
+        assert {"laser", "stage", "tagger", "led", "camera", "spectrometer"} <= set(
+            setup.instruments
+        )
         assert setup.is_simulated and setup.clock.is_virtual
         snap = setup.snapshot()
         assert snap["laser"]["max_power_W"] == 2e-6
@@ -40,8 +42,8 @@ def test_bundled_setup_opens_with_every_role():
 
 def test_missing_role_is_named(tmp_path):
     with open_setup() as setup:
-        with pytest.raises(LookupError, match=r"needs a 'camera'.*sim\.yaml"):
-            _ = setup.camera
+        with pytest.raises(LookupError, match=r"needs a 'daq'.*sim\.yaml"):
+            _ = setup.daq
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,10 @@ class World:
         self.drift_velocity_um_s = np.array([v * np.cos(angle), v * np.sin(angle), 0.0])
         self._tau_x_ns = np.array([e.tau_x_ns for e in self.emitters])
         self.led = LedState()
+        self.analyser_deg: float | None = None  # detection polariser angle; None: not in path
+        self.light_path = "spads"  # flip mirror: "spads" or "spectrometer"
+        self._dipole = np.array([e.dipole_deg for e in self.emitters])
+        self._dolp = np.array([e.dolp for e in self.emitters])
         self._dose_rate = np.zeros(len(self.emitters))
         self._exc_ratio = np.zeros(len(self.emitters))
 
@@ -222,6 +226,28 @@ class World:
             self.led.on = bool(on)
         self._changed()
 
+    def set_analyser(self, angle_deg: float | None) -> None:
+        """Linear analyser in the detection path at ``angle_deg`` (None: removed)."""
+        self.changing()
+        self.analyser_deg = None if angle_deg is None else float(angle_deg)
+        self._changed()
+
+    def set_light_path(self, position: str) -> None:
+        """Flip mirror: collected light to the SPADs or to the spectrometer."""
+        self.changing()
+        self.light_path = position
+        self._changed()
+
+    def _detection_factor(self) -> np.ndarray:
+        """Per emitter: what reaches the SPADs of its collected light (analyser, flip mirror)."""
+        if self.light_path != "spads":
+            return np.zeros(len(self.emitters))
+        if self.analyser_deg is None:
+            return np.ones(len(self.emitters))
+        from hbtscope.drivers_sim.render import malus_transmission
+
+        return np.asarray(malus_transmission(self.analyser_deg, self._dipole, self._dolp), float)
+
     def move_focus(self, x_um: float, y_um: float, z_um: float) -> None:
         self.changing()
         self.focus_um = np.array([x_um, y_um, z_um], dtype=float)
@@ -286,7 +312,7 @@ class World:
         )
         sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         # confocal detection: the collection spot has the same profile as the excitation
-        eta = self.detection_efficiency * weight * self._band_factor
+        eta = self.detection_efficiency * weight * self._band_factor * self._detection_factor()
         return sigma * fluence * weight, eta
 
     def _cw_rates(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +326,8 @@ class World:
         w_cm = o.psf_w_xy_um * 1e-4
         flux = 2.0 * self.laser.power_W / physics.photon_energy_J(self.laser.wavelength_nm)
         flux /= math.pi * w_cm * w_cm
-        return self._sigma * flux * weight, self.detection_efficiency * weight * self._band_factor
+        eta = self.detection_efficiency * weight * self._band_factor * self._detection_factor()
+        return self._sigma * flux * weight, eta
 
     def _emitter_cw(self, rng, i: int, k_exc: float, eta: float, a_ps: int, b_ps: int):
         """Detected photons of emitter i under CW excitation over [a, b).
@@ -461,6 +488,7 @@ class World:
             for i in np.flatnonzero(k_exc * eta >= 1e-3):
                 add(*self._emitter_cw(rng, int(i), float(k_exc[i]), float(eta[i]), a_ps, b_ps))
             bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
+            bg_cps *= self.light_path == "spads"
             n_bg = rng.poisson(bg_cps * (b_ps - a_ps) * 1e-12)
             if n_bg:
                 add(*self._route_jitter(rng, np.sort(rng.integers(a_ps, b_ps, n_bg))))
@@ -486,6 +514,7 @@ class World:
             # substrate background: Poisson light per pulse, independently per detector
             # (more than one photon per pulse on one SPAD is lost in its dead time anyway)
             bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
+            bg_cps *= self.light_path == "spads"
             if bg_cps > 0:
                 tau_bg = self.spec.sample.substrate_lifetime_ns * 1e3
                 for i, f in enumerate(route):
@@ -565,6 +594,64 @@ class World:
         self._pending_origin = self._pending_origin[keep]
         self._released_until_ps = t_ps
         self._generated_until_ps = max(self._generated_until_ps, t_ps)
+
+    # ------------------------------------------------------------------ imaging
+    def mean_qy_over(self, i: int, a_ps: int, b_ps: int) -> float:
+        """Time-averaged QY of emitter i over [a, b): its blinking path, 0 once bleached."""
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        qy, _ = self.emitters[i].state_qy_tau()
+        qy4 = np.append(qy, 0.0)
+        durations = np.diff(np.append(times, b_ps)).astype(float)
+        return float((durations * qy4[states]).sum() / max(b_ps - a_ps, 1))
+
+    def widefield_emission(self, a_ps: int, b_ps: int, x_range_um, y_range_um):
+        """Emitters in a field of view under the LED over [a, b): positions (with drift) and
+        emitted photons per second (below saturation: sigma Phi QY, blinking-averaged)."""
+        d = self.drift_um(a_ps)
+        x = self._em_xyz[:, 0] + d[0]
+        y = self._em_xyz[:, 1] + d[1]
+        margin = 2.0
+        inside = np.flatnonzero(
+            (x > x_range_um[0] - margin)
+            & (x < x_range_um[1] + margin)
+            & (y > y_range_um[0] - margin)
+            & (y < y_range_um[1] + margin)
+        )
+        rates = np.zeros(inside.size)
+        if self.led.on and self.led.intensity_W_cm2 > 0:
+            flux = self.led.intensity_W_cm2 / physics.photon_energy_J(self.led.wavelength_nm)
+            for n, i in enumerate(inside):
+                k = self._sigma[i] * flux
+                gamma = 1e9 / self._tau_x_ns[i]
+                rates[n] = k * gamma / (k + gamma) * self.mean_qy_over(int(i), a_ps, b_ps)
+        return x[inside], y[inside], rates
+
+    def spectrum_components(self, a_ps: int, b_ps: int) -> list[tuple[float, float, float, float]]:
+        """(photons/s collected, CEW nm, FWHM nm, tail) of the emitters at the focus over
+        [a, b), when the flip mirror sends the light to the spectrometer."""
+        if self.light_path != "spectrometer" or not self.laser.on:
+            return []
+        if self.laser.cw:
+            k_exc, _ = self._cw_rates(a_ps)
+            per_s = [
+                k * (1e9 / t) / (k + 1e9 / t) for k, t in zip(k_exc, self._tau_x_ns, strict=True)
+            ]
+        else:
+            mean_n, _ = self._excitation(a_ps)
+            per_s = list(-np.expm1(-mean_n) * self.laser.rep_rate_Hz)
+        o = self.optics
+        d = self._em_xyz + self.drift_um(a_ps) - self.focus_um
+        coll = o.collection_efficiency * physics.focus_weight(
+            d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um
+        )
+        out = []
+        for i, e in enumerate(self.emitters):
+            rate = per_s[i] * coll[i]
+            if rate * (b_ps - a_ps) * 1e-12 < 1.0:
+                continue
+            rate *= self.mean_qy_over(i, a_ps, b_ps)
+            out.append((rate, self.dynamics[i].cew_at(a_ps), e.fwhm_nm, e.tail))
+        return out
 
     # ------------------------------------------------------------------ truth
     def saturation_power_W(self, emitter: Emitter) -> float:

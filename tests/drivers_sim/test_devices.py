@@ -1,0 +1,109 @@
+"""Simulated devices: API contract and coupling to the shared world."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hbtscope
+from hbtscope.instruments.base import LimitError
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    with hbtscope.open_setup(data_dir=tmp_path) as s:
+        yield s
+
+
+def _spad_rate(setup, seconds=2.0):
+    tt = setup.tagger
+    cr = tt.api.Countrate(tt.device, list(tt.spad_channels))
+    cr.startFor(int(seconds * 1e12))
+    cr.waitUntilFinished()
+    return float(cr.getData().sum())
+
+
+def test_power_meter_reads_what_the_laser_emits(setup):
+    setup.laser.power_W = 1e-6
+    assert setup.powermeter.read_power_W() < 1e-9  # laser off
+    setup.laser.enable()
+    readings = [setup.powermeter.read_power_W() for _ in range(20)]
+    assert np.mean(readings) == pytest.approx(1e-6, rel=4 * 0.005 / np.sqrt(20))
+    assert setup.snapshot()["powermeter"]["power_W"] > 0.9e-6
+
+
+def test_flip_mirror_sends_light_to_the_spectrometer(setup):
+    """Mirror on the spectrometer: SPADs see only dark counts, the spectrum peaks at the
+    emitter's CEW (robustly: median-filtered against cosmic rays)."""
+    from scipy.ndimage import median_filter
+
+    setup.stage.move_to(10.0, 10.0, 0.0)
+    setup.laser.power_W = 24e-9
+    setup.laser.enable()
+    assert _spad_rate(setup) > 50_000
+    setup.flip_mirror.position = "spectrometer"
+    assert _spad_rate(setup) < 200 + 4 * np.sqrt(200 / 2.0) * 2
+    setup.spectrometer.integration_s = 10.0
+    counts = setup.spectrometer.acquire()
+    wl = setup.spectrometer.wavelengths_nm
+    smooth = median_filter(counts, 5)
+    peak = wl[int(np.argmax(smooth))]
+    cew = setup.world.emitters[0].cew_nm
+    assert abs(peak - cew) < 2.0
+    with pytest.raises(LimitError, match="allowed: spads, spectrometer"):
+        setup.flip_mirror.position = "camera"
+
+
+def test_polarizer_follows_malus(setup):
+    """Count rate vs analyser angle: I_min + (I_max - I_min) cos²(θ − θ0) with the emitter's
+    dipole angle and DOLP (seed 003)."""
+    from dataclasses import replace
+
+    w = setup.world
+    w.emitters[0] = replace(w.emitters[0], dipole_deg=30.0, dolp=0.4)
+    w._dipole[0], w._dolp[0] = 30.0, 0.4
+    setup.stage.move_to(10.0, 10.0, 0.0)
+    setup.laser.power_W = 24e-9
+    setup.laser.enable()
+    total = setup.world.truth_at_focus()["emitter_rate_cps"]  # no analyser yet
+    setup.polarizer.in_path = True
+    rates = {}
+    for angle in (30.0, 120.0):
+        setup.polarizer.angle_deg = angle
+        rates[angle] = _spad_rate(setup, 5.0) - 200.0
+    assert rates[30.0] == pytest.approx(total * 0.7, rel=0.03)
+    assert rates[120.0] == pytest.approx(total * 0.3, rel=0.03)
+    dolp = (rates[30.0] - rates[120.0]) / (rates[30.0] + rates[120.0])
+    assert dolp == pytest.approx(0.4, abs=0.02)
+
+
+def test_camera_sees_emitters_under_the_led(setup):
+    """LED on: the frame shows the emitters in the field of view at their positions."""
+    setup.stage.move_to(15.0, 15.0, 0.0)  # field 41.6 µm wide: all four spots of sim.yaml
+    setup.camera.exposure_s = 0.5
+    dark = setup.camera.acquire().astype(float)
+    setup.led.power_fraction = 1.0
+    setup.led.enable()
+    frame = setup.camera.acquire().astype(float)
+    setup.led.disable()
+    signal = frame - np.median(dark)
+    xr, yr = setup.camera.field_um()
+    p = setup.camera.pixel_um
+    for e in setup.world.emitters:
+        j, i = int((e.x_um - xr[0]) / p), int((e.y_um - yr[0]) / p)
+        patch = signal[i - 3 : i + 4, j - 3 : j + 4]
+        assert patch.sum() > 20 * np.sqrt(7 * 7 * 1.6**2 / 0.46**2)
+    with pytest.raises(LimitError):
+        setup.led.power_fraction = 1.5
+    with pytest.raises(LimitError):
+        setup.camera.exposure_s = -1
+
+
+def test_safe_state_turns_emission_off(setup):
+    setup.laser.power_W = 1e-6
+    setup.laser.enable()
+    setup.led.power_fraction = 0.5
+    setup.led.enable()
+    setup.safe_state()
+    assert not setup.laser.emission_on and not setup.led.on
+    assert not setup.world.laser.on and not setup.world.led.on
