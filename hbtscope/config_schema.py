@@ -172,6 +172,30 @@ class ClockSpec(_Strict):
     speed: Annotated[float, Field(gt=0, le=1e9)] = 1.0
 
 
+class FaultSpec(_Strict):
+    """One injected fault (hbtscope.drivers_sim.faults)."""
+
+    kind: Literal["timeout", "disconnect", "tagger_overflow", "bleach"]
+    role: str | None = None
+    at_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    probability: Fraction = 0.0
+    duration_s: Annotated[float, Field(gt=0, le=3600)] = 0.1
+    emitter: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> FaultSpec:
+        if self.kind in ("timeout", "disconnect"):
+            if self.role not in ROLES:
+                raise ValueError(f"{self.kind} needs role: one of {', '.join(ROLES)}")
+            if self.at_s is None and not (self.kind == "timeout" and self.probability > 0):
+                raise ValueError(f"{self.kind} needs at_s (or, for a timeout, probability)")
+        if self.kind == "tagger_overflow" and self.at_s is None:
+            raise ValueError("tagger_overflow needs at_s (and duration_s)")
+        if self.kind == "bleach" and (self.at_s is None or self.emitter is None):
+            raise ValueError("bleach needs emitter (index) and at_s")
+        return self
+
+
 class SimulationSpec(_Strict):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     clock: ClockSpec = ClockSpec()
@@ -186,6 +210,7 @@ class SimulationSpec(_Strict):
         max_length=8,
     )
     sync: SyncSpec = SyncSpec()
+    faults: list[FaultSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _channels_distinct(self) -> SimulationSpec:

@@ -26,21 +26,27 @@ class SimPulsedLaser(PulsedLaser):
         self.rep_rate_Hz = rep_rate_Hz
 
     def _read_power_W(self) -> float:
+        self._world.faults.before_io("laser")
         return self._world.laser.power_W
 
     def _write_power_W(self, value: float) -> None:
+        self._world.faults.before_io("laser")
         self._world.set_laser(power_W=value)
 
     def _read_rep_rate_Hz(self) -> float:
+        self._world.faults.before_io("laser")
         return self._world.laser.rep_rate_Hz
 
     def _write_rep_rate_Hz(self, value: float) -> None:
+        self._world.faults.before_io("laser")
         self._world.set_laser(rep_rate_Hz=value)
 
     def _read_emission(self) -> bool:
+        self._world.faults.before_io("laser")
         return self._world.laser.on
 
     def _write_emission(self, on: bool) -> None:
+        self._world.faults.before_io("laser")
         self._world.set_laser(on=on)
 
 
@@ -53,10 +59,12 @@ class SimPiezoStage(Stage):
         self.settle_s = settle_s
 
     def _read_position_um(self) -> tuple[float, float, float]:
+        self._world.faults.before_io("stage")
         x, y, z = self._world.focus_um
         return float(x), float(y), float(z)
 
     def _write_position_um(self, xyz) -> None:
+        self._world.faults.before_io("stage")
         self._world.move_focus(*xyz)
         self._world.clock.sleep(self.settle_s)
 
@@ -76,16 +84,20 @@ class SimLED(LED):
         self.full_power_W_cm2 = full_power_W_cm2
 
     def _read_fraction(self) -> float:
+        self._world.faults.before_io("led")
         return self._fraction
 
     def _write_fraction(self, value: float) -> None:
+        self._world.faults.before_io("led")
         self._fraction = value
         self._world.set_led(intensity_W_cm2=value * self.full_power_W_cm2)
 
     def _read_on(self) -> bool:
+        self._world.faults.before_io("led")
         return self._world.led.on
 
     def _write_on(self, on: bool) -> None:
+        self._world.faults.before_io("led")
         self._world.set_led(on=on)
 
 
@@ -98,6 +110,7 @@ class SimPowerMeter(PowerMeter):
         self._n = 0
 
     def read_power_W(self) -> float:
+        self._world.faults.before_io("powermeter")
         self._world.clock.sleep(0.1)  # one reading takes ~100 ms
         self._n += 1
         laser = self._world.laser
@@ -116,9 +129,11 @@ class SimPolarizer(Polarizer):
         self.deg_per_s = deg_per_s
 
     def _read_angle(self) -> float:
+        self._world.faults.before_io("polarizer")
         return self._angle
 
     def _write_angle(self, value: float) -> None:
+        self._world.faults.before_io("polarizer")
         travel = abs((value - self._angle + 180.0) % 360.0 - 180.0)
         self._world.clock.sleep(travel / self.deg_per_s)
         self._angle = value
@@ -126,9 +141,11 @@ class SimPolarizer(Polarizer):
             self._world.set_analyser(value)
 
     def _read_in_path(self) -> bool:
+        self._world.faults.before_io("polarizer")
         return self._in_path
 
     def _write_in_path(self, value: bool) -> None:
+        self._world.faults.before_io("polarizer")
         self._in_path = value
         self._world.set_analyser(self._angle if value else None)
 
@@ -140,9 +157,11 @@ class SimFlipMirror(FlipMirror):
         self._world = world
 
     def _read_position(self) -> str:
+        self._world.faults.before_io("flip_mirror")
         return self._world.light_path
 
     def _write_position(self, value: str) -> None:
+        self._world.faults.before_io("flip_mirror")
         if value != self._world.light_path:
             self._world.clock.sleep(0.5)
         self._world.set_light_path(value)
@@ -182,6 +201,7 @@ class SimCamera(Camera):
         return (x0, x0 + w * self._pixel_um), (y0, y0 + h * self._pixel_um)
 
     def acquire(self) -> np.ndarray:
+        self._world.faults.before_io("camera")
         clock = self._world.clock
         a = clock.now_ps()
         clock.sleep(self.exposure_s)
@@ -219,6 +239,7 @@ class SimSpectrometer(Spectrometer):
         return self._wl
 
     def acquire(self) -> np.ndarray:
+        self._world.faults.before_io("spectrometer")
         clock = self._world.clock
         a = clock.now_ps()
         clock.sleep(self.integration_s)

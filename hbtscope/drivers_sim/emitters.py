@@ -163,6 +163,12 @@ class EmitterDynamics:
     def bleached_at(self, t_ps: int) -> bool:
         return self.bleach_time_ps is not None and t_ps >= self.bleach_time_ps
 
+    def force_bleach_at(self, t_ps: int) -> None:
+        """Fault injection: this emitter bleaches at t_ps whatever its dose."""
+        self.forced_bleach_ps = t_ps
+        if self.bleach_time_ps is None or self.bleach_time_ps > t_ps:
+            self.bleach_time_ps = t_ps
+
     def set_conditions(self, t_ps: int, dose_rate: float, excitation_ratio: float) -> None:
         """New constant conditions from t_ps on (call at every change of the world)."""
         self.dose = self.dose_at(t_ps)
@@ -176,6 +182,9 @@ class EmitterDynamics:
                 self.bleach_time_ps = t_ps + int(max(remaining, 0.0) / dose_rate * 1e12)
             else:
                 self.bleach_time_ps = None if remaining > 0 else t_ps
+        forced = getattr(self, "forced_bleach_ps", None)
+        if forced is not None and (self.bleach_time_ps is None or self.bleach_time_ps > forced):
+            self.bleach_time_ps = forced
 
     def _settle_state(self, t_ps: int) -> None:
         """Fix the blinking state at t_ps from the path generated so far."""

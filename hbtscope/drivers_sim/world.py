@@ -25,6 +25,7 @@ from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import apply_dead_time, assemble_photons
 from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
+from hbtscope.drivers_sim.faults import FaultInjector
 from hbtscope.drivers_sim.presets import PRESETS, draw_emitter, draw_population
 
 MAX_CHANNEL = 65
@@ -94,6 +95,10 @@ class World:
         self.drift_velocity_um_s = np.array([v * np.cos(angle), v * np.sin(angle), 0.0])
         self._tau_x_ns = np.array([e.tau_x_ns for e in self.emitters])
         self.led = LedState()
+        self.faults = FaultInjector(spec.faults, clock, self.seed)
+        for i, t_b in self.faults.forced_bleaching():
+            if i < len(self.dynamics):
+                self.dynamics[i].force_bleach_at(t_b)
         self.analyser_deg: float | None = None  # detection polariser angle; None: not in path
         self.light_path = "spads"  # flip mirror: "spads" or "spectrometer"
         self._dipole = np.array([e.dipole_deg for e in self.emitters])
