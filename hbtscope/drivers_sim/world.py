@@ -86,6 +86,9 @@ class World:
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
         ]
         self._paths_ahead: set[int] = set()
+        #: ground truth for tests and run files: every generated blinking path piece
+        self.record_paths = False
+        self.recorded_paths: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         self._cw_last: dict[int, int] = {}  # last CW detection of each emitter (ps)
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         self._route_cum, self._band_factor = self._spectral_routing()
@@ -171,6 +174,11 @@ class World:
             self._generated_until_ps = max(now, self._released_until_ps)
         for i in self._paths_ahead:
             self.dynamics[i].truncate(now)
+            pieces = self.recorded_paths.get(i)
+            if pieces:  # the generated-ahead part is regenerated under the new conditions
+                t, st = pieces[-1]
+                keep = t < now
+                pieces[-1] = (t[keep], st[keep])
         self._paths_ahead.clear()
         for i, t in list(self._cw_last.items()):
             if t >= now:
@@ -447,6 +455,8 @@ class World:
         e = self.emitters[i]
         times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
         self._paths_ahead.add(i)
+        if self.record_paths:
+            self.recorded_paths.setdefault(i, []).append((times, states))
         qy, tau = e.state_qy_tau()
         cum = np.zeros((4, 4))
         q_state = np.zeros(4)
@@ -601,6 +611,13 @@ class World:
         self._generated_until_ps = max(self._generated_until_ps, t_ps)
 
     # ------------------------------------------------------------------ imaging
+    def state_at(self, i: int, t_ps: np.ndarray) -> np.ndarray:
+        """Recorded blinking state of emitter i at times t_ps (needs ``record_paths``)."""
+        pieces = self.recorded_paths.get(i, [])
+        times = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(1, np.int64)
+        states = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(1, np.int64)
+        return states[np.clip(np.searchsorted(times, t_ps, side="right") - 1, 0, None)]
+
     def mean_qy_over(self, i: int, a_ps: int, b_ps: int) -> float:
         """Time-averaged QY of emitter i over [a, b): its blinking path, 0 once bleached."""
         times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
