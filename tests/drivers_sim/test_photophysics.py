@@ -344,3 +344,54 @@ def test_state_resolved_decays_give_the_state_lifetimes():
             span = window - cut
             tau = d.mean() + span / np.expm1(span / tau)
         assert abs(tau - tau_true) < 4 * tau_true / np.sqrt(d.size) + 0.03 * tau_true, (s, tau)
+
+
+def _g2_at_psat(e) -> float:
+    m = physics.mean_detected_per_pulse(1.0, e.qy_x, e.qy_xx, 0.03)
+    pairs = physics.detected_pairs_per_pulse(1.0, e.qy_x, e.qy_xx, 0.03)
+    return pairs / m**2
+
+
+def test_nanocube_population_purity_vs_cew_as_seed_000():
+    """Seed 000 Fig. 6b at I_sat: about half the emitters g2(0) < 0.2; above 505 nm all > 0.5;
+    best ~0.02. Binomial tolerance on the half (n ~ 380: sigma 0.026, 3 sigma)."""
+    world = _population_world("cspbbr3_nanocube", 1.0)
+    singles = [e for e in world.emitters if e.cluster_size == 1]
+    g2 = np.array([_g2_at_psat(e) for e in singles])
+    cew = np.array([e.cew_nm for e in singles])
+    assert abs(np.mean(g2 < 0.2) - 0.5) < 3 * np.sqrt(0.25 / g2.size) + 0.02
+    assert np.all(g2[cew > 505] > 0.5)
+    assert 0.01 < g2.min() < 0.04
+
+
+def test_zn_population_purity_vs_cew_as_seed_001():
+    """Seed 001 Fig. 3: CEW 512.5 ± 3.3 nm; ~94 % antibunched (< 0.5) below 515 nm; g2 rises
+    with CEW; best ~0.08."""
+    world = _population_world("cspbbr3_zn", 10.0)
+    singles = [e for e in world.emitters if e.cluster_size == 1]
+    g2 = np.array([_g2_at_psat(e) for e in singles])
+    cew = np.array([e.cew_nm for e in singles])
+    assert np.mean(cew) == pytest.approx(512.5, abs=3 * 3.3 / np.sqrt(cew.size) + 0.3)
+    below = g2[cew < 515]
+    assert abs(np.mean(below < 0.5) - 0.94) < 3 * np.sqrt(0.94 * 0.06 / below.size) + 0.02
+    assert np.corrcoef(cew, g2)[0, 1] > 0.5
+    assert 0.05 < g2.min() < 0.11
+
+
+def test_blue_shift_under_illumination():
+    """Seed 001 Fig. 2b: CEW blue-shifts by < 4 nm in 1 h at P_sat (2.5 MHz)."""
+    spec = SimulationSpec(
+        seed=2,
+        sample=SampleSpec(
+            emitters=[EmitterSpec(preset="cspbbr3_zn", x_um=5.0, y_um=5.0, bleach_dose=1e30)]
+        ),
+    )
+    world = World(spec, VirtualClock("fast"))
+    e = world.emitters[0]
+    world.move_focus(5.0, 5.0, 0.0)
+    world.set_laser(rep_rate_Hz=2.5e6)
+    world.set_laser(on=True, power_W=world.saturation_power_W(e))
+    cew0 = world.truth_at_focus()["cew_nm"][0]
+    world.clock.sleep(3600.0)
+    cew1 = world.truth_at_focus()["cew_nm"][0]
+    assert 1.0 < cew0 - cew1 < 4.0
