@@ -102,6 +102,7 @@ class G2Measurement(HbtProcedure):
         duration_ps = int(round(self.duration_s * PS_PER_S))
         stream.startFor(duration_ps)
         n_tags = np.zeros(2, np.int64)
+        self.overflow_missed = 0
         elapsed = 0.0
         self.aborted = False
         try:
@@ -115,8 +116,11 @@ class G2Measurement(HbtProcedure):
                         "time tag stream buffer overflowed: count rate too high for the "
                         f"read-out interval {self.readout_s} s"
                     )
-                ts = buf.getTimestamps()
-                ch = buf.getChannels()
+                real = buf.getEventTypes() == tagger.api.TagType.TimeTag
+                if not np.all(real):  # overflow events: keep photons only, note the loss
+                    self.overflow_missed += int(buf.getMissedEvents().sum())
+                ts = buf.getTimestamps()[real]
+                ch = buf.getChannels()[real]
                 if self.record_tags and ts.size:
                     writer.append_tags(ts, ch)
                 a, b = ts[ch == ch_a], ts[ch == ch_b]
@@ -150,6 +154,7 @@ class G2Measurement(HbtProcedure):
         self.result = None
         values = {
             "acquired_s": elapsed_s,
+            "overflow_missed_tags": getattr(self, "overflow_missed", 0),
             "rate_a_cps": float(rates[0]),
             "rate_b_cps": float(rates[1]),
         }
