@@ -215,6 +215,11 @@ class TimeTagger:
         self._dev_i = np.array([self._t_ps, 0, 0, 0, 0], np.int64)
         self._forced: list[tuple[int, int]] = []
         self._ovf_missed: dict[int, int] = {}
+        faults = getattr(world, "faults", None)
+        self._faults = faults
+        if faults is not None:  # overflows injected from the setup file
+            for a, b in faults.overflow_intervals_ps():
+                self._force_overflow(a, b)
 
     # -- device settings (Swabian names)
     def getSerial(self) -> str:  # noqa: N802
@@ -398,6 +403,8 @@ class TimeTagger:
 
     def _catch_up(self) -> None:
         """Bring every running measurement up to the clock's now."""
+        if self._faults is not None:
+            self._faults.before_io("tagger")  # an injected disconnect or timeout
         with self._lock:
             now = self._clock.now_ps()
             if now <= self._t_ps:

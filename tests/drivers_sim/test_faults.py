@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
@@ -93,3 +94,34 @@ def test_bad_fault_entries_are_setup_errors(tmp_path, entry, message):
 
     with pytest.raises(SetupFileError, match=message):
         _setup_with_faults(tmp_path, f"    - {entry}\n")
+
+
+def test_tagger_overflow_from_the_setup_file(tmp_path):
+    """An overflow interval in the setup file: the stream reports it and loses those tags."""
+    faults = "    - {kind: tagger_overflow, at_s: 1.0, duration_s: 0.5}\n"
+    with _setup_with_faults(tmp_path, faults) as s:
+        s.stage.move_to(10.0, 10.0, 0.0)
+        s.laser.power_W = 24e-9
+        s.laser.enable()
+        tt = s.tagger
+        api = tt.api
+        stream = api.TimeTagStream(tt.device, 10_000_000, list(tt.spad_channels))
+        stream.startFor(int(3e12))
+        stream.waitUntilFinished()
+        buf = stream.getData()
+        types = buf.getEventTypes()
+        ts = buf.getTimestamps()[types == api.TagType.TimeTag]
+        assert buf.hasOverflows
+        assert api.TagType.OverflowBegin in types and api.TagType.OverflowEnd in types
+        assert not np.any((ts >= 1.0e12) & (ts < 1.5e12))
+        assert buf.getMissedEvents().sum() > 10_000
+        assert tt.device.getOverflows() >= 1
+
+
+def test_tagger_disconnect(tmp_path):
+    with _setup_with_faults(tmp_path, "    - {kind: disconnect, role: tagger, at_s: 2}\n") as s:
+        tt = s.tagger
+        cr = tt.api.Countrate(tt.device, [2])
+        s.clock.sleep(2.5)
+        with pytest.raises(RuntimeError, match="disconnected"):
+            cr.getData()
