@@ -11,6 +11,16 @@ g2(0) → r at low power (and 2r/(1+r)² in saturation); r rises with CEW as a l
 r(λ) = r_min + (r_max − r_min)/(1 + exp(−(λ − λ_mid)/w)), because large, weakly confined
 crystals emit to the red and lose antibunching (seed 000 Fig. 6b, seed 001 Fig. 3d).
 
+| preset | seed | what it encodes (values as the seed reports them) |
+|---|---|---|
+| ``cspbbr3_nanocube`` | 000 | CEW bimodal 485 nm (FWHM 14) / 510 nm (FWHM 15); half g2(0) < 0.2, best 0.02, > 0.5 above 505 nm; lifetimes 14.7 (X), 6.1 (grey), 1.4 ns (XX); 1:1 > 80 % alive after 20 min, diluted half bleached in 3 min; blue-shift < 10 nm in 2 h; flicker at 50 ms |
+| ``cspbbr3_zn`` | 001 | CEW 512.5 ± 3.3 nm (504–518), FWHM 15; g2(0) 0.1 → 1 with CEW, ~94 % < 0.5 below 515 nm, best 0.08; tau 10.2 (bright), 1.3 ns (dim); bunching 1.18 below 10 µs, 1 by 100 µs; alive after 1 h: 1:10 > 70 %, 1:20 55 %, 1:50 40 %, 1:100 20 %, 1:200 gone in 15 min; blue-shift < 4 nm/h |
+| ``fapbbr3_large`` | 002 | g2(0) 0.04; XX lifetime 0.4 ns; X QY 0.89, XX QY 5 % of it; ON fraction 98 %; 10 MHz |
+| ``cspbi3_cavity`` | 003 | ~690 nm, FWHM ~40 nm; purity 94 %; lifetime 12.2 ns; DOLP 40 %; bleaches in s–min; 532 nm, 5 MHz |
+| ``cdse_in_mapbbr3`` | 004 | QD at 650 nm (matrix at 530 nm: detection bands); CW 561 nm; rise time 12 ± 4 ns; ON fraction 99 % |
+
+The exact numbers, with the figure each comes from, are in the comments of each preset below.
+
 Bleaching: Weibull in absorbed dose, S(D) = exp(−(D/D_s)^k), with D_s = r_ref · t_s where
 r_ref is the absorption rate under the reference wide-field LED illumination
 (:data:`LED_REFERENCE_ABSORPTION_PER_S`) and t_s the time scale fitted to the seed's survival
