@@ -80,7 +80,9 @@ def _build_tagger(setup: Setup, spec: InstrumentSpec) -> Instrument:
     serial = spec.address
     if spec.backend == "sim":
         serial = api.attach_world(setup.world, serial or "SIM-TT20-0001")
-    return TimeTaggerInstrument(api, serial, setup.spec.calibrations.detector_channels)
+    return TimeTaggerInstrument(
+        api, serial, setup.spec.calibrations.detector_channels, settings=spec.settings or None
+    )
 
 
 def _build_sim(cls_name: str):
@@ -226,6 +228,16 @@ def _check_drivers(spec: SetupSpec, path: Path, text: str) -> tuple[dict, dict]:
                 f"driver {inst.driver} has no {inst.backend!r} backend; allowed: "
                 f"{', '.join(info.backends)}",
             )
+        if (role, inst.driver) == ("tagger", "SwabianTimeTagger"):
+            from hbtscope.instruments.swabian import SettingsError, validate_settings
+
+            try:
+                validate_settings(dict(inst.settings))
+            except SettingsError as exc:
+                fail(("instruments", role, "settings", *exc.loc), str(exc))
+            parsed[role] = {}
+            settings[role] = {}
+            continue
         parsed[role] = _check_values(
             inst.limits, info.limits, ("instruments", role, "limits"), "limit", fail
         )
@@ -307,10 +319,17 @@ class Setup:
         else:
             self.clock = WallClock()
         self.instruments: dict[str, Instrument] = {}
+        role = ""
         try:
             for role, inst in spec.instruments.items():
                 info = DRIVERS[(role, inst.driver)]
                 self.instruments[role] = info.build(self, inst)
+        except ValueError as exc:  # the device refused what the setup file asks of it
+            self.close()
+            line = _nearest_line(_line_map(text), ("instruments", role))
+            raise SetupFileError(
+                path, line, f"instruments.{role}", f"{spec.instruments[role].driver}: {exc}"
+            ) from None
         except Exception:
             self.close()
             raise

@@ -38,6 +38,10 @@ def test_bundled_setup_opens_with_every_role():
         snap = setup.snapshot()
         assert snap["laser"]["max_power_W"] == 2e-6
         assert snap["tagger"]["serial"].startswith("SIM")
+        assert snap["tagger"]["channels"][2]["trigger_level_V"] == 0.5
+        assert setup.tagger.device.getDeadtime(2) == 6000
+        assert snap["tagger"]["channels"][2]["trigger_level_V"] == 0.5
+        assert setup.tagger.device.getDeadtime(2) == 6000
 
 
 def test_missing_role_is_named(tmp_path):
@@ -88,6 +92,12 @@ def test_missing_role_is_named(tmp_path):
             "backend: real\n    address: sim://laser",
             "backend: real",
             r"has no 'real' backend; allowed: sim",
+        ),
+        (
+            "2: {trigger_level_V: 0.5, deadtime_ps: 6000}",
+            "2: {trigger_level_V: 0.5, deadtime_ps: 6000, event_divider: 0}",
+            "event_divider: 0",
+            r"event_divider must be in \[1, 65535\]",
         ),
         (
             "    settings:\n      rep_rate_Hz",

@@ -32,7 +32,13 @@ _MAX_DIVIDER = 65535
 
 
 class SettingsError(ValueError):
-    """A settings dict the driver cannot apply; nothing was sent to the tagger."""
+    """A settings dict the driver cannot apply; nothing was sent to the tagger.
+
+    ``loc`` is the path of the offending entry in the settings dict (for line numbers)."""
+
+    def __init__(self, message: str, loc: tuple = ()):
+        super().__init__(message)
+        self.loc = loc
 
 
 def _channel(key: Any) -> int:
@@ -63,6 +69,10 @@ def _value(name: str, value: Any, kind: type) -> int | float:
         raise SettingsError(f"event_divider must be in [1, {_MAX_DIVIDER}], not {value}")
     if name == "deadtime_ps" and value < 0:
         raise SettingsError(f"deadtime_ps must be >= 0, not {value}")
+    if name == "trigger_level_V" and not -2.5 <= value <= 2.5:
+        raise SettingsError(f"trigger_level_V must be in [-2.5, 2.5] V, not {value}")
+    if name == "input_delay_ps" and not -2_000_000 <= value <= 2_000_000:
+        raise SettingsError(f"input_delay_ps must be in [-2000000, 2000000] ps, not {value}")
     return value
 
 
@@ -73,21 +83,27 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
     unknown = set(settings) - {"channels", "test_signal"}
     if unknown:
         raise SettingsError(f"unknown settings {sorted(unknown)}; known: channels, test_signal")
+    for part in ("channels", "test_signal"):
+        if not isinstance(settings.get(part) or {}, dict):
+            raise SettingsError(f"{part} must be a mapping of channel numbers")
     channels: dict[int, dict[str, int | float]] = {}
     for key, per in (settings.get("channels") or {}).items():
         ch = _channel(key)
         if not isinstance(per, dict):
-            raise SettingsError(f"settings of channel {ch} must be a dict")
+            raise SettingsError(f"settings of channel {ch} must be a dict", ("channels", key))
         bad = set(per) - set(CHANNEL_SETTINGS)
         if bad:
             raise SettingsError(
-                f"channel {ch}: unknown settings {sorted(bad)}; known: {list(CHANNEL_SETTINGS)}"
+                f"channel {ch}: unknown settings {sorted(bad)}; known: {list(CHANNEL_SETTINGS)}",
+                ("channels", key, sorted(bad)[0]),
             )
-        channels[ch] = {
-            name: _value(name, per[name], CHANNEL_SETTINGS[name][2])
-            for name in CHANNEL_SETTINGS
-            if name in per
-        }
+        channels[ch] = {}
+        for name in CHANNEL_SETTINGS:
+            if name in per:
+                try:
+                    channels[ch][name] = _value(name, per[name], CHANNEL_SETTINGS[name][2])
+                except SettingsError as exc:
+                    raise SettingsError(str(exc), ("channels", key, name)) from None
     test_signal: dict[int, bool] = {}
     for key, on in (settings.get("test_signal") or {}).items():
         if not isinstance(on, bool):

@@ -40,14 +40,38 @@ def load_swabian_api(backend: str) -> ModuleType:
 
 
 class TimeTaggerInstrument(Instrument):
-    """A time tagger and the detector channel map from the setup's calibrations."""
+    """A time tagger (through :class:`~hbtscope.instruments.swabian.SwabianTimeTaggerDriver`)
+    and the detector channel map from the setup's calibrations."""
 
     role = "tagger"
 
-    def __init__(self, api: ModuleType, serial: str, channels: dict[str, int]):
+    def __init__(
+        self,
+        api: ModuleType,
+        serial: str,
+        channels: dict[str, int],
+        settings: dict[str, Any] | None = None,
+    ):
+        from hbtscope.instruments.swabian import SwabianTimeTaggerDriver
+
         self.api = api
-        self.device = api.createTimeTagger(serial)
+        self.driver = SwabianTimeTaggerDriver(api, serial)
         self.channels = dict(channels)
+        try:
+            if settings:
+                self.driver.apply_settings(settings)
+        except Exception:
+            self.driver.close()
+            raise
+
+    @property
+    def device(self):
+        """The SDK's tagger object, for constructing measurements."""
+        return self.driver.tagger
+
+    @device.setter
+    def device(self, value) -> None:
+        self.driver.tagger = value
 
     @property
     def spad_channels(self) -> tuple[int, int]:
@@ -58,19 +82,9 @@ class TimeTaggerInstrument(Instrument):
         return self.channels.get("sync")
 
     def snapshot(self) -> dict[str, Any]:
-        d = self.device
-        snap: dict[str, Any] = {"serial": d.getSerial(), "channels": self.channels}
-        try:
-            snap["model"] = d.getModel()
-        except AttributeError:
-            pass
-        for name, ch in self.channels.items():
-            snap[f"{name}_trigger_level_V"] = d.getTriggerLevel(ch)
-            snap[f"{name}_input_delay_ps"] = d.getInputDelay(ch)
-            snap[f"{name}_deadtime_ps"] = d.getDeadtime(ch)
+        snap = self.driver.snapshot(sorted(set(self.channels.values())))
+        snap["channel_map"] = self.channels
         return snap
 
     def close(self) -> None:
-        if self.device is not None:
-            self.api.freeTimeTagger(self.device)
-            self.device = None
+        self.driver.close()
