@@ -151,6 +151,12 @@ class DetectorSpec(_Strict):
     dead_time_ns: Annotated[float, Field(ge=0, le=1e6)] = 22.0
     jitter_fwhm_ps: Annotated[float, Field(ge=0, le=1e5)] = 350.0
     delay_ps: Annotated[int, Field(ge=0, le=1_000_000)] = 2000
+    # afterpulsing: probability per click, mean delay after the dead time
+    afterpulse_prob: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    afterpulse_tau_ns: Annotated[float, Field(gt=0, le=1e6)] = 100.0
+    # timing response (IRF) beyond the Gaussian jitter: a diffusion tail of this weight
+    jitter_tail_fraction: Fraction = 0.0
+    jitter_tail_ps: Annotated[float, Field(gt=0, le=1e6)] = 300.0
     # spectral filter in front of this SPAD: [min, max] nm (seed 004: 530 and 650 nm bands)
     band_nm: tuple[float, float] | None = None
 

@@ -72,31 +72,31 @@ def assemble_photons(
     for p in range(n):
         s = st[p]
         vp = v[p]
-        c = cum_p[s]
-        if vp >= c[3]:
+        c0, c1, c2, c3 = cum_p[s, 0], cum_p[s, 1], cum_p[s, 2], cum_p[s, 3]
+        if vp >= c3:
             continue
-        t_pulse = phase_ps + np.int64(np.round(k[p] * period_ps))
+        t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
         t_xx = tau_xx_ps[s] * e1[p]
-        if vp < c[0]:
+        if vp < c0:
             n_ph = 1
             d0 = tau_x_ps[s] * e2[p]
             d1 = 0.0
-            lo, hi = 0.0, c[0]
-        elif vp < c[1]:
+            lo, hi = 0.0, c0
+        elif vp < c1:
             n_ph = 1
             d0 = t_xx + tau_x_ps[s] * e2[p]
             d1 = 0.0
-            lo, hi = c[0], c[1]
-        elif vp < c[2]:
+            lo, hi = c0, c1
+        elif vp < c2:
             n_ph = 1
             d0 = t_xx
             d1 = 0.0
-            lo, hi = c[1], c[2]
+            lo, hi = c1, c2
         else:
             n_ph = 2
             d0 = t_xx
             d1 = t_xx + tau_x_ps[s] * e2[p]
-            lo, hi = c[2], c[3]
+            lo, hi = c2, c3
         for j in range(n_ph):
             delay = d0 if j == 0 else d1
             if j == 0:
@@ -110,8 +110,109 @@ def assemble_photons(
             t = delay + delay_ps[i] + jitter_sd_ps[i] * jn[m]
             if t < 0.0:
                 t = 0.0
-            ts[m] = t_pulse + np.int64(np.round(t))
+            ts[m] = t_pulse + np.int64(t + 0.5)  # t >= 0
             det[m] = i
             origin[m] = t_pulse
             m += 1
     return ts[:m], det[:m], origin[:m]
+
+
+@njit(cache=True)
+def _hash_uniform(t, c, seed):
+    """A uniform number on [0, 1) from (time, channel, seed): splitmix64, so the randomness of
+    a click does not depend on how the stream was cut into read-outs."""
+    z = np.uint64(t) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(c) * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ np.uint64(seed)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def _heap_push(ht, hc, n, t, c):
+    if n >= ht.shape[0]:
+        ht2 = np.empty(2 * ht.shape[0] + 16, np.int64)
+        hc2 = np.empty(2 * ht.shape[0] + 16, np.int64)
+        ht2[:n] = ht[:n]
+        hc2[:n] = hc[:n]
+        ht, hc = ht2, hc2
+    i = n
+    ht[i] = t
+    hc[i] = c
+    while i > 0:
+        p = (i - 1) // 2
+        if ht[p] <= ht[i]:
+            break
+        ht[p], ht[i] = ht[i], ht[p]
+        hc[p], hc[i] = hc[i], hc[p]
+        i = p
+    return ht, hc, n + 1
+
+
+@njit(cache=True)
+def _heap_pop(ht, hc, n):
+    t, c = ht[0], hc[0]
+    n -= 1
+    ht[0], hc[0] = ht[n], hc[n]
+    i = 0
+    while True:
+        left, right, m = 2 * i + 1, 2 * i + 2, i
+        if left < n and ht[left] < ht[m]:
+            m = left
+        if right < n and ht[right] < ht[m]:
+            m = right
+        if m == i:
+            break
+        ht[m], ht[i] = ht[i], ht[m]
+        hc[m], hc[i] = hc[i], hc[m]
+        i = m
+    return t, c, n
+
+
+@njit(cache=True)
+def spad_clicks(ts, ch, t_end, dead_ps, ap_prob, ap_tau_ps, last_ps, heap_t, heap_c, heap_n, seed):
+    """SPAD dead time and afterpulsing over time-ordered candidate clicks before ``t_end``.
+
+    A click is kept if it comes at least the channel's dead time after the previous kept click
+    (``last_ps`` is updated in place). Each kept click is followed, with probability
+    ``ap_prob[c]``, by an afterpulse at t + dead + Exp(ap_tau_ps[c]), which is itself a click
+    (dead time, afterpulses of its own). Afterpulses not yet due stay in a min-heap
+    (``heap_t``, ``heap_c``, ``heap_n`` entries) for the next call. Random numbers are hashes
+    of (time, channel, seed), so the result does not depend on how the stream is cut.
+
+    Returns (timestamps, channels, heap_t, heap_c, heap_n).
+    """
+    n_in = ts.shape[0]
+    out_t = np.empty(n_in + 64, np.int64)
+    out_c = np.empty(n_in + 64, np.int64)
+    m = 0
+    i = 0
+    while True:
+        take_heap = heap_n > 0 and heap_t[0] < t_end and (i >= n_in or heap_t[0] <= ts[i])
+        if take_heap:
+            t, c, heap_n = _heap_pop(heap_t, heap_c, heap_n)
+        elif i < n_in:
+            t, c = ts[i], ch[i]
+            i += 1
+        else:
+            break
+        if t - last_ps[c] < dead_ps[c]:
+            continue
+        last_ps[c] = t
+        if m >= out_t.shape[0]:
+            o2 = np.empty(2 * m + 64, np.int64)
+            c2 = np.empty(2 * m + 64, np.int64)
+            o2[:m] = out_t[:m]
+            c2[:m] = out_c[:m]
+            out_t, out_c = o2, c2
+        out_t[m] = t
+        out_c[m] = c
+        m += 1
+        if ap_prob[c] > 0.0:
+            u = _hash_uniform(t, c, seed)
+            if u < ap_prob[c]:
+                v = _hash_uniform(t + 1, c + 7, seed)
+                delay = dead_ps[c] + np.int64(-ap_tau_ps[c] * np.log1p(-v))
+                heap_t, heap_c, heap_n = _heap_push(heap_t, heap_c, heap_n, t + delay, c)
+    return out_t[:m], out_c[:m], heap_t, heap_c, heap_n
