@@ -400,3 +400,73 @@ def test_blue_shift_under_illumination():
     world.clock.sleep(3600.0)
     cew1 = world.truth_at_focus()["cew_nm"][0]
     assert 1.0 < cew0 - cew1 < 4.0
+
+
+def test_afterpulsing_adds_correlated_clicks_after_the_dead_time():
+    """One SPAD with 2 % afterpulsing (100 ns): its autocorrelation has a bump after the dead
+    time holding p N pairs, and its rate grows by ~p; the other SPAD has none."""
+    spec = SimulationSpec(
+        seed=13,
+        detectors=[
+            {"name": "a", "tagger_channel": 2, "afterpulse_prob": 0.02, "afterpulse_tau_ns": 100},
+            {"name": "b", "tagger_channel": 3},
+        ],
+        sample=SampleSpec(
+            substrate_background_cps_per_W=0.0, emitters=[EmitterSpec(x_um=5.0, y_um=5.0)]
+        ),
+    )
+    world = World(spec, VirtualClock("fast"))
+    world.move_focus(5.0, 5.0, 0.0)
+    world.set_laser(on=True, power_W=24e-9)
+    t1, t2 = _two_spad_clicks(world, 10.0, step_s=0.37)
+    assert np.all(np.diff(t1) >= 22_000)  # dead time holds, afterpulses included
+    # pairs on the same SPAD 22 ns .. 1 µs apart, beyond those of the SPAD without
+    # afterpulsing (scaled to the same rate; the pulsed comb makes both non-flat alike)
+    lag, counts = correlate(t1, t1, 2000, 1_000_000)
+    sel = (lag > 22_000) & (lag < 1_000_000)
+    _, counts_b = correlate(t2, t2, 2000, 1_000_000)
+    excess = counts[sel].sum() - counts_b[sel].sum() * (t1.size / t2.size) ** 2
+    n_ap = 0.02 * t1.size / 1.02  # afterpulses among t1's clicks
+    # 5 sigma of the pair counts; 10 % for afterpulses beyond 1 µs (e^-9.8) and those lost
+    # in the dead time of a following photon
+    assert abs(excess - n_ap) < 5 * np.sqrt(counts[sel].sum()) + 0.10 * n_ap, (excess, n_ap)
+
+
+def test_irf_model_matches_measured_timing_of_a_fast_source():
+    """Substrate light with a 5 ps lifetime timed against the sync reproduces world.irf():
+    Gaussian jitter plus a 20 % diffusion tail of 400 ps (chi-square test)."""
+    spec = SimulationSpec(
+        seed=17,
+        detectors=[
+            {
+                "name": "a",
+                "tagger_channel": 2,
+                "jitter_fwhm_ps": 350,
+                "jitter_tail_fraction": 0.2,
+                "jitter_tail_ps": 400,
+                "dark_cps": 0.0,
+            },
+            {"name": "b", "tagger_channel": 3, "dark_cps": 0.0},
+        ],
+        sample=SampleSpec(substrate_background_cps_per_W=2.0e11, substrate_lifetime_ns=0.005),
+    )
+    world = World(spec, VirtualClock("fast"))
+    world.move_focus(50.0, 50.0, 0.0)
+    world.set_laser(on=True, power_W=2e-7)
+    world.set_sync_enabled(True)
+    ts, ch = [], []
+    for _ in range(4):
+        world.clock.sleep(0.5)
+        t, c = world.clicks_until(world.clock.now_ps())
+        ts.append(t)
+        ch.append(c)
+    ts, ch = np.concatenate(ts), np.concatenate(ch)
+    sync, clicks = ts[ch == 1], ts[ch == 2]
+    d = clicks - sync[np.searchsorted(sync, clicks, side="right") - 1]
+    bins = 50
+    hist, _ = np.histogram(d, bins=np.arange(0, 6001, bins))
+    model = world.irf(0, bins, hist.size) * d.size
+    use = model > 20
+    chi2 = np.sum((hist[use] - model[use]) ** 2 / model[use])
+    dof = use.sum()
+    assert chi2 < dof + 5 * np.sqrt(2 * dof), (chi2, dof)
