@@ -127,6 +127,8 @@ def freeTimeTagger(tagger: TimeTagger) -> bool:  # noqa: N802
     for m in list(tagger._measurements):
         m.stop()
     tagger._measurements.clear()
+    if hasattr(tagger._world, "remove_change_listener"):
+        tagger._world.remove_change_listener(tagger._catch_up)
     _OPEN.pop(tagger._serial, None)
     return True
 
@@ -217,6 +219,8 @@ class TimeTagger:
         self._ovf_missed: dict[int, int] = {}
         faults = getattr(world, "faults", None)
         self._faults = faults
+        if hasattr(world, "add_change_listener"):
+            world.add_change_listener(self._catch_up)
         if faults is not None:  # overflows injected from the setup file
             for a, b in faults.overflow_intervals_ps():
                 self._force_overflow(a, b)

@@ -109,6 +109,7 @@ class World:
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
         ]
         self._paths_ahead: set[int] = set()
+        self._change_listeners: list = []
         #: ground truth for tests and run files: every generated blinking path piece
         self.record_paths = False
         self.recorded_paths: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -186,8 +187,19 @@ class World:
         return emitters
 
     # ------------------------------------------------------------------ changes
+    def add_change_listener(self, callback) -> None:
+        """``callback()`` runs before every change, e.g. a tagger bringing its measurements up
+        to now, so that the clicks before the change are made under the old conditions."""
+        self._change_listeners.append(callback)
+
+    def remove_change_listener(self, callback) -> None:
+        if callback in self._change_listeners:
+            self._change_listeners.remove(callback)
+
     def changing(self) -> None:
         """Call before changing any condition: photons up to now keep the old conditions."""
+        for callback in list(self._change_listeners):
+            callback()
         now = self.clock.now_ps()
         if self._generated_until_ps > now:
             keep = self._pending_origin < now

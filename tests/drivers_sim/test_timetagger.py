@@ -150,3 +150,16 @@ def test_free_time_tagger_stops_measurements(tmp_path):
         # the serial is free again
         again = simtt.createTimeTagger(serial)
         assert simtt.freeTimeTagger(again)
+
+
+def test_a_change_does_not_rewrite_the_past(setup):
+    """Laser switched off while a measurement runs, without reading it first: the clicks of
+    the second before the change keep the old (bright) conditions."""
+    tt = setup.tagger
+    cr = tt.api.Counter(tt.device, list(tt.spad_channels), binwidth=int(0.5e12), n_values=4)
+    setup.clock.sleep(1.0)
+    setup.laser.disable()  # no getData() in between
+    setup.clock.sleep(1.0)
+    per_bin = cr.getData().sum(axis=0)
+    assert per_bin[0] > 20_000 and per_bin[1] > 20_000  # the laser was on
+    assert per_bin[2] < 1_000 and per_bin[3] < 1_000  # dark counts only
