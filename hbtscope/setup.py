@@ -73,6 +73,17 @@ def _build_sim_stage(setup: Setup, spec: InstrumentSpec) -> Instrument:
     return SimPiezoStage(setup.world, travel)
 
 
+def _build_scan_clock(setup: Setup, spec: InstrumentSpec) -> Instrument:
+    from hbtscope.drivers_sim.devices import SimScanClock
+
+    travel = (
+        {axis: setup.limits["stage"][f"{axis}_um"] for axis in ("x", "y", "z")}
+        if "stage" in setup.limits
+        else {}
+    )
+    return SimScanClock(setup.world, travel)
+
+
 def _build_tagger(setup: Setup, spec: InstrumentSpec) -> Instrument:
     from hbtscope.instruments.timetagger import TimeTaggerInstrument, load_swabian_api
 
@@ -177,6 +188,14 @@ DRIVERS: dict[tuple[str, str], DriverInfo] = {
         (),
         _build_sim("SimFlipMirror"),
         "flip mirror SPADs / spectrometer, simulated",
+    ),
+    ("daq", "ScanClock"): DriverInfo(
+        "daq",
+        "ScanClock",
+        ("sim",),
+        (),
+        _build_scan_clock,
+        "NI-DAQ-like hardware-timed raster with pixel markers into the tagger, simulated",
     ),
     ("tagger", "SwabianTimeTagger"): DriverInfo(
         "tagger",

@@ -45,8 +45,14 @@ def test_bundled_setup_opens_with_every_role():
 
 
 def test_missing_role_is_named(tmp_path):
-    with open_setup() as setup:
-        with pytest.raises(LookupError, match=r"needs a 'daq'.*sim\.yaml"):
+    text = GOOD.replace("  daq:\n    driver: ScanClock", "  # no daq\n    driver: ScanClock", 1)
+    text = text.replace(
+        "  # no daq\n    driver: ScanClock             # hardware-timed raster; pixel markers on "
+        "tagger channel 4\n    backend: sim\n    address: sim://Dev1\n",
+        "",
+    )
+    with open_setup(_write(tmp_path, text)) as setup:
+        with pytest.raises(LookupError, match=r"needs a 'daq'.*setup\.yaml"):
             _ = setup.daq
 
 

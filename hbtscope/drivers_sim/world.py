@@ -110,6 +110,12 @@ class World:
         ]
         self._paths_ahead: set[int] = set()
         self._change_listeners: list = []
+        # hardware-timed scan: focus changes at known times, pixel markers into the tagger
+        self._sched_t = np.empty(0, np.int64)
+        self._sched_xyz = np.empty((0, 3))
+        self._sched_i = 0
+        self._marker_t = np.empty(0, np.int64)
+        self._marker_channel = 0
         #: ground truth for tests and run files: every generated blinking path piece
         self.record_paths = False
         self.recorded_paths: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -295,6 +301,55 @@ class World:
         from hbtscope.drivers_sim.render import malus_transmission
 
         return np.asarray(malus_transmission(self.analyser_deg, self._dipole, self._dolp), float)
+
+    def schedule_scan(
+        self, start_ps: int, dwell_ps: int, xyz_um: np.ndarray, marker_channel: int | None
+    ) -> int:
+        """A hardware-timed raster: focus at xyz_um[i] from start + i dwell; a marker tag at
+        every pixel start and one at the end. Returns the end time (ps)."""
+        self.changing()
+        n = xyz_um.shape[0]
+        times = start_ps + dwell_ps * np.arange(n, dtype=np.int64)
+        self._sched_t = times
+        self._sched_xyz = np.asarray(xyz_um, float)
+        self._sched_i = 0
+        end = int(start_ps + dwell_ps * n)
+        if marker_channel is not None:
+            self._marker_t = np.append(times, end)
+            self._marker_channel = int(marker_channel)
+        else:
+            self._marker_t = np.empty(0, np.int64)
+        return end
+
+    def cancel_scan(self) -> None:
+        """Stop the raster now: the stage stays where it is."""
+        self.changing()
+        now = self.clock.now_ps()
+        self._apply_schedule(now)
+        self._sched_t = self._sched_t[:0]
+        self._sched_i = 0
+        self._marker_t = self._marker_t[self._marker_t < now]
+
+    def _apply_schedule(self, t_ps: int) -> None:
+        """Move the focus along the raster up to time t_ps (pixel by pixel, for the dose)."""
+        while self._sched_i < self._sched_t.size and self._sched_t[self._sched_i] <= t_ps:
+            i = self._sched_i
+            self.focus_um = self._sched_xyz[i].copy()
+            self._sched_i += 1
+            self._changed(int(self._sched_t[i]))
+
+    def _next_scheduled(self, t_ps: int) -> int | None:
+        if self._sched_i < self._sched_t.size:
+            return int(self._sched_t[self._sched_i])
+        return None
+
+    def focus_at(self, t_ps: int | None = None) -> np.ndarray:
+        """Where the focus is at t (default now), including a running raster."""
+        t = self.clock.now_ps() if t_ps is None else t_ps
+        if self._sched_t.size and t >= self._sched_t[0]:
+            i = int(np.searchsorted(self._sched_t, t, side="right")) - 1
+            return self._sched_xyz[i].copy()
+        return self.focus_um.copy()
 
     def move_focus(self, x_um: float, y_um: float, z_um: float) -> None:
         self.changing()
@@ -605,6 +660,14 @@ class World:
                 ch_list.append(np.full(n_dark, d.tagger_channel, np.int16))
                 or_list.append(td)
 
+        if self._marker_t.size:
+            lo, hi = np.searchsorted(self._marker_t, [a_ps, b_ps], side="left")
+            if hi > lo:
+                tm = self._marker_t[lo:hi]
+                ts_list.append(tm)
+                ch_list.append(np.full(tm.size, self._marker_channel, np.int16))
+                or_list.append(tm)
+
         if self.sync_enabled and k1 > k0:
             ks = np.arange(k0, k1, dtype=np.int64)
             tsync = self._pulse_times(ks) + self.sync_delay_ps
@@ -620,7 +683,11 @@ class World:
     def _ensure_generated(self, t_ps: int) -> None:
         while self._generated_until_ps < t_ps:
             a = self._generated_until_ps
+            self._apply_schedule(a)
             b = (a // self.slice_ps + 1) * self.slice_ps
+            nxt = self._next_scheduled(a)
+            if nxt is not None and nxt < b:
+                b = nxt  # conditions change at the next pixel
             self._generate_piece(a, b)
             self._generated_until_ps = b
 
@@ -693,6 +760,7 @@ class World:
         self._pending_ch = self._pending_ch[keep]
         self._pending_origin = self._pending_origin[keep]
         self._released_until_ps = t_ps
+        self._apply_schedule(t_ps)
         self._generated_until_ps = max(self._generated_until_ps, t_ps)
 
     # ------------------------------------------------------------------ imaging
