@@ -19,7 +19,22 @@ SIM_REP_RATES_HZ = (1.0e6, 80.0e6)
 
 
 class SimPulsedLaser(PulsedLaser):
-    """A picosecond diode laser in the simulated world."""
+    """A picosecond diode laser in the simulated world; ``cw = True`` runs it continuous-wave
+    (as a PicoQuant LDH head can, and as seed 004's CW excitation needs)."""
+
+    @property
+    def cw(self) -> bool:
+        return self._world.laser.cw
+
+    @cw.setter
+    def cw(self, value: bool) -> None:
+        self._world.faults.before_io("laser")
+        self._world.set_laser(cw=bool(value))
+
+    def snapshot(self):
+        snap = super().snapshot()
+        snap["cw"] = self.cw
+        return snap
 
     def __init__(self, world: World, max_power_W: float, rep_rate_Hz: float = 5.0e6):
         super().__init__(max_power_W, SIM_REP_RATES_HZ)

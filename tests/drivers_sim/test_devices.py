@@ -107,3 +107,51 @@ def test_safe_state_turns_emission_off(setup):
     setup.safe_state()
     assert not setup.laser.emission_on and not setup.led.on
     assert not setup.world.laser.on and not setup.world.led.on
+
+
+def test_laser_runs_cw(setup):
+    setup.stage.move_to(10.0, 10.0, 0.0)
+    setup.laser.power_W = 1e-6
+    setup.laser.cw = True
+    setup.laser.enable()
+    assert setup.snapshot()["laser"]["cw"] is True
+    truth = setup.truth()
+    assert truth["excitation"] == "cw" and truth["cw_tau0_ns"] < truth["tau_x_ns"]
+    assert _spad_rate(setup) > 10_000
+
+
+def test_preset_emitter_saturates_at_its_own_p_sat(tmp_path):
+    """A cspbbr3_zn emitter (properties drawn from the preset): count rate vs power follows
+    seed 001 eq. 1 with P_sat = the power where <N> = 1 (10 % as in test_g2_physics)."""
+    from scipy.optimize import curve_fit
+
+    from hbtscope.setup import default_setup_path
+
+    old = (
+        "      - {x_um: 10.0, y_um: 10.0, qy_x: 0.8, qy_xx: 0.04, tau_x_ns: 10.2, "
+        "tau_xx_ns: 0.8, sigma_abs_cm2: 1.0e-13}"
+    )
+    new = "      - {x_um: 10.0, y_um: 10.0, preset: cspbbr3_zn, cew_nm: 508.0, k_bg: 0, k_bo: 0}"
+    text = default_setup_path().read_text()
+    assert old in text
+    text = text.replace(old, new)
+    path = tmp_path / "zn.yaml"
+    path.write_text(text)
+    with hbtscope.open_setup(path, data_dir=tmp_path) as s:
+        e = s.world.emitters[0]
+        assert e.species == "cspbbr3_zn"
+        p_sat = s.world.saturation_power_W(e)
+        s.stage.move_to(10.0, 10.0, 0.0)
+        s.laser.enable()
+        powers = p_sat * np.geomspace(0.05, 5.0, 10)
+        rates = []
+        for p in powers:
+            s.laser.power_W = p
+            truth = s.truth()
+            rates.append(_spad_rate(s, 2.0) - truth["dark_rate_cps"] - truth["background_rate_cps"])
+
+        def eq1(p, a, psat, b):
+            return a * (1 - np.exp(-p / psat)) + b * p
+
+        popt, _ = curve_fit(eq1, powers * 1e9, rates, p0=[max(rates), p_sat * 1e9, 0.0])
+        assert popt[1] * 1e-9 == pytest.approx(p_sat, rel=0.10)
