@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -25,38 +24,12 @@ from hbtscope.config_schema import (
     load_setup_file,
 )
 from hbtscope.instruments.base import Instrument
+from hbtscope.instruments.registry import DriverInfo, LimitRule, all_drivers
 
 
 def default_setup_path() -> Path:
     """The bundled setup file of the simulated microscope."""
     return Path(str(files("hbtscope") / "config" / "sim.yaml"))
-
-
-@dataclass(frozen=True)
-class LimitRule:
-    """A hard limit a driver needs from the setup file and the range the hardware allows."""
-
-    name: str
-    kind: str  # "value" or "range"
-    lo: float
-    hi: float
-    required: bool = True
-    unit: str = ""
-
-    def describe(self) -> str:
-        what = "a number" if self.kind == "value" else "{min: ..., max: ...}"
-        return f"{self.name}: {what} within [{self.lo}, {self.hi}] {self.unit}".rstrip()
-
-
-@dataclass(frozen=True)
-class DriverInfo:
-    role: str
-    name: str
-    backends: tuple[str, ...]
-    limits: tuple[LimitRule, ...]
-    build: Callable[[Setup, InstrumentSpec], Instrument]
-    doc: str
-    settings: tuple[LimitRule, ...] = ()
 
 
 def _build_sim_laser(setup: Setup, spec: InstrumentSpec) -> Instrument:
@@ -111,7 +84,7 @@ def _build_sim(cls_name: str):
     return build
 
 
-DRIVERS: dict[tuple[str, str], DriverInfo] = {
+_BUILTIN: dict[tuple[str, str], DriverInfo] = {
     ("laser", "PulsedLaser"): DriverInfo(
         "laser",
         "PulsedLaser",
@@ -206,6 +179,11 @@ DRIVERS: dict[tuple[str, str], DriverInfo] = {
         "Swabian Time Tagger (real SDK or the simulated twin)",
     ),
 }
+
+
+#: every driver a setup file may name: the simulated devices above plus the driver modules in
+#: hbtscope.instruments.drivers (real devices with their wire-level twins)
+DRIVERS: dict[tuple[str, str], DriverInfo] = {**_BUILTIN, **all_drivers()}
 
 
 def _number(value: Any) -> float | None:

@@ -49,24 +49,35 @@ class FaultInjector:
         self._fired: set[int] = set()
         self.log: list[tuple[float, str, str]] = []  # (time s, role, kind): what was injected
 
-    def before_io(self, role: str) -> None:
-        """Raise the error of an injected fault for this request of ``role``, if any."""
+    def decide(self, role: str) -> str | None:
+        """The fault (``"timeout"``, ``"disconnect"`` or None) hitting this request of
+        ``role``; an injected one is logged. Wire-level simulators act on it themselves."""
         now = self.clock.now()
         for n, f in enumerate(self.faults):
             if f.role != role or f.kind not in ("timeout", "disconnect"):
                 continue
             due = f.at_s is not None and now >= f.at_s
+            hit = False
             if f.kind == "disconnect" and due:
-                self._raise(role, f.kind, n)
-            if f.kind == "timeout":
+                hit = True
+            elif f.kind == "timeout":
                 if due and n not in self._fired:
                     self._fired.add(n)
-                    self._raise(role, f.kind, n)
-                if f.probability and self._rng.random() < f.probability:
-                    self._raise(role, f.kind, n)
+                    hit = True
+                elif f.probability and self._rng.random() < f.probability:
+                    hit = True
+            if hit:
+                self.log.append((now, role, f.kind))
+                return f.kind
+        return None
 
-    def _raise(self, role: str, kind: str, n: int) -> None:
-        self.log.append((self.clock.now(), role, kind))
+    def before_io(self, role: str) -> None:
+        """Raise the error of an injected fault for this request of ``role``, if any."""
+        kind = self.decide(role)
+        if kind is not None:
+            self._raise(role, kind)
+
+    def _raise(self, role: str, kind: str) -> None:
         if role == "tagger":
             raise RuntimeError(
                 "Time Tagger disconnected" if kind == "disconnect" else "Time Tagger timeout"
