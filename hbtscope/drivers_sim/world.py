@@ -864,20 +864,9 @@ class World:
         bg_per_pulse = (
             self.spec.sample.substrate_background_cps_per_W * self.laser.power_W / f if on else 0.0
         )
-        truth: dict[str, Any] = {
-            "focus_x_um": float(self.focus_um[0]),
-            "focus_y_um": float(self.focus_um[1]),
-            "focus_z_um": float(self.focus_um[2]),
-            "laser_on": bool(self.laser.on),
-            "laser_power_W": float(self.laser.power_W),
-            "rep_rate_Hz": float(f),
-            "n_emitters": len(contributing),
-            "emitter_indices": [c[0].index for c in contributing],
-            "emitter_rate_cps": float(sum(means) * f),
-            "background_rate_cps": float(bg_per_pulse * f),
-            "dark_rate_cps": float(sum(d.dark_cps for d in self.detectors)),
-            "mean_excitons_per_pulse": [float(c[1]) for c in contributing],
-        }
+        truth = self._truth_header([c[0] for c in contributing], sum(means) * f, bg_per_pulse * f)
+        truth["rep_rate_Hz"] = float(f)
+        truth["mean_excitons_per_pulse"] = [float(c[1]) for c in contributing]
         truth["g2_0"] = physics.g2_zero_mixture(means, pairs) if means else float("nan")
         truth["g2_0_with_background"] = (
             physics.g2_zero_mixture(means, pairs, bg_per_pulse)
@@ -896,6 +885,25 @@ class World:
             self._truth_emitters([c[0] for c in contributing], [c[2] * f for c in contributing])
         )
         return truth
+
+    def _truth_header(self, emitters: list[Emitter], rate_cps: float, bg_cps: float) -> dict:
+        """Where the focus is (with the sample drift) and the rates of the spot."""
+        fx, fy, fz = self.focus_at()
+        dx, dy, dz = self.drift_um()
+        return {
+            "focus_x_um": float(fx),
+            "focus_y_um": float(fy),
+            "focus_z_um": float(fz),
+            "drift_x_um": float(dx),
+            "drift_y_um": float(dy),
+            "laser_on": bool(self.laser.on),
+            "laser_power_W": float(self.laser.power_W),
+            "n_emitters": len(emitters),
+            "emitter_indices": [e.index for e in emitters],
+            "emitter_rate_cps": float(rate_cps),
+            "background_rate_cps": float(bg_cps),
+            "dark_rate_cps": float(sum(d.dark_cps for d in self.detectors)),
+        }
 
     def _truth_emitters(self, emitters: list[Emitter], bright_rates: list[float]) -> dict:
         """Per-emitter truth of the spot: states, spectra, polarisation, dose, bleaching."""
@@ -930,17 +938,8 @@ class World:
                 rates.append(r)
                 contributing.append((e, k))
         bg = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
-        truth: dict[str, Any] = {
-            "focus_x_um": float(self.focus_um[0]),
-            "focus_y_um": float(self.focus_um[1]),
-            "focus_z_um": float(self.focus_um[2]),
-            "laser_on": bool(self.laser.on),
-            "laser_power_W": float(self.laser.power_W),
-            "n_emitters": len(contributing),
-            "emitter_indices": [c[0].index for c in contributing],
-            "emitter_rate_cps": float(sum(rates)),
-            "background_rate_cps": float(bg),
-            "dark_rate_cps": float(sum(d.dark_cps for d in self.detectors)),
+        truth = self._truth_header([c[0] for c in contributing], sum(rates), bg)
+        truth |= {
             "g2_0": physics.g2_zero_mixture(rates, [0.0] * len(rates)) if rates else float("nan"),
             "g2_0_with_background": (
                 physics.g2_zero_mixture(rates, [0.0] * len(rates), bg)
