@@ -1,0 +1,579 @@
+"""Log-binned (arbitrary-edge) cross-correlation of two time-tag streams, and its g2.
+
+Computed from the tags directly (Laurence, Fore & Huser, Opt. Lett. 31, 829 (2006)):
+no intensity binning, no multi-tau approximation, exact integer pair counts for any
+set of increasing bin edges (log spaced from 10 ns to 1 s, symmetric around zero,
+linear, ...).
+
+Definitions (shared by :func:`correlate_log` and :class:`LogCorrelationAccumulator`)::
+
+    d         = t2[j] - t1[i]                       (every pair i, j)
+    counts[k] = #{(i, j) : edges[k] <= d < edges[k+1]}      (half-open bins)
+
+This is the convention of ``pycorrelate.pcorrelate(t1, t2, edges)``, which returns
+``counts / diff(edges)`` when ``normalize=False``.
+
+Algorithm. Let ``S(e) = #{(i, j) : t2[j] - t1[i] < e} = sum_i rank2(t1[i] + e)`` with
+``rank2(x) = #{j : t2[j] < x}``. Then ``counts[k] = S(edges[k+1]) - S(edges[k])``. For
+each edge a pointer into ``t2`` follows ``t1[i] + e`` as ``i`` increases (Laurence et
+al.): a merge of ``t1 + e`` with ``t2``, so every edge costs O(N1 + N2) in total whatever
+the number of pairs it spans (at 100 kcps a 1 s lag spans 1e5 partners per tag; they are
+never enumerated). The merges are branch-free and four edges run interleaved. For the
+small lags, where bins are narrow and pairs are few, the pairs of a contiguous window of
+bins are enumerated directly and binned by a branch-free binary search; the window is
+the widest one holding about one partner per tag. Total cost
+O((N1 + N2) * n_edges_outside_window + n_pairs_in_window).
+
+Normalisation (:func:`g2_log`). For two stationary, mutually independent streams with
+N1, N2 tags recorded over the same interval of length T, the expected number of pairs
+with lag in [a, b) is (each lag tau is realised over an overlap of length T - |tau|)::
+
+    E_k = N1 * N2 / T**2 * integral_{a_k}^{b_k} max(T - |tau|, 0) d tau
+        ~ N1 * N2 * (b_k - a_k) / T            for |tau| << T
+
+and ``g2_k = counts_k / E_k``. The integral is evaluated exactly (bins up to 1 s are not
+small compared with a 10 s record), which removes the finite-duration bias at long
+lags. Errors: ``sqrt(counts_k) / E_k`` (Poisson) holds while a bin holds much less than
+one partner per tag; wider bins carry the slow shot noise of the tag positions, see
+:func:`g2_log_variance` (up to ~100x the Poisson error at 1 s lags in a 10 s record).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from numba import njit
+
+from hbtscope.analysis.correlation import _as_tags
+
+__all__ = [
+    "LogCorrelationAccumulator",
+    "correlate_log",
+    "expected_pairs",
+    "g2_log",
+    "g2_log_variance",
+    "log_edges",
+    "tau_centres",
+]
+
+_INT64_MAX = np.iinfo(np.int64).max
+# Edges are kept far from int64 overflow: |edge| + |tag| must fit.
+_EDGE_LIMIT_PS = 2**60
+# Target number of partners per tag inside the directly enumerated window of bins.
+_DIRECT_PAIRS_PER_TAG = 1.0
+
+
+# --------------------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _bin_of(d: np.int64, win: np.ndarray, n_pow: int) -> int:
+    """Index k with win[k] <= d < win[k+1] (caller guarantees win[0] <= d < win[-1]).
+
+    Branch-free binary search over ``win`` padded to ``n_pow + 1`` entries with +max.
+    """
+    k = 0
+    step = n_pow >> 1
+    while step > 0:
+        k += step * (win[k + step] <= d)
+        step >>= 1
+    return k
+
+
+@njit(cache=True)
+def _finish_lane(a: np.ndarray, b_pad: np.ndarray, e: np.int64, i: int, j: int, s: int) -> int:
+    """Complete one merge lane (branchy; only the few remaining steps)."""
+    n_a = a.shape[0]
+    while i < n_a:
+        x = a[i] + e
+        while b_pad[j] < x:
+            j += 1
+        s += j
+        i += 1
+    return s
+
+
+@njit(cache=True)
+def _rank_sums(a: np.ndarray, b_pad: np.ndarray, n_b: int, e_val: np.ndarray) -> np.ndarray:
+    """S(e) = sum_i #{j : b[j] < a[i] + e} for every e in ``e_val``.
+
+    One branch-free merge of ``a + e`` with ``b`` per edge (a step consumes the smaller
+    head: a b-step advances the rank, an a-step adds it to S), four edges interleaved so
+    the four dependency chains overlap. ``b_pad`` ends with int64-max sentinels.
+    """
+    n = e_val.shape[0]
+    n_a = a.shape[0]
+    s = np.zeros(n, dtype=np.int64)
+    if n_a == 0 or n_b == 0:
+        return s
+    bb = b_pad[:n_b]
+    first = a[0]
+    last = a[n_a - 1]
+    for q0 in range(0, n, 4):
+        e0 = e_val[min(q0, n - 1)]
+        e1 = e_val[min(q0 + 1, n - 1)]
+        e2 = e_val[min(q0 + 2, n - 1)]
+        e3 = e_val[min(q0 + 3, n - 1)]
+        j0 = np.searchsorted(bb, first + e0)
+        j1 = np.searchsorted(bb, first + e1)
+        j2 = np.searchsorted(bb, first + e2)
+        j3 = np.searchsorted(bb, first + e3)
+        # steps of a lane until its last a is consumed: n_a + #b in [first+e, last+e)
+        m0 = n_a + np.searchsorted(bb, last + e0) - j0
+        m1 = n_a + np.searchsorted(bb, last + e1) - j1
+        m2 = n_a + np.searchsorted(bb, last + e2) - j2
+        m3 = n_a + np.searchsorted(bb, last + e3) - j3
+        m = min(min(m0, m1), min(m2, m3))
+        i0 = i1 = i2 = i3 = 0
+        s0 = s1 = s2 = s3 = 0
+        for _ in range(m):
+            c0 = b_pad[j0] < a[i0] + e0
+            c1 = b_pad[j1] < a[i1] + e1
+            c2 = b_pad[j2] < a[i2] + e2
+            c3 = b_pad[j3] < a[i3] + e3
+            s0 += (1 - c0) * j0
+            i0 += 1 - c0
+            j0 += c0
+            s1 += (1 - c1) * j1
+            i1 += 1 - c1
+            j1 += c1
+            s2 += (1 - c2) * j2
+            i2 += 1 - c2
+            j2 += c2
+            s3 += (1 - c3) * j3
+            i3 += 1 - c3
+            j3 += c3
+        s[q0] = _finish_lane(a, b_pad, e0, i0, j0, s0)
+        if q0 + 1 < n:
+            s[q0 + 1] = _finish_lane(a, b_pad, e1, i1, j1, s1)
+        if q0 + 2 < n:
+            s[q0 + 2] = _finish_lane(a, b_pad, e2, i2, j2, s2)
+        if q0 + 3 < n:
+            s[q0 + 3] = _finish_lane(a, b_pad, e3, i3, j3, s3)
+    return s
+
+
+@njit(cache=True)
+def _direct_pairs(
+    a: np.ndarray,
+    b_pad: np.ndarray,
+    n_b: int,
+    lo_e: np.int64,
+    hi_e: np.int64,
+    win: np.ndarray,
+    n_pow: int,
+    counts: np.ndarray,
+) -> None:
+    """Enumerate the pairs with lo_e <= b - a < hi_e and bin them on ``win``."""
+    n_a = a.shape[0]
+    if n_a == 0 or n_b == 0:
+        return
+    bb = b_pad[:n_b]
+    lo = np.searchsorted(bb, a[0] + lo_e)
+    hi = np.searchsorted(bb, a[0] + hi_e)
+    for i in range(n_a):
+        ai = a[i]
+        x = ai + lo_e
+        y = ai + hi_e
+        # two branch-free steps cover the usual advance (< 1 partner per tag)
+        lo += b_pad[lo] < x
+        hi += b_pad[hi] < y
+        lo += b_pad[lo] < x
+        hi += b_pad[hi] < y
+        while b_pad[lo] < x:
+            lo += 1
+        while b_pad[hi] < y:
+            hi += 1
+        for j in range(lo, hi):
+            counts[_bin_of(b_pad[j] - ai, win, n_pow)] += 1
+
+
+# --------------------------------------------------------------------------------------
+# input checks and helpers
+# --------------------------------------------------------------------------------------
+
+
+def _as_edges(edges_ps: object) -> np.ndarray:
+    """Validate bin edges: 1-D, >= 2 entries, integral, strictly increasing; int64."""
+    e = np.asarray(edges_ps)
+    if e.ndim != 1 or e.size < 2:
+        raise ValueError(f"edges_ps must be a 1-D array of at least 2 edges, got shape {e.shape}")
+    if np.issubdtype(e.dtype, np.integer):
+        ei = e.astype(np.int64)
+    elif np.issubdtype(e.dtype, np.floating):
+        if not np.all(np.isfinite(e)):
+            raise ValueError("edges_ps must be finite")
+        if np.any(e != np.round(e)):
+            raise ValueError("edges_ps must be integer numbers of picoseconds")
+        if np.max(np.abs(e)) > _EDGE_LIMIT_PS:
+            raise ValueError(f"edges_ps must be within +-{_EDGE_LIMIT_PS} ps")
+        ei = e.astype(np.int64)
+    else:
+        raise TypeError(f"edges_ps must be numeric, got dtype {e.dtype}")
+    if np.max(np.abs(ei)) > _EDGE_LIMIT_PS:
+        raise ValueError(f"edges_ps must be within +-{_EDGE_LIMIT_PS} ps")
+    if np.any(np.diff(ei) <= 0):
+        raise ValueError("edges_ps must be strictly increasing")
+    return np.ascontiguousarray(ei)
+
+
+def _direct_window(edges: np.ndarray, rate_per_ps: float) -> tuple[int, int]:
+    """Contiguous edge window [ka, kb] with the most bins and <= ~1 partner per tag.
+
+    Returns (0, 0) when no window of at least two bins is cheap enough.
+    """
+    n = edges.size
+    if rate_per_ps <= 0 or n < 3:
+        return 0, 0
+    span_max = _DIRECT_PAIRS_PER_TAG / rate_per_ps
+    best = (0, 0)
+    lo = 0
+    for hi in range(n):
+        while edges[hi] - edges[lo] > span_max:
+            lo += 1
+        if hi - lo > best[1] - best[0]:
+            best = (lo, hi)
+    if best[1] - best[0] < 2:
+        return 0, 0
+    return best
+
+
+def _run_kernel(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
+    """Add the pairs of sorted int64 arrays a x b to counts (no validation)."""
+    if a.size == 0 or b.size == 0:
+        return
+    span = float(b[-1] - b[0])
+    rate = (b.size - 1) / span if span > 0 else 0.0
+    ka, kb = _direct_window(edges, rate)
+    b_pad = np.empty(b.size + 2, dtype=np.int64)
+    b_pad[: b.size] = b
+    b_pad[b.size :] = _INT64_MAX
+    # rank sums at every edge outside the open window (ka, kb)
+    k_ptr = (
+        np.r_[np.arange(0, ka + 1), np.arange(kb, edges.size)] if kb > ka else np.arange(edges.size)
+    )
+    s = _rank_sums(a, b_pad, b.size, np.ascontiguousarray(edges[k_ptr]))
+    consecutive = np.diff(k_ptr) == 1
+    counts[k_ptr[:-1][consecutive]] += np.diff(s)[consecutive]
+    if kb - ka > 1:
+        n_direct = kb - ka
+        n_pow = 1
+        while n_pow < n_direct:
+            n_pow <<= 1
+        win = np.full(n_pow + 1, _INT64_MAX, dtype=np.int64)
+        win[: n_direct + 1] = edges[ka : kb + 1]
+        direct = np.zeros(n_direct, dtype=np.int64)
+        _direct_pairs(a, b_pad, b.size, edges[ka], edges[kb], win, n_pow, direct)
+        counts[ka:kb] += direct
+
+
+def _add_pairs(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
+    """Add pairs a x b, looping over the shorter array (pointers walk the longer one).
+
+    Looping over ``b`` uses the mirror identity: the lags of (a, b) equal those of
+    (-b[::-1], -a[::-1]), with the same half-open convention.
+    """
+    if a.size == 0 or b.size == 0:
+        return
+    if b.size < a.size // 2:
+        _run_kernel(-b[::-1].copy(), -a[::-1].copy(), edges, counts)
+    else:
+        _run_kernel(a, b, edges, counts)
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+
+
+def log_edges(start_ps: float = 10_000, stop_ps: float = 1e12, per_decade: int = 10) -> np.ndarray:
+    """Log-spaced integer bin edges from ``start_ps`` to ``stop_ps`` (both included).
+
+    Edges are ``round(start * 10**(k / per_decade))``, k = 0, 1, ..., up to the first
+    value >= ``stop_ps`` (replaced by ``stop_ps`` itself), made strictly increasing
+    (duplicates from rounding at tiny ``start_ps`` are dropped). int64 picoseconds.
+    """
+    if isinstance(per_decade, bool) or not isinstance(per_decade, numbers.Integral):
+        raise TypeError(f"per_decade must be an integer, got {per_decade!r}")
+    if per_decade < 1:
+        raise ValueError(f"per_decade must be >= 1, got {per_decade}")
+    start, stop = float(start_ps), float(stop_ps)
+    if not (math.isfinite(start) and math.isfinite(stop)) or not 1 <= start < stop:
+        raise ValueError(f"need 1 <= start_ps < stop_ps, got {start_ps!r}, {stop_ps!r}")
+    if stop > _EDGE_LIMIT_PS:
+        raise ValueError(f"stop_ps must be <= {_EDGE_LIMIT_PS}")
+    n = math.ceil(per_decade * math.log10(stop / start) - 1e-9)
+    e = np.round(start * 10.0 ** (np.arange(n + 1) / per_decade))
+    e[-1] = round(stop)
+    e = e[e <= round(stop)]
+    return np.unique(e.astype(np.int64))
+
+
+def tau_centres(edges_ps: np.ndarray) -> np.ndarray:
+    """Representative lag of each bin: geometric mean of its edges when both have the
+    same sign (log bins), arithmetic mean when the bin contains zero. float64 ps."""
+    e = np.asarray(edges_ps, dtype=np.float64)
+    a, b = e[:-1], e[1:]
+    same = a * b > 0
+    geo = np.sign(a) * np.sqrt(np.abs(a * b), where=same, out=np.zeros_like(a))
+    return np.where(same, geo, 0.5 * (a + b))
+
+
+def correlate_log(t1_ps: np.ndarray, t2_ps: np.ndarray, edges_ps: np.ndarray) -> np.ndarray:
+    """Number of pairs with ``edges[k] <= t2[j] - t1[i] < edges[k+1]`` for every bin k.
+
+    Parameters
+    ----------
+    t1_ps, t2_ps
+        1-D integer (int64) time tags in ps, each sorted ascending (duplicates and
+        negative values allowed).
+    edges_ps
+        Strictly increasing bin edges in ps (integers; may be negative, may start at 0,
+        e.g. :func:`log_edges` or a symmetric ``np.r_[-e[::-1], e]``).
+
+    Returns
+    -------
+    counts
+        int64 array of length ``len(edges_ps) - 1``. Equal to
+        ``pycorrelate.pcorrelate(t1, t2, edges) * diff(edges)``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Unsorted / non-integer tags, or edges not strictly increasing integers.
+    """
+    edges = _as_edges(edges_ps)
+    t1 = _as_tags(t1_ps, "t1_ps")
+    t2 = _as_tags(t2_ps, "t2_ps")
+    counts = np.zeros(edges.size - 1, dtype=np.int64)
+    _add_pairs(t1, t2, edges, counts)
+    return counts
+
+
+def expected_pairs(edges_ps: np.ndarray, n1: int, n2: int, duration_ps: float) -> np.ndarray:
+    """Expected pair counts per bin for independent stationary streams (see module doc).
+
+    ``E_k = n1 * n2 / T**2 * integral_{a_k}^{b_k} max(T - |tau|, 0) d tau`` (float64).
+    """
+    e = np.asarray(edges_ps, dtype=np.float64)
+    T = float(duration_ps)
+    if not T > 0:
+        raise ValueError(f"duration_ps must be > 0, got {duration_ps!r}")
+
+    def prim(x: np.ndarray) -> np.ndarray:
+        # primitive of max(T - |tau|, 0), odd in x, constant T**2/2 beyond |x| >= T
+        y = np.clip(np.abs(x), 0.0, T)
+        return np.sign(x) * (T * y - 0.5 * y * y)
+
+    overlap = prim(e[1:]) - prim(e[:-1])
+    return float(n1) * float(n2) / (T * T) * overlap
+
+
+def _window_moments(edges: np.ndarray, T: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each bin B = [a, b): L = int_0^T w2(u) du and M_i = int_0^T w_i(x)^2 dx, with
+    w2(u) = |(u + B) & [0, T)| (partner window of a channel-1 tag at u) and
+    w1(v) = |(v - B) & [0, T)|. Both are piecewise linear, so Simpson's rule on the pieces
+    between their breakpoints is exact for w and w^2."""
+    e = np.asarray(edges, dtype=np.float64)
+    a = e[:-1, None]
+    b = e[1:, None]
+    zero = np.zeros_like(a)
+    full = np.full_like(a, T)
+
+    def w2(u: np.ndarray) -> np.ndarray:
+        return np.maximum(0.0, np.minimum(u + b, T) - np.maximum(u + a, 0.0))
+
+    def w1(v: np.ndarray) -> np.ndarray:
+        return np.maximum(0.0, np.minimum(v - a, T) - np.maximum(v - b, 0.0))
+
+    def simpson(w, bps: np.ndarray, power: int) -> np.ndarray:
+        x = np.sort(np.clip(bps, 0.0, T), axis=1)
+        x0, x1 = x[:, :-1], x[:, 1:]
+        f0, fm, f1 = w(x0) ** power, w(0.5 * (x0 + x1)) ** power, w(x1) ** power
+        return np.sum((x1 - x0) / 6.0 * (f0 + 4.0 * fm + f1), axis=1)
+
+    bp2 = np.hstack((zero, full, -b, -a, T - b, T - a))
+    bp1 = np.hstack((zero, full, a, b, T + a, T + b))
+    return simpson(w2, bp2, 1), simpson(w1, bp1, 2), simpson(w2, bp2, 2)
+
+
+def g2_log_variance(
+    edges_ps: np.ndarray,
+    n1: int,
+    n2: int,
+    duration_ps: float,
+    g2: np.ndarray | float = 1.0,
+) -> np.ndarray:
+    """Variance of the :func:`g2_log` estimate per bin (two Poisson streams).
+
+    The naive Poisson error sqrt(counts)/E_k is right only while a bin holds much less
+    than one partner per tag. At long lags (wide bins) the pair counts share the slow
+    shot noise of the tag positions; for independent homogeneous Poisson streams with
+    N1, N2 tags over T (rates r_i = N_i/T), to first order in 1/N::
+
+        var(g2_k) = g2_k / E_k + (1/r1) (M2_k / L_k^2 - 1/T) + (1/r2) (M1_k / L_k^2 - 1/T)
+
+    with L_k = integral (T - |tau|) over the bin, and M2_k (M1_k) the integral over the
+    record of the squared partner-window length of a channel-1 (channel-2) tag (see
+    ``_window_moments``); the -1/T terms are the part removed by normalising with the
+    measured N1, N2. For |tau|, width << T the excess is ~ (1/r1 + 1/r2)(a + W/3)/T^2.
+    ``g2`` (measured or model values) scales the shot-noise term.
+    """
+    edges = _as_edges(edges_ps)
+    T = float(duration_ps)
+    if not T > 0:
+        raise ValueError(f"duration_ps must be > 0, got {duration_ps!r}")
+    L, M1, M2 = _window_moments(edges, T)
+    E = expected_pairs(edges, n1, n2, T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = (T / max(n1, 1)) * (M2 / L**2 - 1.0 / T) + (T / max(n2, 1)) * (M1 / L**2 - 1.0 / T)
+        var = np.asarray(g2, dtype=np.float64) / E + np.maximum(excess, 0.0)
+    return np.where(E > 0, var, np.nan)
+
+
+def g2_log(
+    t1_ps: np.ndarray, t2_ps: np.ndarray, edges_ps: np.ndarray, duration_ps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised cross-correlation g2 on arbitrary (log) lag bins.
+
+    ``g2_k = counts_k / E_k`` with ``E_k`` of :func:`expected_pairs` (N1, N2 = numbers
+    of tags, T = ``duration_ps`` = length of the common recording interval): 1 for
+    uncorrelated streams at every lag, including lags comparable with T.
+
+    Returns
+    -------
+    tau_ps
+        Bin centres of :func:`tau_centres` (float64, geometric for log bins).
+    g2
+        float64; NaN for bins with no possible overlap (|tau| >= T).
+    """
+    edges = _as_edges(edges_ps)
+    t1 = _as_tags(t1_ps, "t1_ps")
+    t2 = _as_tags(t2_ps, "t2_ps")
+    counts = np.zeros(edges.size - 1, dtype=np.int64)
+    _add_pairs(t1, t2, edges, counts)
+    exp = expected_pairs(edges, t1.size, t2.size, duration_ps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g2 = np.where(exp > 0, counts / exp, np.nan)
+    return tau_centres(edges), g2
+
+
+class LogCorrelationAccumulator:
+    """Streaming version of :func:`correlate_log` for chunked acquisition.
+
+    Feed consecutive chunks of both channels with :meth:`add`; ``counts`` is then
+    exactly (integer for integer) the one-pass :func:`correlate_log` of the concatenated
+    streams. Every pair is counted once, when its later-arriving tag is added: new t1 x
+    (history t2 + new t2), then history t1 x new t2. The history keeps the tags that can
+    still pair with a future tag of the other channel (lags up to the last edge), i.e.
+    about ``edges[-1] - edges[0]`` of tags; pass ``t_end_ps`` (a promise that later tags
+    of both channels are >= it) to keep it bounded while one channel is silent.
+
+    Chunk cost is O(n_edges * (chunk + history overlap)): each cross-product loops over
+    the chunk and walks pointers over the part of the history in range.
+    """
+
+    def __init__(self, edges_ps: np.ndarray) -> None:
+        self._edges = _as_edges(edges_ps)
+        self._edges.setflags(write=False)
+        self._e_min = int(self._edges[0])
+        self._e_max = int(self._edges[-1])
+        self._counts = np.zeros(self._edges.size - 1, dtype=np.int64)
+        self._tau = tau_centres(self._edges)
+        self._tau.setflags(write=False)
+        self.reset()
+
+    @property
+    def edges_ps(self) -> np.ndarray:
+        return self._edges
+
+    @property
+    def tau_ps(self) -> np.ndarray:
+        """Bin centres (read-only, :func:`tau_centres`)."""
+        return self._tau
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Current pair counts (int64 copy)."""
+        return self._counts.copy()
+
+    @property
+    def n_tags(self) -> tuple[int, int]:
+        return self._n1, self._n2
+
+    def g2(self, duration_ps: float) -> tuple[np.ndarray, np.ndarray]:
+        """(tau_ps, g2) normalised as in :func:`g2_log` with the tags added so far."""
+        exp = expected_pairs(self._edges, self._n1, self._n2, duration_ps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g2 = np.where(exp > 0, self._counts / exp, np.nan)
+        return self._tau.copy(), g2
+
+    def reset(self) -> None:
+        """Clear counts and history."""
+        self._counts[:] = 0
+        self._hist1 = np.empty(0, dtype=np.int64)
+        self._hist2 = np.empty(0, dtype=np.int64)
+        self._last1: int | None = None
+        self._last2: int | None = None
+        self._t_end: int | None = None
+        self._n1 = 0
+        self._n2 = 0
+
+    def add(self, t1_chunk: np.ndarray, t2_chunk: np.ndarray, t_end_ps: int | None = None) -> None:
+        """Add the next chunk of each channel (either may be empty).
+
+        Chunks must be sorted and must not start before the last tag previously added
+        on the same channel (nor before a promised ``t_end_ps``); ValueError otherwise.
+        """
+        t1 = _as_tags(t1_chunk, "t1_chunk")
+        t2 = _as_tags(t2_chunk, "t2_chunk")
+        for t, last, name in ((t1, self._last1, "t1_chunk"), (t2, self._last2, "t2_chunk")):
+            if t.size and last is not None and t[0] < last:
+                raise ValueError(
+                    f"{name} starts at {t[0]} ps, before the last tag of the previous chunk "
+                    f"({last} ps); chunks must be consecutive in time"
+                )
+            if t.size and self._t_end is not None and t[0] < self._t_end:
+                raise ValueError(
+                    f"{name} starts at {t[0]} ps, before the promised t_end_ps "
+                    f"{self._t_end} of the previous chunk"
+                )
+        if t1.size:
+            t2_all = np.concatenate((self._hist2, t2)) if self._hist2.size else t2
+            _add_pairs(t1, t2_all, self._edges, self._counts)
+        if t2.size and self._hist1.size:
+            _add_pairs(self._hist1, t2, self._edges, self._counts)
+
+        if t1.size:
+            self._last1 = int(t1[-1])
+            self._n1 += t1.size
+        if t2.size:
+            self._last2 = int(t2[-1])
+            self._n2 += t2.size
+        if t_end_ps is not None:
+            t_end = int(t_end_ps)
+            if self._t_end is None or t_end > self._t_end:
+                self._t_end = t_end
+        # future t2 >= w2 pairs with t1 only if t2 - t1 < e_max: keep t1 > w2 - e_max;
+        # future t1 >= w1 pairs with t2 only if t2 - t1 >= e_min: keep t2 >= w1 + e_min.
+        self._hist1 = self._prune(
+            np.concatenate((self._hist1, t1)), self._last2, -self._e_max, "right"
+        )
+        self._hist2 = self._prune(
+            np.concatenate((self._hist2, t2)), self._last1, self._e_min, "left"
+        )
+
+    def _prune(
+        self, hist: np.ndarray, last_other: int | None, offset: int, side: str
+    ) -> np.ndarray:
+        w = last_other
+        if self._t_end is not None and (w is None or self._t_end > w):
+            w = self._t_end
+        if w is None or hist.size == 0:
+            return hist
+        cut = int(np.searchsorted(hist, w + offset, side=side))
+        return hist[cut:].copy() if cut else hist
