@@ -299,6 +299,7 @@ class Setup:
         limits: dict[str, dict[str, Any]],
         settings: dict[str, dict[str, Any]],
         data_dir: str | Path | None = None,
+        keep_going: bool = False,
     ):
         self.spec = spec
         self.limits = limits
@@ -317,10 +318,17 @@ class Setup:
             self.clock = WallClock()
         self.instruments: dict[str, Instrument] = {}
         role = ""
+        #: roles that could not be opened (only with keep_going): role -> the error
+        self.failed: dict[str, str] = {}
         try:
             for role, inst in spec.instruments.items():
                 info = DRIVERS[(role, inst.driver)]
-                self.instruments[role] = info.build(self, inst)
+                try:
+                    self.instruments[role] = info.build(self, inst)
+                except Exception as exc:
+                    if not keep_going:
+                        raise
+                    self.failed[role] = f"{type(exc).__name__}: {exc}"
         except ValueError as exc:  # the device refused what the setup file asks of it
             self.close()
             line = _nearest_line(_line_map(text), ("instruments", role))
@@ -392,13 +400,19 @@ class Setup:
         self.close()
 
 
-def open_setup(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> Setup:
+def open_setup(
+    path: str | Path | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    keep_going: bool = False,
+) -> Setup:
     """Validate a setup file and build its Setup (``None``: the bundled simulated microscope).
 
     Raises :class:`~hbtscope.config_schema.SetupFileError` naming the file, the line and what is
-    allowed, before any instrument is opened.
+    allowed, before any instrument is opened. With ``keep_going`` a device that fails to open
+    is recorded in ``setup.failed`` and the others still open (for ``hbtscope devices``).
     """
     p = Path(path) if path is not None else default_setup_path()
     spec, text = load_setup_file(p)
     limits, settings = _check_drivers(spec, p, text)
-    return Setup(spec, p, text, limits, settings, data_dir=data_dir)
+    return Setup(spec, p, text, limits, settings, data_dir=data_dir, keep_going=keep_going)
