@@ -227,3 +227,14 @@ def test_arbitrary_text_never_crashes_the_loader(tmp_path, text):
     else:  # pragma: no cover - random text is never a valid setup
         setup.close()
         raise AssertionError("random text accepted as a setup file")
+
+
+def test_docs_list_every_driver():
+    """docs/setup-file.md's driver table names every driver a setup file may use."""
+    from pathlib import Path
+
+    from hbtscope.setup import DRIVERS
+
+    doc = (Path(__file__).parents[1] / "docs" / "setup-file.md").read_text()
+    for role, name in DRIVERS:
+        assert f"| {role} | `{name}` |" in doc, (role, name)
