@@ -3,6 +3,9 @@
     hbtscope demo [--setup FILE] [--out DIR] [--json]
     hbtscope run g2 [--setup FILE] [--set name=value ...] [--out DIR] [--json]
     hbtscope procedures
+    hbtscope import FILE.ptu [--out DIR] [--json]
+    hbtscope export RUN.h5 --format photon-hdf5 [--out FILE] [--force]
+    hbtscope analyze RUN.h5 [--json]
 
 ``--json`` prints one JSON object (file, status, the main results and, on the simulator, the
 ground truth) on stdout; human-readable progress goes to stderr.
@@ -171,6 +174,90 @@ def cmd_procedures(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _user_error(exc: BaseException) -> UsageError:
+    """A user-caused file error as one line for stderr (exit code 2)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return UsageError(text)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from hbtscope.storage import open_run, read_parameters, read_values
+    from hbtscope.storage.ptu_import import PtuImportError, import_ptu
+
+    out_dir = Path(args.out) if args.out else Path.cwd()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: not a directory")
+    try:
+        path = import_ptu(args.file, out_dir)
+    except (PtuImportError, FileExistsError) as exc:
+        raise _user_error(exc) from None
+    with open_run(path) as f:
+        params, _ = read_parameters(f)
+        info = read_values(f["analysis/ptu_import"])
+    out = {
+        "file": str(path),
+        "source": str(args.file),
+        "mode": params.get("mode"),
+        "record_type": params.get("record_type"),
+        "n_records": info.get("n_records"),
+        "n_photons": info.get("n_photons"),
+        "n_overflow_records": info.get("n_overflow_records"),
+        "n_marker_records": info.get("n_marker_records"),
+        "photons_per_channel": info.get("photons_per_channel"),
+        "resolution_ps": params.get("resolution_ps"),
+        "sync_rate_Hz": params.get("sync_rate_Hz"),
+    }
+    if args.json:
+        print(json.dumps(_clean(out)))
+        return EXIT_OK
+    print(f"imported {args.file} ({out['mode']}, {out['record_type']})")
+    print(
+        f"  records {out['n_records']}, photons {out['n_photons']}, per channel "
+        f"{out['photons_per_channel']}"
+    )
+    print(f"  run file: {path}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hbtscope.storage.photon_hdf5 import export_photon_hdf5
+    from hbtscope.storage.reanalyse import RunFileError
+
+    if args.format != "photon-hdf5":  # pragma: no cover - argparse restricts the choices
+        raise UsageError(f"--format {args.format}: only photon-hdf5 is supported")
+    try:
+        out = export_photon_hdf5(args.run, args.out, overwrite=args.force)
+    except (RunFileError, FileExistsError) as exc:
+        raise _user_error(exc) from None
+    print(str(out))
+    return EXIT_OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from hbtscope.storage.reanalyse import RunFileError, analyse_run
+
+    try:
+        result = analyse_run(args.run)
+    except RunFileError as exc:
+        raise _user_error(exc) from None
+    result.pop("arrays", None)
+    if args.json:
+        print(json.dumps(_clean(result)))
+        return EXIT_OK
+    print(f"{result['procedure']} run {result['file']} ({result['status']})")
+    for key, value in result.items():
+        if key in ("procedure", "file", "status"):
+            continue
+        err = result.get(f"{key}_err")
+        if key.endswith("_err") and key[:-4] in result:
+            continue
+        if isinstance(value, float) and err is not None and isinstance(err, float):
+            print(f"  {key} = {value:.6g} ± {err:.2g}")
+        else:
+            print(f"  {key} = {value}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbtscope", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +283,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = sub.add_parser("procedures", help="list procedures and their parameters")
     p_list.set_defaults(func=cmd_procedures)
+
+    p_imp = sub.add_parser("import", help="import a PicoQuant PTU file (T2/T3) into a run file")
+    p_imp.add_argument("file", help="the .ptu file")
+    p_imp.add_argument("--out", help="directory for the run file (default: current directory)")
+    p_imp.add_argument("--json", action="store_true", help="print one JSON object")
+    p_imp.set_defaults(func=cmd_import)
+
+    p_exp = sub.add_parser("export", help="export a run's time tags to another format")
+    p_exp.add_argument("run", help="the run file (.h5)")
+    p_exp.add_argument(
+        "--format", choices=["photon-hdf5"], default="photon-hdf5", help="output format"
+    )
+    p_exp.add_argument("--out", help="output file (default: <run>.photon.hdf5 beside the run)")
+    p_exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p_exp.set_defaults(func=cmd_export)
+
+    p_an = sub.add_parser("analyze", help="recompute a run's analysis from its raw data")
+    p_an.add_argument("run", help="the run file (.h5)")
+    p_an.add_argument("--json", action="store_true", help="print one JSON object")
+    p_an.set_defaults(func=cmd_analyze)
     return parser
 
 
