@@ -165,6 +165,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    """Open every device of the setup (keep going past failures) and report each one."""
+    from hbtscope.devices_report import devices_report, format_report
+    from hbtscope.setup import open_setup
+
+    with open_setup(args.setup, keep_going=True) as setup:
+        report = devices_report(setup)
+    if args.json:
+        print(json.dumps(_clean({"setup": str(setup.path), "devices": report}), default=str))
+    else:
+        print(f"{setup.spec.name} ({setup.path})")
+        print(format_report(report))
+    return EXIT_OK if all(e["connected"] for e in report) else EXIT_FAILED
+
+
 def cmd_procedures(args: argparse.Namespace) -> int:
     for name, cls in _procedures().items():
         print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
@@ -221,7 +236,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hbtscope.storage.photon_hdf5 import export_photon_hdf5
-    from hbtscope.storage.reanalyse import RunFileError
+    from hbtscope.storage.reading import RunFileError
 
     if args.format != "photon-hdf5":  # pragma: no cover - argparse restricts the choices
         raise UsageError(f"--format {args.format}: only photon-hdf5 is supported")
@@ -234,7 +249,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from hbtscope.storage.reanalyse import RunFileError, analyse_run
+    from hbtscope.reanalyse import RunFileError, analyse_run
 
     try:
         result = analyse_run(args.run)
@@ -283,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = sub.add_parser("procedures", help="list procedures and their parameters")
     p_list.set_defaults(func=cmd_procedures)
+
+    p_dev = sub.add_parser("devices", help="roles, drivers, connection state and settings")
+    p_dev.add_argument("--setup", help="setup file (default: the bundled simulated microscope)")
+    p_dev.add_argument("--json", action="store_true", help="print one JSON object")
+    p_dev.set_defaults(func=cmd_devices)
 
     p_imp = sub.add_parser("import", help="import a PicoQuant PTU file (T2/T3) into a run file")
     p_imp.add_argument("file", help="the .ptu file")

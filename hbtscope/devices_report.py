@@ -65,4 +65,19 @@ def format_report(report: list[dict[str, Any]]) -> str:
         )
         if not e["connected"]:
             lines.append(f"{'':<12} {e['error']}")
+        else:
+            settings = ", ".join(f"{k}={_short(v)}" for k, v in e.get("snapshot", {}).items())
+            if settings:
+                lines.append(f"{'':<12} {settings}")
     return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    """A compact text of a setting (floats to 4 significant digits)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)

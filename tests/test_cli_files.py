@@ -17,8 +17,8 @@ import hbtscope
 from hbtscope.cli import main
 from hbtscope.procedures.g2 import G2Measurement
 from hbtscope.procedures.runner import run_procedure
+from hbtscope.reanalyse import analyse_run
 from hbtscope.storage import open_run, read_values
-from hbtscope.storage.reanalyse import analyse_run
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = [Path("/work/shared/data/picoquant"), REPO.parent / "shared" / "data" / "picoquant"]

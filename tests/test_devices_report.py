@@ -56,3 +56,18 @@ def test_a_device_that_does_not_answer_is_reported_not_raised(tmp_path):
     assert all(e["connected"] for e in report if e["role"] != "powermeter")
     text = format_report(report)
     assert "NOT CONNECTED" in text and "VI_ERROR_CONN_LOST" in text
+
+
+def test_cli_devices_lists_roles_state_and_settings(capsys):
+    from hbtscope.cli import main
+
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "laser        PulsedLaser" in out and "max_power_W=2e-06" in out
+    assert "tagger" in out and "NOT CONNECTED" not in out
+    assert main(["devices", "--json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    roles = {d["role"] for d in data["devices"]}
+    assert {"laser", "stage", "tagger", "daq"} <= roles

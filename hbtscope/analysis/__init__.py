@@ -1,15 +1,101 @@
-"""Pure analysis layer (numpy/scipy/numba only): time-tag correlation and g2.
+"""Pure analysis layer (numpy/scipy/numba only): what a scientist calls from a notebook on
+data from any instrument, and what every procedure calls.
 
-No I/O, no GUI and no dependency on other hbtscope subpackages.
+No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
+
+- ``correlation``: linear-bin cross-correlation of tag streams (``correlate``), streaming;
+- ``correlation_log``: log-binned correlation 10 ns – 1 s, normalised g2 (Laurence 2006 style);
+- ``g2``: pulsed g2(0) from peak areas (seeds 000/001); ``g2_cw``: CW antibunching fit with IRF
+  (seed 004) and blinking bunching at long delays (seed 001 Fig. 4d);
+- ``lifetime``: TCSPC histograms, maximum-likelihood multi-exponential decay fits with IRF;
+- ``flim``: per-pixel lifetime maps (vectorised MLE);
+- ``blinking``, ``flid``: intensity traces, ON fraction, change points, FLID (seeds 000/001);
+- ``saturation``: seed 001 eq. 1; ``spectra``: CEW/FWHM, series, blue-shift;
+- ``images``: emitter finding, survival curves, drift registration, Gaussian refocus fits;
+- ``polarisation``: Malus fit and DOLP (seed 003).
 """
 
 from hbtscope.analysis.correlation import CorrelationAccumulator, correlate
+from hbtscope.analysis.correlation_log import (
+    LogCorrelationAccumulator,
+    correlate_log,
+    expected_pairs,
+    g2_log,
+    g2_log_variance,
+    log_edges,
+    tau_centres,
+)
+from hbtscope.analysis.flim import FlimResult, flim_fit, gaussian_irf, mean_arrival_lifetime
 from hbtscope.analysis.g2 import BACKGROUND_METHODS, G2PulsedResult, g2_pulsed
+from hbtscope.analysis.g2_cw import G2CWResult, G2LongResult, g2_cw_fit, g2_long_delays
+from hbtscope.analysis.images import (
+    EMITTER_DTYPE,
+    Gaussian1DFit,
+    Gaussian2DFit,
+    RegisteredSum,
+    SurvivalCounts,
+    SurvivalCurve,
+    auto_threshold,
+    count_surviving,
+    drift_by_cross_correlation,
+    estimate_background,
+    find_emitters,
+    gaussian1d_fit,
+    gaussian2d_fit,
+    register_and_sum,
+    survival_curve,
+)
+from hbtscope.analysis.lifetime import (
+    DecayFitResult,
+    decay_histogram,
+    fit_decay,
+    histogram_mean_delay,
+    lifetime_from_mean,
+    mean_arrival_time,
+    photon_delays,
+)
 
 __all__ = [
     "BACKGROUND_METHODS",
+    "EMITTER_DTYPE",
     "CorrelationAccumulator",
+    "DecayFitResult",
+    "FlimResult",
+    "G2CWResult",
+    "G2LongResult",
     "G2PulsedResult",
+    "Gaussian1DFit",
+    "Gaussian2DFit",
+    "LogCorrelationAccumulator",
+    "RegisteredSum",
+    "SurvivalCounts",
+    "SurvivalCurve",
+    "auto_threshold",
     "correlate",
+    "correlate_log",
+    "count_surviving",
+    "decay_histogram",
+    "drift_by_cross_correlation",
+    "estimate_background",
+    "expected_pairs",
+    "find_emitters",
+    "fit_decay",
+    "flim_fit",
+    "g2_cw_fit",
+    "g2_log",
+    "g2_log_variance",
+    "g2_long_delays",
     "g2_pulsed",
+    "gaussian1d_fit",
+    "gaussian2d_fit",
+    "gaussian_irf",
+    "histogram_mean_delay",
+    "lifetime_from_mean",
+    "log_edges",
+    "mean_arrival_lifetime",
+    "mean_arrival_time",
+    "photon_delays",
+    "register_and_sum",
+    "survival_curve",
+    "tau_centres",
 ]

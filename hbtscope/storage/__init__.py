@@ -6,6 +6,8 @@ or after its writer was killed), ask :func:`run_status` how a run ended.
 
 from hbtscope.storage import layout
 from hbtscope.storage.layout import FORMAT_VERSION, STATUSES
+from hbtscope.storage.photon_hdf5 import export_photon_hdf5
+from hbtscope.storage.ptu_import import PtuImportError, import_ptu
 from hbtscope.storage.runfile import (
     RunWriter,
     mark_interrupted,
@@ -19,6 +21,9 @@ from hbtscope.storage.runfile import (
 )
 
 __all__ = [
+    "PtuImportError",
+    "export_photon_hdf5",
+    "import_ptu",
     "FORMAT_VERSION",
     "STATUSES",
     "RunWriter",

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from hbtscope.storage import layout as L
-from hbtscope.storage.reanalyse import RunFileError, open_run_checked, read_tags
+from hbtscope.storage.reading import RunFileError, open_run_checked, read_tags
 from hbtscope.storage.runfile import read_attrs, read_parameters, read_values
 
 __all__ = ["export_photon_hdf5", "default_export_path"]

@@ -12,7 +12,7 @@ from hbtscope.procedures.g2 import G2Measurement
 from hbtscope.procedures.runner import run_procedure
 from hbtscope.storage import RunWriter, open_run, read_values
 from hbtscope.storage.photon_hdf5 import default_export_path, export_photon_hdf5
-from hbtscope.storage.reanalyse import RunFileError
+from hbtscope.storage.reading import RunFileError
 
 phc = pytest.importorskip("phconvert")
 

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hbtscope.analysis import correlate
+from hbtscope.reanalyse import analyse_run
 from hbtscope.storage import open_run, read_attrs, read_parameters, read_values, run_status
 from hbtscope.storage.ptu_import import PtuImportError, import_ptu
-from hbtscope.storage.reanalyse import analyse_run
 
 ptufile = pytest.importorskip("ptufile")
 

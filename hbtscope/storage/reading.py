@@ -1,0 +1,104 @@
+"""Reading run files safely: checked opening, the raw tags, the channel map.
+
+Shared by the exporters and by :mod:`hbtscope.reanalyse`; never eval, never unpickle.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hbtscope.storage import layout as L
+from hbtscope.storage.runfile import open_run, read_attrs, read_values
+
+__all__ = [
+    "RunFileError",
+    "UnsupportedRunError",
+    "open_run_checked",
+    "read_tags",
+]
+
+PS_PER_S = 1e12
+
+
+class RunFileError(ValueError):
+    """The path is not a readable hbtscope run file (missing, not HDF5, wrong layout)."""
+
+
+class UnsupportedRunError(RunFileError):
+    """A run file whose procedure has no re-analysis (yet)."""
+
+
+def open_run_checked(path: str | os.PathLike) -> h5py.File:
+    """:func:`~hbtscope.storage.open_run` with one-line :class:`RunFileError` for user errors."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise RunFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise RunFileError(f"{path}: not a file")
+    if not h5py.is_hdf5(path):
+        raise RunFileError(f"{path}: not an HDF5 file, so not an hbtscope run file")
+    try:
+        f = open_run(path)
+    except (OSError, RuntimeError, ValueError) as exc:  # h5py raises all three on bad files
+        text = " ".join(str(exc).split())
+        raise RunFileError(f"{path}: cannot open the HDF5 file ({text})") from None
+    missing = [a for a in (L.ATTR_FORMAT_VERSION, L.ATTR_PROCEDURE) if a not in f.attrs]
+    if missing or L.PARAMETERS not in f or L.TTTR not in f:
+        f.close()
+        raise RunFileError(
+            f"{path}: an HDF5 file but not an hbtscope run file (no format_version/procedure "
+            "attributes or no parameters/ and tttr/ groups)"
+        )
+    return f
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def read_tags(f: h5py.File) -> tuple[np.ndarray, np.ndarray]:
+    """All time tags (int64 ps) and channels (int32) of an open run file."""
+    ts = f[L.TTTR_TIMESTAMPS]
+    ch = f[L.TTTR_CHANNELS]
+    n = min(ts.shape[0], ch.shape[0])
+    return ts[:n].astype(np.int64, copy=False), ch[:n].astype(np.int32, copy=False)
+
+
+def _channel_map(f: h5py.File) -> dict[str, int]:
+    raw = read_attrs(f[L.TTTR]).get(L.ATTR_CHANNEL_MAP, {}) or {}
+    out = {}
+    for name, value in raw.items():
+        try:
+            out[str(name)] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _is_photon_name(name: str) -> bool:
+    low = name.lower()
+    return "sync" not in low and "marker" not in low
+
+
+def _busiest(ch: np.ndarray, n: int, exclude: set[int] = frozenset()) -> list[int]:
+    vals, counts = np.unique(ch, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    return [int(vals[i]) for i in order if int(vals[i]) not in exclude][:n]
+
+
+def _spad_channels(f: h5py.File, ch: np.ndarray) -> tuple[int, int] | None:
+    cal = f.get(f"{L.CALIBRATIONS}/detector_channels")
+    if isinstance(cal, h5py.Group):
+        vals = read_values(cal)
+        if "spad_a" in vals and "spad_b" in vals:
+            return int(vals["spad_a"]), int(vals["spad_b"])
+    cmap = _channel_map(f)
+    if "spad_a" in cmap and "spad_b" in cmap:
+        return cmap["spad_a"], cmap["spad_b"]
+    busiest = _busiest(ch, 2)
+    return (min(busiest), max(busiest)) if len(busiest) == 2 else None
