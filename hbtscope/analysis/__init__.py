@@ -15,6 +15,21 @@ No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
 - ``polarisation``: Malus fit and DOLP (seed 003).
 """
 
+from hbtscope.analysis.blinking import (
+    ChangePointResult,
+    LevelsResult,
+    TwoLevelFit,
+    change_points,
+    cluster_levels,
+    cpa_critical_value,
+    intensity_histogram,
+    intensity_trace,
+    mean_arrival_time_per_bin,
+    on_fraction,
+    photons_in_windows,
+    two_level_fit,
+    window_mask,
+)
 from hbtscope.analysis.correlation import CorrelationAccumulator, correlate
 from hbtscope.analysis.correlation_log import (
     LogCorrelationAccumulator,
@@ -25,6 +40,7 @@ from hbtscope.analysis.correlation_log import (
     log_edges,
     tau_centres,
 )
+from hbtscope.analysis.flid import FLIDResult, contour_lines, flid
 from hbtscope.analysis.flim import FlimResult, flim_fit, gaussian_irf, mean_arrival_lifetime
 from hbtscope.analysis.g2 import BACKGROUND_METHODS, G2PulsedResult, g2_pulsed
 from hbtscope.analysis.g2_cw import G2CWResult, G2LongResult, g2_cw_fit, g2_long_delays
@@ -54,8 +70,56 @@ from hbtscope.analysis.lifetime import (
     mean_arrival_time,
     photon_delays,
 )
+from hbtscope.analysis.polarisation import MalusResult, malus_fit, malus_model
+from hbtscope.analysis.saturation import (
+    SaturationResult,
+    intensity_from_power,
+    saturation_fit,
+    saturation_model,
+)
+from hbtscope.analysis.spectra import (
+    PopulationResult,
+    SeriesResult,
+    SpectrumResult,
+    cew_fwhm,
+    line_model,
+    population_stats,
+    remove_cosmic_rays,
+    spectrum_series,
+)
 
 __all__ = [
+    "ChangePointResult",
+    "LevelsResult",
+    "TwoLevelFit",
+    "change_points",
+    "cluster_levels",
+    "cpa_critical_value",
+    "intensity_histogram",
+    "intensity_trace",
+    "mean_arrival_time_per_bin",
+    "on_fraction",
+    "photons_in_windows",
+    "two_level_fit",
+    "window_mask",
+    "FLIDResult",
+    "contour_lines",
+    "flid",
+    "MalusResult",
+    "malus_fit",
+    "malus_model",
+    "SaturationResult",
+    "intensity_from_power",
+    "saturation_fit",
+    "saturation_model",
+    "PopulationResult",
+    "SeriesResult",
+    "SpectrumResult",
+    "cew_fwhm",
+    "line_model",
+    "population_stats",
+    "remove_cosmic_rays",
+    "spectrum_series",
     "BACKGROUND_METHODS",
     "EMITTER_DTYPE",
     "CorrelationAccumulator",
