@@ -25,7 +25,7 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
     return keep
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def assemble_photons(
     k,
     st,
@@ -67,46 +67,38 @@ def assemble_photons(
     det = np.empty(2 * n, np.int64)
     origin = np.empty(2 * n, np.int64)
     n_det = route_cum.shape[0]
+    bounds = np.zeros(5)  # 0, c0, c1, c2, c3 of the current state
     m = 0
     i_ur = 0
     for p in range(n):
         s = st[p]
         vp = v[p]
-        c0, c1, c2, c3 = cum_p[s, 0], cum_p[s, 1], cum_p[s, 2], cum_p[s, 3]
-        if vp >= c3:
+        if vp >= cum_p[s, 3]:
             continue
+        # branch-free outcome (random branches cost more than the arithmetic)
+        cat = int(vp >= cum_p[s, 0]) + int(vp >= cum_p[s, 1]) + int(vp >= cum_p[s, 2])
+        bounds[1] = cum_p[s, 0]
+        bounds[2] = cum_p[s, 1]
+        bounds[3] = cum_p[s, 2]
+        bounds[4] = cum_p[s, 3]
         t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
         t_xx = tau_xx_ps[s] * e1[p]
-        if vp < c0:
-            n_ph = 1
-            d0 = tau_x_ps[s] * e2[p]
-            d1 = 0.0
-            lo, hi = 0.0, c0
-        elif vp < c1:
-            n_ph = 1
-            d0 = t_xx + tau_x_ps[s] * e2[p]
-            d1 = 0.0
-            lo, hi = c0, c1
-        elif vp < c2:
-            n_ph = 1
-            d0 = t_xx
-            d1 = 0.0
-            lo, hi = c1, c2
-        else:
-            n_ph = 2
-            d0 = t_xx
-            d1 = t_xx + tau_x_ps[s] * e2[p]
-            lo, hi = c2, c3
+        d_x = tau_x_ps[s] * e2[p]
+        d0 = (cat != 0) * t_xx + (cat <= 1) * d_x
+        lo = bounds[cat]
+        r0 = (vp - lo) / (bounds[cat + 1] - lo)
+        n_ph = 1 + (cat == 3)
         for j in range(n_ph):
-            delay = d0 if j == 0 else d1
             if j == 0:
-                r = (vp - lo) / (hi - lo)
+                delay = d0
+                r = r0
             else:
+                delay = t_xx + d_x
                 r = ur[i_ur]
                 i_ur += 1
             i = 0
-            while i < n_det - 1 and r >= route_cum[i]:
-                i += 1
+            for q in range(n_det - 1):
+                i += r >= route_cum[q]
             t = delay + delay_ps[i] + jitter_sd_ps[i] * jn[m]
             if t < 0.0:
                 t = 0.0

@@ -435,7 +435,7 @@ def test_afterpulsing_adds_correlated_clicks_after_the_dead_time():
 
 
 def test_irf_model_matches_measured_timing_of_a_fast_source():
-    """Substrate light with a 5 ps lifetime timed against the sync reproduces world.irf():
+    """Substrate light with a 0.1 ps lifetime timed against the sync reproduces world.irf():
     Gaussian jitter plus a 20 % diffusion tail of 400 ps (chi-square test)."""
     spec = SimulationSpec(
         seed=17,
@@ -450,7 +450,7 @@ def test_irf_model_matches_measured_timing_of_a_fast_source():
             },
             {"name": "b", "tagger_channel": 3, "dark_cps": 0.0},
         ],
-        sample=SampleSpec(substrate_background_cps_per_W=2.0e11, substrate_lifetime_ns=0.005),
+        sample=SampleSpec(substrate_background_cps_per_W=2.0e11, substrate_lifetime_ns=1e-4),
     )
     world = World(spec, VirtualClock("fast"))
     world.move_focus(50.0, 50.0, 0.0)
