@@ -766,6 +766,21 @@ class World:
         hist = (1 - f) * fast + f * slow
         return hist / hist.sum()
 
+    def record(self, seconds: float, step_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Let ``seconds`` pass on the clock and return every click meanwhile (time-ordered
+        int64 ps, int16 channels), read in ``step_s`` slices — the detectors without a
+        tagger, for notebooks and physics checks."""
+        ts, ch = [], []
+        end = self.clock.now_ps() + int(round(seconds * PS_PER_S))
+        while self.clock.now_ps() < end:
+            self.clock.advance_to_ps(min(end, self.clock.now_ps() + int(step_s * PS_PER_S)))
+            t, c = self.clicks_until(self.clock.now_ps())
+            ts.append(t)
+            ch.append(c)
+        if not ts:
+            return np.empty(0, np.int64), np.empty(0, np.int16)
+        return np.concatenate(ts), np.concatenate(ch)
+
     def skip_until(self, t_ps: int) -> None:
         """Nobody is listening: forget everything before t_ps without generating it."""
         if t_ps <= self._released_until_ps:

@@ -47,13 +47,7 @@ def test_high_and_low_windows_give_the_state_lifetimes():
     world.move_focus(5.0, 5.0, 0.0)
     world.set_laser(on=True, power_W=0.2 * world.saturation_power_W(world.emitters[0]))
     world.set_sync_enabled(True)
-    ts, ch = [], []
-    for _ in range(30):
-        world.clock.sleep(0.5)
-        t, c = world.clicks_until(world.clock.now_ps())
-        ts.append(t)
-        ch.append(c)
-    ts, ch = np.concatenate(ts), np.concatenate(ch)
+    ts, ch = world.record(15.0)
     sync, photons = ts[ch == 1], ts[(ch == 2) | (ch == 3)]
     bins, counts = intensity_trace(photons, 10_000_000_000)
     levels = two_level_fit(counts)

@@ -107,13 +107,7 @@ def test_blinking_bunching_of_zn_preset_matches_seed_001():
     p_sat = world.saturation_power_W(e)
     world.set_laser(on=True, power_W=p_sat)
     seconds = 40.0
-    ts, ch = [], []
-    for _ in range(int(seconds / 0.5)):
-        world.clock.sleep(0.5)
-        t, c = world.clicks_until(world.clock.now_ps())
-        ts.append(t)
-        ch.append(c)
-    ts, ch = np.concatenate(ts), np.concatenate(ch)
+    ts, ch = world.record(seconds)
     t1, t2 = ts[ch == 2], ts[ch == 3]
     bw = 400_000
     lag, counts = correlate(t1, t2, bw, 400_000_000)
@@ -144,13 +138,7 @@ def test_preset_tables_cite_their_seed():
 
 
 def _two_spad_clicks(world: World, seconds: float, step_s: float = 0.5):
-    ts, ch = [], []
-    for _ in range(int(round(seconds / step_s))):
-        world.clock.sleep(step_s)
-        t, c = world.clicks_until(world.clock.now_ps())
-        ts.append(t)
-        ch.append(c)
-    ts, ch = np.concatenate(ts), np.concatenate(ch)
+    ts, ch = world.record(seconds, step_s)
     return ts[ch == 2], ts[ch == 3]
 
 
@@ -328,13 +316,7 @@ def test_state_resolved_decays_give_the_state_lifetimes():
     world.move_focus(5.0, 5.0, 0.0)
     world.set_laser(on=True, power_W=0.3 * world.saturation_power_W(world.emitters[0]))
     world.set_sync_enabled(True)
-    ts, ch = [], []
-    for _ in range(20):
-        world.clock.sleep(0.5)
-        t, c = world.clicks_until(world.clock.now_ps())
-        ts.append(t)
-        ch.append(c)
-    ts, ch = np.concatenate(ts), np.concatenate(ch)
+    ts, ch = world.record(10.0)
     sync = ts[ch == 1]
     photons = ts[ch != 1]
     last_sync = sync[np.searchsorted(sync, photons, side="right") - 1]
@@ -456,13 +438,7 @@ def test_irf_model_matches_measured_timing_of_a_fast_source():
     world.move_focus(50.0, 50.0, 0.0)
     world.set_laser(on=True, power_W=2e-7)
     world.set_sync_enabled(True)
-    ts, ch = [], []
-    for _ in range(4):
-        world.clock.sleep(0.5)
-        t, c = world.clicks_until(world.clock.now_ps())
-        ts.append(t)
-        ch.append(c)
-    ts, ch = np.concatenate(ts), np.concatenate(ch)
+    ts, ch = world.record(2.0)
     sync, clicks = ts[ch == 1], ts[ch == 2]
     d = clicks - sync[np.searchsorted(sync, clicks, side="right") - 1]
     bins = 50
