@@ -21,11 +21,7 @@ from hbtscope.reanalyse import analyse_run
 from hbtscope.storage import open_run, read_values
 
 REPO = Path(__file__).resolve().parents[1]
-CANDIDATES = [Path("/work/shared/data/picoquant"), REPO.parent / "shared" / "data" / "picoquant"]
-DATA = next((p for p in CANDIDATES if p.is_dir()), None)
-needs_data = pytest.mark.skipif(
-    DATA is None, reason="shared PicoQuant data not found (../shared/data/picoquant)"
-)
+DATA = REPO / "tests" / "data" / "picoquant"  # real files, BSD-3-Clause (LICENSE there)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +109,6 @@ def test_analyze_errors(tmp_path, capsys):
 # ======================================================================== import / export
 
 
-@needs_data
 def test_import_then_analyze_then_export(tmp_path, capsys):
     src = DATA / "picoharp/v30_t2.ptu"
     rc, out, err = run_main(capsys, "import", str(src), "--out", str(tmp_path), "--json")

@@ -17,8 +17,7 @@ from hbtscope.storage.reading import RunFileError
 phc = pytest.importorskip("phconvert")
 
 REPO = Path(__file__).resolve().parents[2]
-CANDIDATES = [Path("/work/shared/data/picoquant"), REPO.parent / "shared" / "data" / "picoquant"]
-DATA = next((p for p in CANDIDATES if p.is_dir()), None)
+DATA = REPO / "tests" / "data" / "picoquant"  # real files, BSD-3-Clause (LICENSE there)
 
 
 def load(path: Path) -> dict:
@@ -123,7 +122,6 @@ def test_sync_channel_is_a_non_photon_detector(tmp_path):
     np.testing.assert_array_equal(d["photon_data"]["timestamps"], ts)
 
 
-@pytest.mark.skipif(DATA is None, reason="shared PicoQuant data not found (../shared/data)")
 def test_t3_import_exports_nanotimes(tmp_path):
     from hbtscope.storage.ptu_import import import_ptu
 

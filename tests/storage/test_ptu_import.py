@@ -1,8 +1,8 @@
 """PicoQuant PTU import, checked against ptufile's own decoding of real instrument files.
 
-The four files in ``../shared/data/picoquant/`` (HydraHarp T2/T3 v1/v2, PicoHarp T2) were
-written by PicoQuant software; see the README there. These tests skip only when that data
-directory is absent.
+The four files in ``tests/data/picoquant/`` (HydraHarp T2/T3 v1/v2, PicoHarp T2) were
+written by PicoQuant software; see the README there. They live in the repository
+with their licence, so these tests always run.
 """
 
 from __future__ import annotations
@@ -25,11 +25,7 @@ from hbtscope.storage.ptu_import import PtuImportError, import_ptu
 ptufile = pytest.importorskip("ptufile")
 
 REPO = Path(__file__).resolve().parents[2]
-CANDIDATES = [Path("/work/shared/data/picoquant"), REPO.parent / "shared" / "data" / "picoquant"]
-DATA = next((p for p in CANDIDATES if p.is_dir()), None)
-needs_data = pytest.mark.skipif(
-    DATA is None, reason="shared PicoQuant data not found (../shared/data/picoquant)"
-)
+DATA = REPO / "tests" / "data" / "picoquant"  # real files, BSD-3-Clause (LICENSE there)
 
 FILES = [
     "hydraharp/v20_t2.ptu",
@@ -57,13 +53,10 @@ def decoded(name):
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
-    if DATA is None:
-        pytest.skip("shared PicoQuant data not found (../shared/data/picoquant)")
     out = tmp_path_factory.mktemp("ptu")
     return {name: import_ptu(DATA / name, out) for name in FILES}
 
 
-@needs_data
 @pytest.mark.parametrize("name", FILES)
 def test_counts_and_times_match_ptufile(imported, name):
     path = imported[name]
@@ -114,7 +107,6 @@ def test_counts_and_times_match_ptufile(imported, name):
     assert "MeasDesc_GlobalResolution" in header
 
 
-@needs_data
 def test_t2_cross_correlation_equals_independent_brute_force(imported):
     """picoharp/v30_t2.ptu, two channels: run file + hbtscope.correlate == numpy on ptufile."""
     name = "picoharp/v30_t2.ptu"
@@ -150,7 +142,6 @@ def test_t2_cross_correlation_equals_independent_brute_force(imported):
     assert lag[0] == -ml + bw / 2
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["hydraharp/v20_t3.ptu", "hydraharp/v10_t3.ptu"])
 def test_t3_decay_histogram_equals_ptufile(imported, name):
     _, info, hist = decoded(name)
@@ -185,7 +176,6 @@ def test_t3_decay_histogram_equals_ptufile(imported, name):
     assert "g2_0_pulsed" in result or "g2_pulsed_error" in result
 
 
-@needs_data
 def test_reanalysis_of_t2_import(imported):
     result = analyse_run(imported["picoharp/v30_t2.ptu"])
     assert result["procedure"] == "import_ptu" and result["mode"] == "T2"
@@ -196,7 +186,6 @@ def test_reanalysis_of_t2_import(imported):
     assert single["photon_channels"] == [2] and "n_coincidences" not in single
 
 
-@needs_data
 def test_output_paths(tmp_path):
     src = DATA / "hydraharp/v20_t2.ptu"
     p = import_ptu(src, tmp_path / "exact.h5")
@@ -209,7 +198,6 @@ def test_output_paths(tmp_path):
         assert f.attrs["uuid"].startswith(q.stem.rsplit("_", 1)[1])
 
 
-@needs_data
 def test_truncated_file_imports_what_is_there(tmp_path):
     raw = (DATA / "picoharp/v30_t2.ptu").read_bytes()
     cut = tmp_path / "cut.ptu"
@@ -257,8 +245,6 @@ def test_random_bytes_give_a_clean_error(tmp_path, data):
 
 
 def test_json_of_bookkeeping_is_plain(tmp_path):
-    if DATA is None:
-        pytest.skip("shared PicoQuant data not found (../shared/data/picoquant)")
     p = import_ptu(DATA / "hydraharp/v10_t3.ptu", tmp_path)
     with open_run(p) as f:
         raw = f["analysis/ptu_import"].attrs["photons_per_channel"]
