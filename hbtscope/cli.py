@@ -67,12 +67,15 @@ def _parse_sets(proc_cls: type, sets: list[str]) -> dict[str, Any]:
 
 
 def _clean(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN to None."""
+    """JSON-safe: numpy scalars to Python, NaN to None, +-infinity to "inf"/"-inf"
+    (an unbounded interval, e.g. g2(0) when no side-peak signal was measured)."""
     if hasattr(value, "item") and not isinstance(value, list | dict):
         try:
             value = value.item()
         except (ValueError, AttributeError):
             value = str(value)
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -13,7 +13,7 @@ Supported procedures
     else ``tttr/@channel_map``, else the two busiest channels) are correlated with
     :func:`hbtscope.analysis.correlate` using the stored ``bin_width_ps`` and ``max_lag_ps``,
     and :func:`hbtscope.analysis.g2_pulsed` is applied with the stored ``rep_rate_Hz``,
-    ``norm_delay_ps``, ``norm_halfwidth_ps`` and ``background`` (and ``"seed001"`` too, as the
+    ``norm_delay_ps``, ``norm_halfwidth_ps`` and ``background`` (and ``"sqrt"`` too, as the
     procedure does). The result says whether the recomputed histogram equals the stored
     ``data/g2/coincidences`` bin for bin and quotes the stored g2(0). A run recorded without
     tags (``record_tags = False``) is re-analysed from its stored histogram.
@@ -133,9 +133,9 @@ def _analyse_g2(f: h5py.File, params: dict[str, Any]) -> dict[str, Any]:
         raise RunFileError(f"{f.filename}: g2 run without time tags or a stored histogram")
     out["n_coincidences"] = int(counts.sum())
     arrays = {"lag_ps": lag, "coincidences": counts}
-    methods = [str(params.get("background", "linear"))]
-    if "seed001" not in methods:
-        methods.append("seed001")
+    methods = [{"seed001": "sqrt"}.get(m, m) for m in [str(params.get("background", "linear"))]]
+    if "sqrt" not in methods:
+        methods.append("sqrt")
     for method in methods:
         suffix = "" if method == methods[0] else f"_{method}"
         try:

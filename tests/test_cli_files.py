@@ -63,7 +63,7 @@ def test_analyze_g2_run_reproduces_stored_analysis(g2_run, capsys):
     assert result["source"] == "tttr" and result["histogram_matches_stored"] is True
     assert result["g2_0"] == pytest.approx(stored["g2_0"], rel=1e-12)
     assert result["g2_0_err"] == pytest.approx(stored["g2_0_err"], rel=1e-12)
-    assert result["g2_0_seed001"] == pytest.approx(stored["g2_0_seed001"], rel=1e-12)
+    assert result["g2_0_sqrt"] == pytest.approx(stored["g2_0_sqrt"], rel=1e-12)
     assert result["stored_g2_0"] == pytest.approx(stored["g2_0"])
     assert "arrays" not in result
     # human-readable form

@@ -169,11 +169,34 @@ def test_cli_run_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("position", "duration_s"), [((0, 0), 0.2), ((0, 0), 5.0), ((10, 10), 0.2)]
+)
+def test_cli_never_reports_zero_error(tmp_path, capsys, position, duration_s):
+    """No emitter (default position) or a 0.2 s acquisition on the demo emitter (a centre
+    peak of 0-2 coincidences): the run used to report g2(0) = 0 +- 0, which passes every
+    purity cut. Now the error is positive (infinite when nothing is measured) and the JSON
+    carries the 68 % interval and the 2-sigma upper limit, with a positive upper end."""
+    x, y = position
+    args = ["--set", f"x_um={x}", "--set", f"y_um={y}", "--set", f"duration_s={duration_s}"]
+    assert main(["run", "g2", *args, "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    err, (lo, hi), upper = (
+        float(out["g2_0_err"]),
+        [float(v) for v in out["g2_0_ci"]],
+        float(out["g2_0_upper"]),
+    )
+    assert err > 0 and hi > 0 and upper >= hi and lo >= 0
+    if out["truth_g2_0_with_background"] is not None and out["reference_counts"] > 100:
+        truth = out["truth_g2_0_with_background"]
+        assert truth <= upper  # one-sided 97.7 %: fails for 1 in 44 seeds at most
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--set", "duration_s=-1"], r"duration_s=-1: .*minimum.*allowed \[0.01, 86400.0\] s"),
         (["--set", "colour=blue"], r"no parameter 'colour'; parameters: .*duration_s"),
-        (["--set", "background=magic"], r"allowed: linear, seed001, none"),
+        (["--set", "background=magic"], r"allowed: linear, sqrt, none"),
         (["--set", "duration_s"], r"expected name=value"),
     ],
 )

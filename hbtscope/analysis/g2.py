@@ -10,7 +10,10 @@ Method (see :func:`g2_pulsed`):
   k = +-1 peaks, because blinking/shelving bunches the near side peaks above 1
   (seed 000: normalisation at 10 us);
 * the accidental background under each peak, M_b, is measured between the peaks and
-  removed with one of the corrections of seed 001 SI section IV (background).
+  removed with one of the corrections of seed 001 SI section IV (background);
+* next to the linearised sigma, a confidence interval from the conditional binomial of
+  the centre-peak counts given centre + reference side-peak counts (Clopper-Pearson),
+  which stays honest at zero and few coincidences (see :func:`g2_pulsed`, "Interval").
 """
 
 from __future__ import annotations
@@ -20,11 +23,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
+from scipy import special
 
 __all__ = ["BACKGROUND_METHODS", "G2PulsedResult", "g2_pulsed"]
 
-BackgroundMethod = Literal["linear", "seed001", "none"]
-BACKGROUND_METHODS: tuple[str, ...] = ("linear", "seed001", "none")
+BackgroundMethod = Literal["linear", "sqrt", "none", "seed001"]
+BACKGROUND_METHODS: tuple[str, ...] = ("linear", "sqrt", "none")
+# Old name of "sqrt" (run files written before 2026-12 carry it): still accepted.
+_METHOD_ALIASES = {"seed001": "sqrt"}
+CI_LEVEL = 0.682689492137086  # two-sided 1-sigma
+UPPER_LEVEL = 0.977249868051821  # one-sided 2-sigma
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,9 +42,27 @@ class G2PulsedResult:
     Attributes
     ----------
     g2_0, g2_0_err
-        g2(0) = centre_area / side_mean and its 1-sigma Poisson uncertainty.
+        g2(0) = centre_area / side_mean and its 1-sigma uncertainty: the larger of the
+        linearised Poisson sigma and the distances from the interval's centre (the linear
+        estimate, clipped at 0) to the ends of ``g2_0_ci``,
+        so it is never 0 and ``g2_0 + 2 g2_0_err`` is close to ``g2_0_upper`` also when
+        the centre peak is empty. With the linear correction g2_0 can be negative (a
+        centre below its background): honest, not clipped.
+    g2_0_ci
+        Central 68.27 % confidence interval of g2(0) >= 0 (Clopper-Pearson, conditional
+        binomial of the centre counts given centre + reference counts, background
+        included; see :func:`g2_pulsed`).
+    g2_0_upper
+        One-sided 97.72 % upper limit of g2(0) (the "2 sigma" upper limit): the number a
+        purity cut "g2(0) < 0.5" should use at low counts.
+    centre_counts, reference_counts
+        Raw (uncorrected) coincidences in the centre peak and summed over the reference
+        side peaks: the counts the interval is built on.
+    centre_area_clipped
+        True when the square-root correction met M < M_b and set the centre area to 0
+        (its sigma is then that of the linear correction).
     method
-        Background correction used ("linear", "seed001" or "none").
+        Background correction used ("linear", "sqrt" or "none").
     centre_area, centre_area_err
         Background-corrected area of the k = 0 peak and its uncertainty.
     centre_background
@@ -58,6 +84,11 @@ class G2PulsedResult:
 
     g2_0: float
     g2_0_err: float
+    g2_0_ci: tuple[float, float]
+    g2_0_upper: float
+    centre_counts: float
+    reference_counts: float
+    centre_area_clipped: bool
     method: str
     centre_area: float
     centre_area_err: float
@@ -75,14 +106,16 @@ class G2PulsedResult:
     peak_delays_ps: np.ndarray = field(repr=False)
     peak_areas_norm: np.ndarray = field(repr=False)
 
-    def as_dict(self) -> dict[str, float | int | str]:
+    def as_dict(self) -> dict[str, float | int | str | bool | list[float]]:
         """All scalar fields as plain Python scalars (arrays are left out)."""
-        out: dict[str, float | int | str] = {}
+        out: dict[str, float | int | str | bool | list[float]] = {}
         for key, value in asdict(self).items():
             if isinstance(value, np.ndarray):
                 continue
-            if isinstance(value, str):
+            if isinstance(value, str | bool):
                 out[key] = value
+            elif isinstance(value, tuple):
+                out[key] = [float(v) for v in value]
             elif isinstance(value, int | np.integer):
                 out[key] = int(value)
             else:
@@ -130,22 +163,45 @@ class _Integrator:
 
 def _correct(
     m: np.ndarray, mb: np.ndarray, method: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Corrected areas M_c and the partial derivatives dM_c/dM, dM_c/dM_b."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Corrected areas M_c, the partial derivatives dM_c/dM, dM_c/dM_b, and a clip mask."""
     if method == "none":
-        return m.copy(), np.ones_like(m), np.zeros_like(m)
+        return m.copy(), np.ones_like(m), np.zeros_like(m), np.zeros(m.shape, bool)
     if method == "linear":
-        return m - mb, np.ones_like(m), -np.ones_like(m)
-    # seed001: M_c = (sqrt(M) - sqrt(M_b))^2 where M >= M_b, else 0.
+        return m - mb, np.ones_like(m), -np.ones_like(m), np.zeros(m.shape, bool)
+    # sqrt: M_c = (sqrt(M) - sqrt(M_b))^2 where M >= M_b, else 0 (clipped). Where it clips,
+    # or where M = 0, the derivative of the square root is useless for the error (0 or
+    # infinite), so the linear correction's derivatives (1, -1) carry the uncertainty.
     sm, sb = np.sqrt(np.maximum(m, 0.0)), np.sqrt(np.maximum(mb, 0.0))
-    ok = m >= mb
-    mc = np.where(ok, (sm - sb) ** 2, 0.0)
+    ok = (m >= mb) & (sm > 0)
+    clipped = m < mb
+    mc = np.where(m >= mb, (sm - sb) ** 2, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dm = np.where(ok & (sm > 0), 1.0 - sb / sm, 0.0)
+        dm = np.where(ok, 1.0 - sb / sm, 1.0)
         # With M_b = 0 its Poisson variance estimate is 0 too; take dM_c/dM_b = 0 there.
-        db = np.where(ok & (sb > 0), 1.0 - sm / sb, 0.0)
-    dm = np.where(ok & (sb == 0), 1.0, dm)
-    return mc, dm, db
+        db = np.where(ok & (sb > 0), 1.0 - sm / sb, np.where(ok, 0.0, -1.0))
+    return mc, dm, db, clipped
+
+
+def _beta_ppf(q: float, a: float, b: float) -> float:
+    """Quantile of Beta(a, b) with the Clopper-Pearson edge cases (a = 0 -> 0, b = 0 -> 1)."""
+    if a <= 0:
+        return 0.0
+    if b <= 0:
+        return 1.0
+    return float(special.betaincinv(a, b, q))
+
+
+def _g2_from_fraction(pi: float, n_ref: int, b0: float, b_ref: float, s: float) -> float:
+    """g2 such that the centre's share of centre + reference counts equals ``pi``.
+
+    Expected counts: centre b0 + g s, reference b_ref + n_ref s, so
+    pi = (b0 + g s) / (b0 + g s + b_ref + n_ref s)  =>
+    g = (pi (b_ref + n_ref s) / (1 - pi) - b0) / s.
+    """
+    if pi >= 1.0:
+        return math.inf
+    return (pi * (b_ref + n_ref * s) / (1.0 - pi) - b0) / s
 
 
 def g2_pulsed(
@@ -178,8 +234,10 @@ def g2_pulsed(
 
     * ``"linear"``:  M_c = M - M_b  (unbiased for uniform uncorrelated accidentals,
       i.e. dark counts x signal and dark x dark);
-    * ``"seed001"``: M_c = M + M_b - 2*sqrt(M*M_b) = (sqrt(M) - sqrt(M_b))^2 where
-      M >= M_b, else 0  (seed 001 SI section IV);
+    * ``"sqrt"``: M_c = M + M_b - 2*sqrt(M*M_b) = (sqrt(M) - sqrt(M_b))^2 where
+      M >= M_b, else 0 and ``centre_area_clipped`` (seed 001 SI section IV; it assumes
+      the accidentals add in amplitude, and is biased low for uniform accidentals -- the
+      old name ``"seed001"`` is still accepted);
     * ``"none"``:    M_c = M.
 
     Normalisation (seed 000: normalisation at 10 us). Blinking makes the near side peaks
@@ -194,11 +252,31 @@ def g2_pulsed(
 
     Uncertainty. Poisson statistics, var(M) = M, and var(n) = n for each background window,
     i.e. var(M_b) = M_b * W / (2B) for a two-window average. These are propagated to first
-    order through the correction (for seed001 through its derivatives
-    dM_c/dM = 1 - sqrt(M_b/M), dM_c/dM_b = 1 - sqrt(M/M_b)), keeping the covariance of
-    background windows shared by neighbouring peaks. For independent A0 and S this is
+    order through the correction (for sqrt through its derivatives
+    dM_c/dM = 1 - sqrt(M_b/M), dM_c/dM_b = 1 - sqrt(M/M_b); where it clips, through the
+    linear ones), keeping the covariance of background windows shared by neighbouring
+    peaks. For independent A0 and S this is
 
         sigma_g^2 = sigma_A0^2 / S^2 + A0^2 * sigma_S^2 / S^4 .
+
+    Interval. The linearised sigma is useless at few counts (0 +- 0 for an empty centre).
+    Given the n_c = M_0 + sum_ref M_k coincidences in the centre and reference peaks, the
+    centre's share is binomial, M_0 ~ Bin(n_c, pi), with
+
+        pi = (b_0 + g s) / (b_0 + g s + b_ref + n_ref s),
+
+    b_0 and b_ref the background expected in the centre and the reference windows (the
+    measured M_b, 0 for ``"none"``) and s the background-free side-peak area (the linear
+    estimate). The Clopper-Pearson interval of pi (Clopper & Pearson 1934; central,
+    15.87 % in each tail; an empty centre gives the one-sided bound) maps monotonically to
+    g; the lower end is clipped at g = 0. The background's own counting error is added in
+    quadrature to the distance of each end from g2_0 (linearised, it is small when the
+    background windows hold many counts). ``g2_0_upper`` is the one-sided 97.72 %
+    Clopper-Pearson limit, treated the same way. The interval is that of the linear
+    correction's model whatever ``background`` (for ``"none"`` without background);
+    ``g2_0_err`` is at least the distance from max(linear g2, 0) to either end. Coverage
+    of both is measured by simulation in tests/analysis/test_g2_intervals.py at 0-1000
+    centre counts.
 
     Parameters
     ----------
@@ -218,13 +296,16 @@ def g2_pulsed(
     Raises
     ------
     ValueError
-        Bad parameters, non-uniform bins, histogram not reaching the reference peaks, or a
-        non-positive reference side-peak area.
+        Bad parameters, non-uniform bins or a histogram not reaching the reference peaks.
+        A histogram whose reference side peaks hold no signal above their background (no
+        emitter, too short an acquisition) is not an error: g2_0 is NaN, g2_0_err and the
+        upper ends of the interval are infinite (nothing is measured) -- never 0 +- 0.
     """
     lag = np.asarray(lag_ps, dtype=np.float64)
     cnt = np.asarray(counts, dtype=np.float64)
     if lag.ndim != 1 or cnt.shape != lag.shape:
         raise ValueError("lag_ps and counts must be 1-D arrays of the same length")
+    background = _METHOD_ALIASES.get(background, background)
     if background not in BACKGROUND_METHODS:
         raise ValueError(f"background must be one of {BACKGROUND_METHODS}, got {background!r}")
     T = float(period_ps)
@@ -292,13 +373,12 @@ def g2_pulsed(
         scale = 0.0
         mb = np.zeros_like(m)
 
-    mc, dmc_dm, dmc_dmb = _correct(m, mb, background)
+    mc, dmc_dm, dmc_dmb, clipped = _correct(m, mb, background)
     i0 = int(np.flatnonzero(k == 0)[0])
     a0 = float(mc[i0])
     s = float(mc[ref].mean())
-    if not s > 0:
-        raise ValueError(f"the mean corrected reference side-peak area is {s} <= 0")
-    g = a0 / s
+    measured = s > 0
+    g = a0 / s if measured else math.nan
 
     def sigma(grad_mc: np.ndarray) -> float:
         """Linear error propagation of a quantity with gradient grad_mc w.r.t. M_c."""
@@ -316,15 +396,57 @@ def g2_pulsed(
     es = np.where(ref, 1.0 / n_ref, 0.0)
     sigma_a0 = sigma(e0)
     sigma_s = sigma(es)
-    sigma_g = sigma(e0 / s - es * a0 / s**2)
+    sigma_g = sigma(e0 / s - es * a0 / s**2) if measured else math.inf
+
+    # Interval from the conditional binomial (docstring, "Interval").
+    m0, m_ref = float(max(m[i0], 0.0)), float(np.maximum(m[ref], 0.0).sum())
+    b0, b_ref = float(mb[i0]), float(mb[ref].sum())
+    s_lin = (m_ref - b_ref) / n_ref
+    if not s_lin > 0:
+        s_lin = s if measured else 0.0
+    n_c = m0 + m_ref
+    # background-only part of the linearised error of g (b0 and b_ref enter through M_b)
+    g_lin = (m0 - b0) / s_lin if s_lin > 0 else math.nan  # the interval's centre
+    if use_bg and s_lin > 0:
+        grad_b = np.zeros(k.size)
+        grad_b[i0] = -1.0 / s_lin
+        grad_b[ref] += g_lin / (n_ref * s_lin)
+        coef_w = np.zeros(n_w.size)
+        coef_w[:-1] += grad_b * scale
+        coef_w[1:] += grad_b * scale
+        sigma_bg = float(math.sqrt(np.sum(coef_w**2 * np.maximum(n_w, 0.0))))
+    else:
+        sigma_bg = 0.0
+    tail = 0.5 * (1.0 - CI_LEVEL)
+    pi_lo = _beta_ppf(tail, m0, n_c - m0 + 1.0)
+    pi_hi = _beta_ppf(1.0 - tail, m0 + 1.0, n_c - m0)
+    pi_up = _beta_ppf(UPPER_LEVEL, m0 + 1.0, n_c - m0)
+    if s_lin > 0:
+        g_mid = max(g_lin, 0.0)
+        g_lo = _g2_from_fraction(pi_lo, n_ref, b0, b_ref, s_lin)
+        g_hi = _g2_from_fraction(pi_hi, n_ref, b0, b_ref, s_lin)
+        g_up = _g2_from_fraction(pi_up, n_ref, b0, b_ref, s_lin)
+        ci_lo = max(0.0, g_mid - math.hypot(max(g_mid - g_lo, 0.0), sigma_bg))
+        ci_hi = g_mid + math.hypot(max(g_hi - g_mid, 0.0), sigma_bg)
+        upper = g_mid + math.hypot(max(g_up - g_mid, 0.0), 2.0 * sigma_bg)
+        sigma_g = max(sigma_g, ci_hi - g_mid, g_mid - ci_lo)
+    else:
+        # no side-peak signal above the background: g2(0) is not measured, every value
+        # >= 0 is consistent with the data
+        ci_lo, ci_hi, upper = 0.0, math.inf, math.inf
 
     peak_index = k.astype(np.int64)
-    norm = mc / s
+    norm = mc / s if measured else np.full(mc.shape, math.nan)
     for arr in (peak_index, centre, norm):
         arr.setflags(write=False)
     return G2PulsedResult(
         g2_0=g,
         g2_0_err=sigma_g,
+        g2_0_ci=(ci_lo, ci_hi),
+        g2_0_upper=upper,
+        centre_counts=m0,
+        reference_counts=m_ref,
+        centre_area_clipped=bool(clipped[i0]),
         method=background,
         centre_area=a0,
         centre_area_err=sigma_a0,

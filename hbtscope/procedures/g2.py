@@ -63,7 +63,7 @@ class G2Measurement(HbtProcedure):
         default=1_500_000,
     )
     background = ListParameter(
-        "Background correction", choices=["linear", "seed001", "none"], default="linear"
+        "Background correction", choices=["linear", "sqrt", "none"], default="linear"
     )
     readout_s = FloatParameter(
         "Read-out interval", units="s", minimum=0.01, maximum=1.0, default=0.2
@@ -168,18 +168,19 @@ class G2Measurement(HbtProcedure):
                     norm_halfwidth_ps=self.norm_halfwidth_ps,
                     background=method,
                 )
-                for method in (self.background, "seed001")
+                for method in (self.background, "sqrt")
             )
         except ValueError as exc:  # e.g. no coincidences in the side peaks
             writer.write_analysis("g2", {**values, "error": str(exc)})
             return
         self.result = res
         values.update(res.as_dict())
-        values["g2_0_seed001"] = seed.g2_0
+        values["g2_0_sqrt"] = seed.g2_0
+        values["g2_0_sqrt_clipped"] = seed.centre_area_clipped
         writer.write_analysis(
             "g2",
             values,
-            errors={"g2_0_seed001": seed.g2_0_err},
+            errors={"g2_0_sqrt": seed.g2_0_err},
         )
         writer.write_array("g2/peak_delays_ps", res.peak_delays_ps, units="ps")
         writer.write_array("g2/peak_areas_norm", res.peak_areas_norm)
@@ -194,6 +195,10 @@ class G2Measurement(HbtProcedure):
         if getattr(self, "result", None) is not None:
             out["g2_0"] = self.result.g2_0
             out["g2_0_err"] = self.result.g2_0_err
+            out["g2_0_ci"] = list(self.result.g2_0_ci)
+            out["g2_0_upper"] = self.result.g2_0_upper
+            out["centre_counts"] = self.result.centre_counts
+            out["reference_counts"] = self.result.reference_counts
         else:
             out["g2_0"] = math.nan
             out["g2_0_err"] = math.nan

@@ -98,7 +98,7 @@ def test_g2_recovers_truth_within_3_sigma(g2_true, dark_cps, method):
 
 @pytest.mark.parametrize(
     "g2_true,dark_cps,method",
-    [(0.2, 10_000.0, "linear"), (0.05, 0.0, "linear"), (0.5, 25_000.0, "seed001")],
+    [(0.2, 10_000.0, "linear"), (0.05, 0.0, "linear"), (0.5, 25_000.0, "sqrt")],
 )
 def test_g2_error_bar_is_honest(g2_true, dark_cps, method):
     """The scatter of g2_0 over independent runs matches the reported g2_0_err.
@@ -236,7 +236,7 @@ def test_zero_delay_offset():
     assert g2_pulsed(lag, counts, PERIOD_PS).g2_0 != pytest.approx(res.g2_0, rel=1e-2)
 
 
-@pytest.mark.parametrize("method", ["linear", "seed001"])
+@pytest.mark.parametrize("method", ["linear", "sqrt"])
 def test_error_propagation_matches_poisson_scatter_of_histogram(method):
     """Sample each bin of an expected histogram as Poisson and compare the scatter of
     g2_0 to the reported error (400 samples: s/sigma known to ~3.5 %, tolerance 15 %)."""
@@ -252,27 +252,34 @@ def test_error_propagation_matches_poisson_scatter_of_histogram(method):
     assert np.std(values, ddof=1) / np.mean(errors) == pytest.approx(1.0, abs=0.15)
 
 
-def test_seed001_relations():
+def test_sqrt_correction_relations():
     # no accidentals: every correction gives the same answer
     lag, counts, _ = comb_histogram(floor=0.0)
-    r = {m: g2_pulsed(lag, counts, PERIOD_PS, background=m) for m in ("linear", "seed001", "none")}
-    assert r["seed001"].g2_0 == pytest.approx(r["linear"].g2_0, rel=1e-12)
+    r = {m: g2_pulsed(lag, counts, PERIOD_PS, background=m) for m in ("linear", "sqrt", "none")}
+    assert r["sqrt"].g2_0 == pytest.approx(r["linear"].g2_0, rel=1e-12)
     assert r["none"].g2_0 == pytest.approx(r["linear"].g2_0, rel=1e-12)
     # with a floor: (sqrt(M) - sqrt(Mb))^2 <= M - Mb for M >= Mb
     lag, counts, _ = comb_histogram(floor=5.0)
     lin = g2_pulsed(lag, counts, PERIOD_PS, background="linear")
-    s01 = g2_pulsed(lag, counts, PERIOD_PS, background="seed001")
+    s01 = g2_pulsed(lag, counts, PERIOD_PS, background="sqrt")
     assert s01.centre_background == lin.centre_background > 0
     assert s01.centre_area < lin.centre_area
     assert s01.side_mean < lin.side_mean
-    # an empty centre peak sitting on a dip of the floor: M < Mb -> seed001 gives 0
+    # an empty centre peak sitting on a dip of the floor: M < Mb -> the square-root
+    # correction clips the area to 0, says so, and keeps the linear correction's error
+    # (it used to report 0 +- 0 here, which passes every purity cut)
     lag, counts, _ = comb_histogram(floor=5.0, centre_counts=0)
     centre = np.abs(lag) < 80_000
     counts[centre] -= 1.0
-    s01 = g2_pulsed(lag, counts, PERIOD_PS, background="seed001")
+    s01 = g2_pulsed(lag, counts, PERIOD_PS, background="sqrt")
     lin = g2_pulsed(lag, counts, PERIOD_PS, background="linear")
     assert lin.centre_area < 0
-    assert s01.centre_area == 0.0 and s01.g2_0 == 0.0
+    assert s01.centre_area == 0.0 and s01.g2_0 == 0.0 and s01.centre_area_clipped
+    assert not lin.centre_area_clipped
+    assert s01.centre_area_err == pytest.approx(lin.centre_area_err, rel=1e-12)
+    assert s01.g2_0_err > 0 and s01.g2_0_upper > 0
+    # the old name of the correction still reads (run files written before the rename)
+    assert g2_pulsed(lag, counts, PERIOD_PS, background="seed001").method == "sqrt"
 
 
 def test_histogram_must_reach_reference_peaks():
@@ -326,7 +333,7 @@ def test_result_is_frozen_and_serialisable():
         res.g2_0 = 1.0  # type: ignore[misc]
     d = res.as_dict()
     json.dumps(d)
-    assert all(type(v) in (float, int, str) for v in d.values())
+    assert all(type(v) in (float, int, str, bool, list) for v in d.values())
     assert d["method"] == "linear" and d["n_side_peaks"] == 40
     assert d["window_ps"] == pytest.approx(0.8 * PERIOD_PS)
     assert res.peak_delays_ps.shape == res.peak_areas_norm.shape == res.peak_index.shape
