@@ -786,8 +786,8 @@ class SurvivalCurve:
     n_alive: np.ndarray
     n_total: int
     fraction: np.ndarray
-    fraction_err: np.ndarray  # binomial sqrt(p (1 - p) / n)
-    lower: np.ndarray  # Wilson score interval, 68.27 %
+    fraction_err: np.ndarray  # larger distance from fraction to the interval's ends
+    lower: np.ndarray  # Clopper-Pearson interval, 68.27 %
     upper: np.ndarray
 
 
@@ -888,6 +888,15 @@ def count_surviving(
 def survival_curve(times_s, alive_matrix, *, mode: str = "emitting") -> SurvivalCurve:
     """Fraction of emitters alive versus time, with binomial errors.
 
+    The uncertainty is the central 68.27 % Clopper-Pearson interval (Clopper & Pearson
+    1934), ``lower``/``upper``; ``fraction_err`` is the larger distance from the fraction
+    to its ends, so it is not 0 when all emitters are alive or all bleached (the Wald error
+    sqrt(p (1 - p) / n) is, which is exactly the end of a bleaching video). Not Wilson's
+    score interval: at 1 sigma and the tens of emitters of a bleaching video it
+    under-covers badly for some true fractions (measured by simulation: 38 % instead of
+    68 % at n = 10, p = 0.1; 60 % at n = 100, p = 0.97). Clopper-Pearson never
+    under-covers; its coverage is tested in tests/analysis/test_survival_coverage.py.
+
     ``alive_matrix``: ``(n_frames, n_emitters)`` booleans (or a :class:`SurvivalCounts`).
     ``mode="emitting"`` counts emitters emitting in each frame (as the seeds do);
     ``"not_bleached"`` counts an emitter as alive until the last frame in which it emits, so a
@@ -909,12 +918,12 @@ def survival_curve(times_s, alive_matrix, *, mode: str = "emitting") -> Survival
         nan = np.full(t.size, np.nan)
         return SurvivalCurve(t, k, 0, nan, nan, nan, nan)
     p = k / n
-    err = np.sqrt(p * (1 - p) / n)
-    z = 1.0
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return SurvivalCurve(t, k, n, p, err, centre - half, centre + half)
+    tail = 0.5 * (1.0 - 0.682689492137086)
+    with np.errstate(invalid="ignore"):
+        lower = np.where(k > 0, special.betaincinv(np.maximum(k, 1), n - k + 1, tail), 0.0)
+        upper = np.where(k < n, special.betaincinv(k + 1, np.maximum(n - k, 1), 1 - tail), 1.0)
+    err = np.maximum(upper - p, p - lower)
+    return SurvivalCurve(t, k, n, p, err, lower, upper)
 
 
 # ================================================================================= drift
