@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 from scipy.special import gammaln
+from scipy.stats import chi2 as chi2_dist
 
 from hbtscope.analysis.correlation import _as_tags
 from hbtscope.analysis.correlation_log import (
@@ -162,7 +163,13 @@ class G2CWResult:
     ``g2_0 = 1 - C`` (IRF-free value at tau_off) and ``g2_0_convolved`` (the minimum of
     the IRF-convolved model, what the histogram shows); ``baseline`` = A, coincidences
     per bin at g2 = 1 (or the g2 scale for normalised input). ``*_err``: 1 sigma (NaN
-    when the parameter is fixed). ``lag_ps``, ``g2``, ``g2_err``, ``model_g2``: data and
+    when the parameter is fixed; infinite when the fit cannot identify it).
+    ``converged``: the optimiser's status; ``identifiable``: False when the information
+    matrix is singular or C / tau0 are unconstrained (e.g. no dip: a flat histogram), and
+    ``message`` says which. Goodness of fit: ``chi2_red`` (Pearson, per degree of
+    freedom ``dof``), ``deviance`` (Poisson deviance 2 sum[y ln(y/mu) - (y - mu)] for
+    counts, the weighted chi-square for a normalised g2) and ``gof_p_value`` =
+    P(chi2_dof > deviance), approximate at a few counts per bin. ``lag_ps``, ``g2``, ``g2_err``, ``model_g2``: data and
     model divided by the baseline, over the bins used.
     """
 
@@ -187,6 +194,10 @@ class G2CWResult:
     n_bins: int
     n_iter: int
     converged: bool
+    identifiable: bool
+    message: str
+    deviance: float
+    gof_p_value: float
     lag_ps: np.ndarray = field(repr=False)
     g2: np.ndarray = field(repr=False)
     g2_err: np.ndarray = field(repr=False)
@@ -205,7 +216,7 @@ def g2_cw_fit(
     normalise_by: tuple[float, float] | None = None,
     fit_range_ps: tuple[float, float] | None = None,
     tau_offset_ps: float | None = None,
-    data: str = "auto",
+    data: str | None = None,
     g2_err: np.ndarray | None = None,
     max_iter: int = 200,
 ) -> G2CWResult:
@@ -228,7 +239,10 @@ def g2_cw_fit(
     tau_offset_ps
         Fixed channel offset; None: fitted.
     data
-        "auto" (counts if the values are non-negative integers), "counts" or "g2".
+        What ``counts_or_g2`` is: ``"counts"`` (coincidences per bin, Poisson ML) or
+        ``"g2"`` (an already normalised g2, least squares). Never guessed from the values
+        (a sparse float histogram of 0/1 counts looks like a normalised g2): ``None`` (or
+        the old ``"auto"``) accepts an integer array as counts and refuses anything else.
     g2_err
         1-sigma errors of a normalised g2 (least-squares weights); ignored for counts.
 
@@ -243,15 +257,17 @@ def g2_cw_fit(
     if not np.all(np.isfinite(y_all)):
         raise ValueError("counts_or_g2 must be finite")
     bw = _uniform_bins(lag)
-    if data == "auto":
-        raw = np.asarray(counts_or_g2)
-        is_counts = np.issubdtype(raw.dtype, np.integer) or bool(
-            np.all(y_all >= 0) and np.all(y_all == np.round(y_all)) and y_all.max() > 1
-        )
+    if data is None or data == "auto":
+        if not np.issubdtype(np.asarray(counts_or_g2).dtype, np.integer):
+            raise ValueError(
+                "say what the histogram is: data='counts' (coincidences per bin) or "
+                "data='g2' (normalised); a float array is not taken as either by guessing"
+            )
+        is_counts = True
     elif data in ("counts", "g2"):
         is_counts = data == "counts"
     else:
-        raise ValueError(f"data must be 'auto', 'counts' or 'g2', got {data!r}")
+        raise ValueError(f"data must be 'counts' or 'g2', got {data!r}")
     if is_counts and np.any(y_all < 0):
         raise ValueError("counts must be non-negative")
 
@@ -426,6 +442,31 @@ def g2_cw_fit(
         cov = cov + np.outer(dth, dth) * A_fixed_err**2
     sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
     A, C, tau0, off = unpack(th)
+    # identifiable: a finite covariance and errors that say something (C is in [0, 1]:
+    # sigma_C > 1 means "any contrast"; sigma(ln tau0) > 3 means tau0 unknown within a
+    # factor of 20); the optimiser's own status is ``converged``
+    problems = []
+    if not np.all(np.isfinite(np.diag(cov))):
+        problems.append("singular information matrix")
+    if not sd[iC] < 1.0:
+        problems.append(f"contrast unconstrained (sigma_C = {sd[iC]:.3g})")
+    if not sd[iT] < 3.0:
+        problems.append(f"tau0 unconstrained (sigma of ln tau0 = {sd[iT]:.3g})")
+    if not out.converged:
+        problems.append(f"did not converge in {out.n_iter} iterations")
+    identifiable = not any(p.startswith(("singular", "contrast", "tau0")) for p in problems)
+    if not identifiable:
+        sd = np.where(np.isfinite(sd) & (sd < 1.0), sd, math.inf)
+        sd[iC] = math.inf
+        sd[iT] = math.inf
+    if is_counts:
+        yy = np.maximum(y, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev_terms = np.where(yy > 0, yy * np.log(yy / np.maximum(mu, 1e-300)), 0.0)
+        deviance = float(2.0 * np.sum(dev_terms - (yy - mu)))
+    else:
+        deviance = chi2
+    gof_p = float(chi2_dist.sf(deviance, dof)) if dof > 0 else math.nan
     K, _, _ = kernel(tau0, off)
     g_model = 1.0 - C * K
     g2_err_out = np.sqrt(np.maximum(y, 0.0)) / A if is_counts else (1.0 / np.sqrt(w)) / A
@@ -451,6 +492,10 @@ def g2_cw_fit(
         n_bins=int(y.size),
         n_iter=out.n_iter,
         converged=out.converged,
+        identifiable=identifiable,
+        message="; ".join(problems) if problems else "ok",
+        deviance=deviance,
+        gof_p_value=gof_p,
         lag_ps=_ro(lag_f),
         g2=_ro(y / A),
         g2_err=_ro(g2_err_out),

@@ -116,7 +116,9 @@ def test_cw_fit_recovers_simulated_antibunching():
     # ~1 % or ~0.4 sigma of C here: agreement within 0.6 sigma, and the reason the
     # Poisson likelihood is preferred for counts
     g = counts / r.baseline
-    rg = g2_cw_fit(lag, g, irf=math.sqrt(2) * JITTER, g2_err=np.sqrt(counts) / r.baseline)
+    rg = g2_cw_fit(
+        lag, g, irf=math.sqrt(2) * JITTER, data="g2", g2_err=np.sqrt(counts) / r.baseline
+    )
     assert rg.method == "least_squares"
     assert abs(rg.tau0_ps - r.tau0_ps) < 0.6 * r.tau0_err_ps
     assert abs(rg.C - r.C) < 0.6 * r.C_err
@@ -159,11 +161,58 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="uniformly"):
         g2_cw_fit(np.r_[lag[:-1], 20.0], np.ones(10))
     with pytest.raises(ValueError, match="odd"):
-        g2_cw_fit(lag, np.ones(10) * 5, irf=np.ones(4))
+        g2_cw_fit(lag, np.ones(10) * 5, irf=np.ones(4), data="counts")
     with pytest.raises(ValueError, match="same length"):
         g2_cw_fit(lag, np.ones(9))
     with pytest.raises(ValueError, match="sigma"):
-        g2_cw_fit(lag, np.ones(10) * 5, irf=-1.0)
+        g2_cw_fit(lag, np.ones(10) * 5, irf=-1.0, data="counts")
+    # a float histogram is never guessed to be counts or g2 from its values
+    with pytest.raises(ValueError, match="data='counts'"):
+        g2_cw_fit(lag, np.ones(10) * 5.0)
+
+
+def test_sparse_float_counts_are_fitted_as_counts_when_told():
+    """The review's case: a sparse histogram (0/1 coincidences per bin, e.g. read back from
+    HDF5 as float) was taken for a normalised g2 and gave C = 35.5 +- 0. Told it is counts,
+    the Poisson fit either identifies C within [0, 1] with a positive error, or says it
+    cannot identify it."""
+    rng = np.random.default_rng(5)
+    lag = np.arange(-200, 201) * 1000.0
+    mu = 0.3 * (1 - 0.8 * np.exp(-np.abs(lag) / 5000.0))
+    counts = rng.poisson(mu).astype(float)
+    assert counts.max() <= 3
+    r = g2_cw_fit(lag, counts, data="counts")
+    assert r.method == "poisson_mle"
+    if r.identifiable:
+        assert r.C_err > 0 and abs(r.C - 0.8) < 4 * r.C_err
+    else:
+        assert math.isinf(r.C_err) and r.message != "ok"
+
+
+def test_flat_histogram_is_not_identifiable():
+    """No antibunching dip at all (a Poisson source): the contrast is ~0 and tau0 is
+    unconstrained; the result must say so rather than report errors of 1e9."""
+    rng = np.random.default_rng(6)
+    lag = np.arange(-200, 201) * 1000.0
+    counts = rng.poisson(np.full(lag.size, 50.0))
+    r = g2_cw_fit(lag, counts)
+    assert not r.identifiable
+    assert "unconstrained" in r.message or "singular" in r.message
+    assert math.isinf(r.tau0_err_ps)
+
+
+def test_goodness_of_fit_p_value_is_uniform_under_the_model():
+    """Counts drawn from the fitted model itself (30 coincidences per bin at the plateau,
+    where the deviance is close to chi-square): over 60 histograms the p-values are roughly
+    uniform -- the fraction below 0.1 is 0.1 +- 3 sqrt(0.09 / 60) = 0.1 +- 0.12 -- and a
+    wrong model (a dip with a second, slower component) gives p < 1e-3."""
+    lag = np.arange(-150, 151) * 1000.0
+    mu = 30.0 * (1 - 0.7 * np.exp(-np.abs(lag) / 8000.0))
+    rng = np.random.default_rng(8)
+    p = np.array([g2_cw_fit(lag, rng.poisson(mu)).gof_p_value for _ in range(60)])
+    assert np.mean(p < 0.1) < 0.22 and np.mean(p) > 0.35
+    wrong = 300.0 * (1 - 0.5 * np.exp(-np.abs(lag) / 3000.0) - 0.3 * np.exp(-np.abs(lag) / 40000.0))
+    assert g2_cw_fit(lag, rng.poisson(wrong)).gof_p_value < 1e-3
 
 
 # --- long delays (blinking) --------------------------------------------------------------
