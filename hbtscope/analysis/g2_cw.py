@@ -169,8 +169,8 @@ class G2CWResult:
     ``message`` says which. Goodness of fit: ``chi2_red`` (Pearson, per degree of
     freedom ``dof``), ``deviance`` (Poisson deviance 2 sum[y ln(y/mu) - (y - mu)] for
     counts, the weighted chi-square for a normalised g2) and ``gof_p_value`` =
-    P(chi2_dof > deviance), approximate at a few counts per bin. ``lag_ps``, ``g2``, ``g2_err``, ``model_g2``: data and
-    model divided by the baseline, over the bins used.
+    P(chi2_dof > deviance), approximate at a few counts per bin. ``lag_ps``, ``g2``,
+    ``g2_err``, ``model_g2``: data and model divided by the baseline, over the bins used.
     """
 
     C: float
