@@ -109,6 +109,12 @@ segments; that code's EM uses the time fraction ``T_m / T``) so that the likelih
 the parameters the penalty counts. ``Poisson(n_j; I T_j)`` (counts in fixed durations) and the
 likelihood of the arrival times (``n_j ln I - I T_j``) differ by ``sum_j (n_j ln T_j - ln
 n_j!)``, the same for every ``n_G``, so the choice does not affect the BIC comparison.
+On simulated records with 1-5 levels a factor 2 apart (~1000 photons per dwell; table in
+``tests/analysis/test_levels_bic.py``) the right number is chosen in 87-96 % of short records
+(30 switches) and 83-100 % of long ones (300 switches); the mixture-likelihood BIC managed
+42-94 % and 12-100 % (worst for 2 levels). Levels closer than the segments can resolve, and
+dwells too short to be detected (they merge into their neighbours as intermediate
+intensities), still add states: inspect ``bic`` and the rates.
 """
 
 from __future__ import annotations
