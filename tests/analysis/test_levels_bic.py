@@ -33,7 +33,12 @@ import sys
 import numpy as np
 import pytest
 
-from hbtscope.analysis.blinking import LevelsResult, change_points, cluster_levels
+from hbtscope.analysis.blinking import (
+    LevelsResult,
+    _classification_ll,
+    change_points,
+    cluster_levels,
+)
 
 PS = 1e12
 BASE_CPS = 2000.0
@@ -121,6 +126,30 @@ def test_bic_fields_are_consistent():
     assert lv.weights.sum() == pytest.approx(1.0)
     assert lv.time_fraction.sum() == pytest.approx(1.0)
     assert np.all(np.diff(lv.rates_cps) > 0)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_classification_is_at_least_as_likely_as_the_nearest_true_level(k):
+    """Optimiser-independent check of the clustering (issue 10, point 1): at n_G = k the
+    returned classification's likelihood is not below that of assigning every segment to the
+    true level nearest its rate (in log rate), with the partition's own ML parameters."""
+    rng = np.random.default_rng(500 + k)
+    checked = 0
+    for _ in range(15):
+        t, _ = hopping_record(rng, k, SHORT)
+        cp = change_points(t, 0.05)
+        lv = cluster_levels(cp)
+        n = cp.seg_photons.astype(np.float64)
+        dur = cp.seg_duration_ps.astype(np.float64)
+        log_rate = np.log(n / dur * PS)
+        nearest = np.argmin(np.abs(log_rate[:, None] - np.log(levels_cps(k))[None, :]), axis=1)
+        if np.any(np.bincount(nearest, minlength=k) == 0):
+            continue
+        checked += 1
+        assert lv.classification_log_likelihood[k - 1] >= (
+            _classification_ll(n, dur, nearest, k) - 1e-6
+        )
+    assert checked >= 10
 
 
 def _old_cluster_levels():
