@@ -159,6 +159,10 @@ class DetectorSpec(_Strict):
     jitter_tail_ps: Annotated[float, Field(gt=0, le=1e6)] = 300.0
     # spectral filter in front of this SPAD: [min, max] nm (seed 004: 530 and 650 nm bands)
     band_nm: tuple[float, float] | None = None
+    # breakdown-flash crosstalk (drivers_sim/imperfections.py): probability per avalanche
+    # that this SPAD's flash fires the other HBT detector, and the flash's optical path
+    crosstalk_prob: Annotated[float, Field(ge=0, le=0.1)] = 0.0
+    crosstalk_delay_ps: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
     @field_validator("band_nm")
     @classmethod
@@ -166,6 +170,22 @@ class DetectorSpec(_Strict):
         if v is not None and not (0 <= v[0] < v[1]):
             raise ValueError(f"band_nm is [min, max] with 0 <= min < max, got {list(v)}")
         return v
+
+
+class StageSimSpec(_Strict):
+    """Open-loop piezo imperfections of the simulated stage (drivers_sim/imperfections.py)."""
+
+    hysteresis_um: Annotated[float, Field(ge=0, le=10)] = 0.0
+    hysteresis_scale_um: Annotated[float, Field(gt=0, le=100)] = 2.0
+    creep_per_decade: Annotated[float, Field(ge=0, le=0.2)] = 0.0
+    creep_t0_s: Annotated[float, Field(gt=0, le=100)] = 0.1
+
+
+class LaserSimSpec(_Strict):
+    """Emitted versus set power of the simulated laser: P = P_ref (P_set / P_ref)^exponent."""
+
+    power_exponent: Annotated[float, Field(ge=0.5, le=3)] = 1.0
+    power_reference_W: Annotated[float, Field(gt=0, le=10)] = 1.0e-6
 
 
 class SyncSpec(_Strict):
@@ -216,6 +236,8 @@ class SimulationSpec(_Strict):
         max_length=8,
     )
     sync: SyncSpec = SyncSpec()
+    stage: StageSimSpec = StageSimSpec()
+    laser: LaserSimSpec = LaserSimSpec()
     faults: list[FaultSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -5,7 +5,8 @@ No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
 
 - ``correlation``: linear-bin cross-correlation of tag streams (``correlate``), streaming;
 - ``correlation_log``: log-binned correlation 10 ns – 1 s, normalised g2 (Laurence 2006 style);
-- ``g2``: pulsed g2(0) from peak areas (seeds 000/001); ``g2_cw``: CW antibunching fit with IRF
+- ``g2``: pulsed g2(0) from peak areas (seeds 000/001); ``hbt_delays``: zero delay and
+  breakdown-flash crosstalk peaks of an HBT histogram; ``g2_cw``: CW antibunching fit with IRF
   (seed 004) and blinking bunching at long delays (seed 001 Fig. 4d);
 - ``lifetime``: TCSPC histograms, maximum-likelihood multi-exponential decay fits with IRF;
 - ``flim``: per-pixel lifetime maps (vectorised MLE);
@@ -18,6 +19,7 @@ No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
 from hbtscope.analysis.blinking import (
     ChangePointResult,
     LevelsResult,
+    OnFraction,
     TwoLevelFit,
     change_points,
     cluster_levels,
@@ -44,6 +46,12 @@ from hbtscope.analysis.flid import FLIDResult, contour_lines, flid
 from hbtscope.analysis.flim import FlimResult, flim_fit, gaussian_irf, mean_arrival_lifetime
 from hbtscope.analysis.g2 import BACKGROUND_METHODS, G2PulsedResult, g2_pulsed
 from hbtscope.analysis.g2_cw import G2CWResult, G2LongResult, g2_cw_fit, g2_long_delays
+from hbtscope.analysis.hbt_delays import (
+    CrosstalkPeaks,
+    ZeroDelay,
+    find_crosstalk_peaks,
+    find_zero_delay,
+)
 from hbtscope.analysis.images import (
     EMITTER_DTYPE,
     Gaussian1DFit,
@@ -89,8 +97,13 @@ from hbtscope.analysis.spectra import (
 )
 
 __all__ = [
+    "CrosstalkPeaks",
+    "ZeroDelay",
+    "find_crosstalk_peaks",
+    "find_zero_delay",
     "ChangePointResult",
     "LevelsResult",
+    "OnFraction",
     "TwoLevelFit",
     "change_points",
     "cluster_levels",

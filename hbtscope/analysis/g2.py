@@ -215,6 +215,7 @@ def g2_pulsed(
     background: BackgroundMethod = "linear",
     background_window_ps: float | None = None,
     zero_delay_ps: float = 0.0,
+    exclude_ps: tuple[tuple[float, float], ...] | list = (),
 ) -> G2PulsedResult:
     r"""g2(0) of a pulsed HBT coincidence histogram, normalised to the side peaks at ~10 us.
 
@@ -287,7 +288,13 @@ def g2_pulsed(
     window_ps, norm_delay_ps, norm_halfwidth_ps, background, background_window_ps
         See above.
     zero_delay_ps
-        Delay of the k = 0 peak (electronic/cable offset between channels), default 0.
+        Delay of the k = 0 peak (electronic/cable offset between channels), default 0;
+        :func:`hbtscope.analysis.find_zero_delay` finds it from the side peaks.
+    exclude_ps
+        Sub-windows (lo, hi), as offsets from each peak's centre, left out of *every*
+        peak window alike (breakdown-flash crosstalk peaks near the zero delay, from
+        :func:`hbtscope.analysis.find_crosstalk_peaks`). The peak window then has the
+        width W_eff = W - (excluded width inside it), which also scales the background.
 
     Returns
     -------
@@ -327,6 +334,21 @@ def g2_pulsed(
     z = float(zero_delay_ps)
 
     integ = _Integrator(lag, cnt)
+    # sub-windows excluded from every peak, clipped to the peak window and merged
+    cuts: list[list[float]] = []
+    for pair in sorted((float(a), float(b)) for a, b in exclude_ps):
+        lo, hi = max(pair[0], -0.5 * W), min(pair[1], 0.5 * W)
+        if not (math.isfinite(pair[0]) and math.isfinite(pair[1]) and pair[0] < pair[1]):
+            raise ValueError(f"exclude_ps windows must be finite (lo, hi) with lo < hi, got {pair}")
+        if hi <= lo:
+            continue
+        if cuts and lo <= cuts[-1][1]:
+            cuts[-1][1] = max(cuts[-1][1], hi)
+        else:
+            cuts.append([lo, hi])
+    w_eff = W - sum(hi - lo for lo, hi in cuts)
+    if not w_eff > 0:
+        raise ValueError("exclude_ps leaves nothing of the peak window")
 
     # Candidate peaks: all k whose peak (and background) windows lie inside the histogram.
     reach = 0.5 * T + 0.5 * B if use_bg else 0.5 * W
@@ -337,6 +359,8 @@ def g2_pulsed(
     k = np.arange(k_lo, k_hi + 1)
     centre = z + k * T
     m = integ.sum(centre - 0.5 * W, centre + 0.5 * W)
+    for lo, hi in cuts:
+        m = m - integ.sum(centre + lo, centre + hi)
 
     # Reference band, required on both signs of tau.
     k_ref_max = math.floor((D + H) / T + 1e-9)
@@ -366,7 +390,7 @@ def g2_pulsed(
         j = np.arange(k_lo, k_hi + 2)
         wc = z + (j - 0.5) * T
         n_w = integ.sum(wc - 0.5 * B, wc + 0.5 * B)
-        scale = W / (2.0 * B)
+        scale = w_eff / (2.0 * B)
         mb = scale * (n_w[:-1] + n_w[1:])
     else:
         n_w = np.zeros(0)

@@ -43,7 +43,7 @@ class SimPulsedLaser(PulsedLaser):
 
     def _read_power_W(self) -> float:
         self._world.faults.before_io("laser")
-        return self._world.laser.power_W
+        return self._world.laser.set_power_W  # the set point: emitted power is not linear
 
     def _write_power_W(self, value: float) -> None:
         self._world.faults.before_io("laser")
@@ -211,7 +211,7 @@ class SimCamera(Camera):
         return self._pixel_um
 
     def field_um(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        x, y, _ = self._world.focus_um
+        x, y, _ = self._world.actual_focus_um()  # the sample really under the objective
         h, w = self.shape_px
         x0, y0 = x - w * self._pixel_um / 2, y - h * self._pixel_um / 2
         return (x0, x0 + w * self._pixel_um), (y0, y0 + h * self._pixel_um)

@@ -27,6 +27,11 @@ from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import apply_dead_time, assemble_photons, spad_clicks
 from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
 from hbtscope.drivers_sim.faults import FaultInjector
+from hbtscope.drivers_sim.imperfections import (
+    OpenLoopPiezo,
+    crosstalk_clicks,
+    laser_emitted_power_W,
+)
 from hbtscope.drivers_sim.presets import PRESETS, draw_emitter, draw_population
 
 MAX_CHANNEL = 65
@@ -48,6 +53,7 @@ class LaserState:
     wavelength_nm: float = 405.0
     phase_ps: int = 0  # time of pulse k = 0 of the current pulse train
     cw: bool = False  # continuous-wave instead of pulsed (seed 004)
+    set_power_W: float = 0.0  # what the laser was told; power_W is what it emits
 
     @property
     def period_ps(self) -> float:
@@ -96,7 +102,11 @@ class World:
         self.sync_channel = spec.sync.tagger_channel
         self.sync_delay_ps = spec.sync.delay_ps
         self.laser = LaserState(wavelength_nm=spec.optics.excitation_wavelength_nm)
-        self.focus_um = np.zeros(3)
+        self.focus_um = np.zeros(3)  # where the stage was told to go (open loop: it reports this)
+        st = spec.stage
+        self.piezo = OpenLoopPiezo(
+            st.hysteresis_um, st.hysteresis_scale_um, st.creep_per_decade, st.creep_t0_s
+        )
         self.emitters: list[Emitter] = self._build_emitters(spec)
         self._em_xyz = np.array([[e.x_um, e.y_um, e.z_um] for e in self.emitters]).reshape(-1, 3)
         self.slice_ps = int(slice_ms * 1e9)
@@ -116,6 +126,21 @@ class World:
         for d in self.detectors:
             self._ap_prob[d.tagger_channel] = d.afterpulse_prob
             self._ap_tau_ps[d.tagger_channel] = d.afterpulse_tau_ns * 1e3
+        # breakdown-flash crosstalk, by tagger channel: probability, target, shift, jitter
+        self._xt_prob = np.zeros(MAX_CHANNEL)
+        self._xt_target = np.zeros(MAX_CHANNEL, np.int64)
+        self._xt_shift = np.zeros(MAX_CHANNEL)
+        self._xt_jitter = np.zeros(MAX_CHANNEL)
+        n_det = len(self.detectors)
+        for j, d in enumerate(self.detectors):
+            other = self.detectors[(j + 1) % n_det]  # with two detectors: the other one
+            self._xt_jitter[d.tagger_channel] = d.jitter_fwhm_ps / 2.3548
+            if d.crosstalk_prob > 0 and n_det > 1:
+                self._xt_prob[d.tagger_channel] = d.crosstalk_prob
+                self._xt_target[d.tagger_channel] = other.tagger_channel
+                self._xt_shift[d.tagger_channel] = (
+                    d.crosstalk_delay_ps + other.delay_ps - d.delay_ps
+                )
         self._ap_t = np.empty(64, np.int64)  # afterpulses not yet due (a heap)
         self._ap_c = np.empty(64, np.int64)
         self._ap_n = 0
@@ -280,7 +305,11 @@ class World:
             self.laser.rep_rate_Hz = float(rep_rate_Hz)
             self.laser.phase_ps = self.clock.now_ps()
         if power_W is not None:
-            self.laser.power_W = float(power_W)
+            lz = self.spec.laser
+            self.laser.set_power_W = float(power_W)
+            self.laser.power_W = laser_emitted_power_W(
+                float(power_W), lz.power_reference_W, lz.power_exponent
+            )
         if on is not None:
             if on and not self.laser.on:
                 self.laser.phase_ps = self.clock.now_ps()
@@ -351,6 +380,7 @@ class World:
         while self._sched_i < self._sched_t.size and self._sched_t[self._sched_i] <= t_ps:
             i = self._sched_i
             self.focus_um = self._sched_xyz[i].copy()
+            self.piezo.command(self.focus_um, int(self._sched_t[i]))
             self._sched_i += 1
             self._changed(int(self._sched_t[i]))
 
@@ -370,7 +400,13 @@ class World:
     def move_focus(self, x_um: float, y_um: float, z_um: float) -> None:
         self.changing()
         self.focus_um = np.array([x_um, y_um, z_um], dtype=float)
+        self.piezo.command(self.focus_um, self.clock.now_ps())
         self._changed()
+
+    def actual_focus_um(self, t_ps: int | None = None) -> np.ndarray:
+        """Where the focus really is (open-loop piezo: hysteresis and creep), µm."""
+        t = self.clock.now_ps() if t_ps is None else t_ps
+        return self.piezo.actual(t)
 
     def set_sync_enabled(self, enabled: bool) -> None:
         if enabled != self.sync_enabled:
@@ -424,7 +460,7 @@ class World:
         if self.laser.cw:
             return self._cw_rates(t_ps)
         o = self.optics
-        d = self._em_xyz + self.drift_um(t_ps) - self.focus_um
+        d = self._em_xyz + self.drift_um(t_ps) - self.actual_focus_um(t_ps)
         weight = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um)
         fluence = physics.peak_fluence_per_cm2(
             self.laser.power_W, self.laser.rep_rate_Hz, self.laser.wavelength_nm, o.psf_w_xy_um
@@ -440,7 +476,7 @@ class World:
         Phi = 2 P / (h nu pi w^2) * exp(-2 r^2/w^2) photons per cm² and second.
         """
         o = self.optics
-        d = self._em_xyz + self.drift_um(t_ps) - self.focus_um
+        d = self._em_xyz + self.drift_um(t_ps) - self.actual_focus_um(t_ps)
         weight = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um)
         w_cm = o.psf_w_xy_um * 1e-4
         flux = 2.0 * self.laser.power_W / physics.photon_energy_J(self.laser.wavelength_nm)
@@ -699,6 +735,20 @@ class World:
             ch_list.append(np.full(tsync.size, self.sync_channel, np.int16))
             or_list.append(tsync - self.sync_delay_ps)
 
+        if ts_list and self._xt_prob.any():  # breakdown flashes of this piece's clicks
+            xt_t, xt_c = crosstalk_clicks(
+                rng,
+                np.concatenate(ts_list),
+                np.concatenate(ch_list),
+                self._xt_prob,
+                self._xt_target,
+                self._xt_shift,
+                self._xt_jitter,
+            )
+            ts_list.append(xt_t)
+            ch_list.append(xt_c)
+            or_list.append(xt_t)
+
         if ts_list:
             self._pending_ts = np.concatenate([self._pending_ts, *ts_list])
             self._pending_ch = np.concatenate([self._pending_ch, *ch_list])
@@ -851,7 +901,7 @@ class World:
             mean_n, _ = self._excitation(a_ps)
             per_s = list(-np.expm1(-mean_n) * self.laser.rep_rate_Hz)
         o = self.optics
-        d = self._em_xyz + self.drift_um(a_ps) - self.focus_um
+        d = self._em_xyz + self.drift_um(a_ps) - self.actual_focus_um(a_ps)
         coll = o.collection_efficiency * physics.focus_weight(
             d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um
         )
