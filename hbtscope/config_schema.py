@@ -8,6 +8,7 @@ Every error names the file, the line and what is allowed (:class:`SetupFileError
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -281,6 +282,19 @@ class CalibrationSpec(_Strict):
         default_factory=lambda: {"sync": 1, "spad_a": 2, "spad_b": 3}
     )
     spot_area_um2: PositiveFloat = 0.098
+    # HBT arm: delay of the k = 0 coincidence peak (t_B - t_A, ps) and breakdown-flash
+    # crosstalk windows [lo, hi] (ps from the zero delay) measured once; when absent the
+    # g2 analysis finds both from each run's data (hbtscope.analysis.hbt_delays)
+    hbt_zero_delay_ps: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
+    crosstalk_windows_ps: list[tuple[float, float]] | None = None
+
+    @field_validator("crosstalk_windows_ps")
+    @classmethod
+    def _windows(cls, v):
+        for lo, hi in v or []:
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"each crosstalk window is [lo, hi] with lo < hi, got {[lo, hi]}")
+        return v
 
     @field_validator("detector_channels")
     @classmethod

@@ -13,8 +13,11 @@ Supported procedures
     else ``tttr/@channel_map``, else the two busiest channels) are correlated with
     :func:`hbtscope.analysis.correlate` using the stored ``bin_width_ps`` and ``max_lag_ps``,
     and :func:`hbtscope.analysis.g2_pulsed` is applied with the stored ``rep_rate_Hz``,
-    ``norm_delay_ps``, ``norm_halfwidth_ps`` and ``background`` (and ``"sqrt"`` too, as the
-    procedure does). The result says whether the recomputed histogram equals the stored
+    ``norm_delay_ps``, ``norm_halfwidth_ps``, ``background`` (and ``"sqrt"`` too),
+    ``zero_delay_ps`` and ``exclude_crosstalk``, through the procedure's own
+    :func:`hbtscope.procedures.g2.analyse_g2_histogram` (runs written before these
+    parameters existed: zero delay 0, no crosstalk exclusion, as they were analysed). The
+    result says whether the recomputed histogram equals the stored
     ``data/g2/coincidences`` bin for bin and quotes the stored g2(0). A run recorded without
     tags (``record_tags = False``) is re-analysed from its stored histogram.
 ``import_ptu``
@@ -41,6 +44,7 @@ import h5py
 import numpy as np
 
 from hbtscope.analysis import correlate, g2_pulsed
+from hbtscope.procedures.g2 import analyse_g2_histogram
 from hbtscope.storage import layout as L
 from hbtscope.storage.reading import (
     PS_PER_S,
@@ -133,30 +137,35 @@ def _analyse_g2(f: h5py.File, params: dict[str, Any]) -> dict[str, Any]:
         raise RunFileError(f"{f.filename}: g2 run without time tags or a stored histogram")
     out["n_coincidences"] = int(counts.sum())
     arrays = {"lag_ps": lag, "coincidences": counts}
-    methods = [{"seed001": "sqrt"}.get(m, m) for m in [str(params.get("background", "linear"))]]
-    if "sqrt" not in methods:
-        methods.append("sqrt")
-    for method in methods:
-        suffix = "" if method == methods[0] else f"_{method}"
-        try:
-            res = g2_pulsed(
-                lag,
-                counts,
-                period,
-                norm_delay_ps=float(params.get("norm_delay_ps", 10_000_000)),
-                norm_halfwidth_ps=float(params.get("norm_halfwidth_ps", 2_000_000)),
-                background=method,
-            )
-        except ValueError as exc:
-            out[f"g2_error{suffix}"] = str(exc)
-            continue
-        if not suffix:
-            out.update({k: v for k, v in res.as_dict().items()})
-            arrays["peak_delays_ps"] = np.asarray(res.peak_delays_ps)
-            arrays["peak_areas_norm"] = np.asarray(res.peak_areas_norm)
-        else:
-            out[f"g2_0{suffix}"] = res.g2_0
-            out[f"g2_0{suffix}_err"] = res.g2_0_err
+    method = str(params.get("background", "linear"))  # "seed001" (old files) still reads
+    cal_group = f.get(L.CALIBRATIONS)
+    calibrations = read_values(cal_group) if isinstance(cal_group, h5py.Group) else {}
+    if "crosstalk_windows_ps" in calibrations:
+        calibrations["crosstalk_windows_ps"] = np.asarray(
+            calibrations["crosstalk_windows_ps"], dtype=np.float64
+        ).reshape(-1, 2)
+    try:
+        res, sqrt_res, used = analyse_g2_histogram(
+            lag,
+            counts,
+            period,
+            norm_delay_ps=float(params.get("norm_delay_ps", 10_000_000)),
+            norm_halfwidth_ps=float(params.get("norm_halfwidth_ps", 2_000_000)),
+            background=method,
+            zero_delay_ps=float(params.get("zero_delay_ps", 0.0)),  # old runs: 0
+            exclude_crosstalk=bool(params.get("exclude_crosstalk", False)),
+            calibrations=calibrations,
+        )
+    except ValueError as exc:
+        out["g2_error"] = str(exc)
+    else:
+        out.update(res.as_dict())
+        out.update({k: v for k, v in used.items() if k != "crosstalk_windows_ps"})
+        out["g2_0_sqrt"] = sqrt_res.g2_0
+        out["g2_0_sqrt_err"] = sqrt_res.g2_0_err
+        arrays["peak_delays_ps"] = np.asarray(res.peak_delays_ps)
+        arrays["peak_areas_norm"] = np.asarray(res.peak_areas_norm)
+        arrays["crosstalk_windows_ps"] = used["crosstalk_windows_ps"]
     stored_an = f.get(f"{L.ANALYSIS}/g2")
     if isinstance(stored_an, h5py.Group):
         vals = read_values(stored_an)

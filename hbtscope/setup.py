@@ -362,7 +362,7 @@ class Setup:
         return {role: inst.snapshot() for role, inst in self.instruments.items()}
 
     def calibrations(self) -> dict[str, Any]:
-        return self.spec.calibrations.model_dump()
+        return self.spec.calibrations.model_dump(exclude_none=True)
 
     def truth(self) -> dict[str, Any]:
         """Simulator ground truth at the current focus ({} on real hardware)."""

@@ -18,10 +18,84 @@ from pymeasure.experiment import (
     ListParameter,
 )
 
-from hbtscope.analysis import CorrelationAccumulator, g2_pulsed
+from hbtscope.analysis import (
+    CorrelationAccumulator,
+    G2PulsedResult,
+    find_crosstalk_peaks,
+    find_zero_delay,
+    g2_pulsed,
+)
 from hbtscope.procedures.base import AbortRequested, HbtProcedure
 
 PS_PER_S = 1_000_000_000_000
+
+
+def analyse_g2_histogram(
+    lag_ps: np.ndarray,
+    counts: np.ndarray,
+    period_ps: float,
+    *,
+    norm_delay_ps: float,
+    norm_halfwidth_ps: float,
+    background: str,
+    zero_delay_ps: float = math.nan,
+    exclude_crosstalk: bool = True,
+    calibrations: dict | None = None,
+) -> tuple[G2PulsedResult, G2PulsedResult, dict]:
+    """The g2 analysis of a run: zero delay, crosstalk windows, then g2_pulsed.
+
+    Zero delay: ``zero_delay_ps`` if finite, else the setup's calibration
+    ``hbt_zero_delay_ps``, else found from the side peaks (:func:`find_zero_delay`).
+    Crosstalk (``exclude_crosstalk``): the calibration's ``crosstalk_windows_ps``, else the
+    narrow excess peaks found in the centre peak (:func:`find_crosstalk_peaks`), excluded
+    from every peak. Returns the result with ``background``, the one with the square-root
+    correction, and what was used (``zero_delay_ps``, ``zero_delay_err_ps``,
+    ``zero_delay_source``, ``crosstalk_windows_ps``, ``crosstalk_source``).
+    Raises ValueError when the histogram cannot be analysed at all.
+    """
+    cal = calibrations or {}
+    used: dict = {}
+    if math.isfinite(zero_delay_ps):
+        z, z_err, source = float(zero_delay_ps), 0.0, "parameter"
+    elif cal.get("hbt_zero_delay_ps") is not None:
+        z, z_err, source = float(cal["hbt_zero_delay_ps"]), 0.0, "calibration"
+    else:
+        try:
+            found = find_zero_delay(lag_ps, counts, period_ps)
+            z, z_err, source = found.zero_delay_ps, found.zero_delay_err_ps, "data"
+        except ValueError as exc:  # no side-peak signal: nothing to align on
+            z, z_err, source = 0.0, math.nan, f"default (not found: {exc})"
+    used.update(zero_delay_ps=z, zero_delay_err_ps=z_err, zero_delay_source=source)
+    windows: tuple = ()
+    xt_source = "off"
+    if exclude_crosstalk:
+        if cal.get("crosstalk_windows_ps") is not None:
+            windows = tuple(tuple(w) for w in cal["crosstalk_windows_ps"])
+            xt_source = "calibration"
+        else:
+            try:
+                windows = find_crosstalk_peaks(lag_ps, counts, period_ps, z).windows_ps
+                xt_source = "data"
+            except ValueError as exc:
+                xt_source = f"not searched: {exc}"
+    used.update(
+        crosstalk_windows_ps=np.asarray(windows, dtype=np.float64).reshape(-1, 2),
+        crosstalk_source=xt_source,
+    )
+    res, sqrt_res = (
+        g2_pulsed(
+            lag_ps,
+            counts,
+            period_ps,
+            norm_delay_ps=norm_delay_ps,
+            norm_halfwidth_ps=norm_halfwidth_ps,
+            background=method,
+            zero_delay_ps=z,
+            exclude_ps=windows,
+        )
+        for method in (background, "sqrt")
+    )
+    return res, sqrt_res, used
 
 
 class G2Measurement(HbtProcedure):
@@ -65,6 +139,12 @@ class G2Measurement(HbtProcedure):
     background = ListParameter(
         "Background correction", choices=["linear", "sqrt", "none"], default="linear"
     )
+    zero_delay_ps = FloatParameter(
+        "Zero delay t_B - t_A (NaN = calibration or from the data)",
+        units="ps",
+        default=float("nan"),
+    )
+    exclude_crosstalk = BooleanParameter("Exclude SPAD crosstalk peaks", default=True)
     readout_s = FloatParameter(
         "Read-out interval", units="s", minimum=0.01, maximum=1.0, default=0.2
     )
@@ -159,29 +239,32 @@ class G2Measurement(HbtProcedure):
             "rate_b_cps": float(rates[1]),
         }
         try:
-            res, seed = (
-                g2_pulsed(
-                    lag,
-                    counts,
-                    self._period_ps(),
-                    norm_delay_ps=self.norm_delay_ps,
-                    norm_halfwidth_ps=self.norm_halfwidth_ps,
-                    background=method,
-                )
-                for method in (self.background, "sqrt")
+            res, seed, used = analyse_g2_histogram(
+                lag,
+                counts,
+                self._period_ps(),
+                norm_delay_ps=self.norm_delay_ps,
+                norm_halfwidth_ps=self.norm_halfwidth_ps,
+                background=self.background,
+                zero_delay_ps=self.zero_delay_ps,
+                exclude_crosstalk=self.exclude_crosstalk,
+                calibrations=self.setup.calibrations(),
             )
-        except ValueError as exc:  # e.g. no coincidences in the side peaks
+        except ValueError as exc:  # e.g. a histogram too short for the reference peaks
             writer.write_analysis("g2", {**values, "error": str(exc)})
             return
         self.result = res
+        self.used = used
         values.update(res.as_dict())
         values["g2_0_sqrt"] = seed.g2_0
         values["g2_0_sqrt_clipped"] = seed.centre_area_clipped
+        values.update({k: v for k, v in used.items() if k != "crosstalk_windows_ps"})
         writer.write_analysis(
             "g2",
             values,
             errors={"g2_0_sqrt": seed.g2_0_err},
         )
+        writer.write_array("g2/crosstalk_windows_ps", used["crosstalk_windows_ps"], units="ps")
         writer.write_array("g2/peak_delays_ps", res.peak_delays_ps, units="ps")
         writer.write_array("g2/peak_areas_norm", res.peak_areas_norm)
 
@@ -199,6 +282,9 @@ class G2Measurement(HbtProcedure):
             out["g2_0_upper"] = self.result.g2_0_upper
             out["centre_counts"] = self.result.centre_counts
             out["reference_counts"] = self.result.reference_counts
+            out["zero_delay_ps"] = self.used["zero_delay_ps"]
+            out["zero_delay_source"] = self.used["zero_delay_source"]
+            out["crosstalk_windows_ps"] = self.used["crosstalk_windows_ps"].tolist()
         else:
             out["g2_0"] = math.nan
             out["g2_0_err"] = math.nan
