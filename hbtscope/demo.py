@@ -2,7 +2,10 @@
 
 1. open the setup (default: the bundled simulated microscope);
 2. find the emitter near the setup's ``demo:`` position: a small confocal raster of count
-   rates around it, then move to the intensity-weighted centre of the bright spot;
+   rates around it, then a finer one around the bright spot, and move to its
+   intensity-weighted centre *approaching it as the raster did* (from lower x and y): an
+   open-loop piezo lags behind the command along the direction of motion, so a position
+   read off a raster is only reached again from the same direction;
 3. measure its g2 (HBT antibunching) into one HDF5 run file with a PNG figure;
 4. say where the run file and the figure are (and, on the simulator, the truth).
 """
@@ -61,6 +64,13 @@ def find_spot(
     return float((w * gx).sum() / w.sum()), float((w * gy).sum() / w.sum())
 
 
+def approach_as_scanned(setup, x_um: float, y_um: float, z_um: float, lead_um: float) -> None:
+    """Move to (x, y) from (x - lead, y - lead), the direction the raster moved in, so an
+    open-loop stage's hysteresis lag is the one it had while the raster was recorded."""
+    setup.stage.move_to(x_um - lead_um, y_um - lead_um, z_um)
+    setup.stage.move_to(x_um, y_um, z_um)
+
+
 def run_demo(setup_path=None, out_dir=None, as_json=False, report=None, progress=None) -> int:
     import sys
 
@@ -70,8 +80,10 @@ def run_demo(setup_path=None, out_dir=None, as_json=False, report=None, progress
         log(f"hbtscope demo on {setup.spec.name} ({setup.path})")
         log(f"  looking for the emitter near ({d.x_um}, {d.y_um}) µm ...")
         x, y = find_spot(setup, d.x_um, d.y_um, d.z_um)
+        x, y = find_spot(setup, x, y, d.z_um, half_width_um=0.3, n=7, dwell_s=0.05)
+        approach_as_scanned(setup, x, y, d.z_um, lead_um=0.3)
         log(f"  bright spot at ({x:.3f}, {y:.3f}) µm; measuring g2 ...")
-        proc = G2Measurement(x_um=x, y_um=y, z_um=d.z_um)
+        proc = G2Measurement()  # stays where the stage is
         outcome = run_procedure(proc, setup, on_event=progress)
         truth = {}
         if setup.is_simulated:

@@ -10,8 +10,9 @@ from hbtscope.instruments.base import LimitError
 
 
 @pytest.fixture()
-def setup(tmp_path):
-    with hbtscope.open_setup(data_dir=tmp_path) as s:
+def setup(tmp_path, ideal_stage_setup_path):
+    # the subject is not the stage: an ideal one puts the focus exactly on the emitter
+    with hbtscope.open_setup(ideal_stage_setup_path, data_dir=tmp_path) as s:
         yield s
 
 

@@ -11,8 +11,9 @@ from hbtscope.drivers_sim import timetagger as simtt
 
 
 @pytest.fixture()
-def setup(tmp_path):
-    with hbtscope.open_setup(data_dir=tmp_path) as s:
+def setup(tmp_path, ideal_stage_setup_path):
+    # the subject is not the stage: an ideal one puts the focus exactly on the emitter
+    with hbtscope.open_setup(ideal_stage_setup_path, data_dir=tmp_path) as s:
         s.stage.move_to(10.0, 10.0, 0.0)
         s.laser.power_W = 24e-9
         s.laser.enable()

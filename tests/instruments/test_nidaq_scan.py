@@ -290,6 +290,10 @@ def test_the_twin_answers_the_same_calls_identically():
 
 def _setup_file(tmp_path, settings=""):
     text = default_setup_path().read_text()
+    # the subject is not the stage: an ideal one puts the focus exactly on the emitter
+    text = text.replace("hysteresis_um: 0.15", "hysteresis_um: 0.0").replace(
+        "creep_per_decade: 0.01", "creep_per_decade: 0.0"
+    )
     block = (
         "  daq:\n    driver: NIDAQmxRaster\n    backend: sim\n    address: sim://Dev1\n"
         "    limits:\n      voltage_V: {min: 0.0, max: 10.0}\n    settings:\n"
