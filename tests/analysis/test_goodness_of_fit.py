@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from hbtscope.analysis.lifetime import decay_expectation, fit_decay
+from hbtscope.analysis.saturation import saturation_fit, saturation_model
 
 
 def _binomial_ok(k: int, n: int, p: float = 0.05, level: float = 0.999) -> bool:
@@ -90,3 +91,55 @@ def test_fit_decay_equal_lifetimes_are_flagged_unidentifiable():
     mono = fit_decay(mu, 32.0, irf=irf)
     assert mono.identifiable and mono.message == ""
     assert mono.tau_ps == pytest.approx(2000.0, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- saturation
+
+
+@pytest.mark.parametrize("robust", [False, True])
+@pytest.mark.parametrize("noise", ["gaussian", "poisson"])
+def test_saturation_gof_is_calibrated_under_the_true_model(noise, robust):
+    """200 sweeps of 12 powers (~1e4 counts): chi2_red has mean 1 and p < 0.05 in a binomial
+    share. "gaussian": exact Gaussian errors given as counts_err; "poisson": Poisson counts
+    with the default sqrt(counts) weights (Gaussian to 1 % at 1e4 counts). The robust
+    rejection (4 sigma one-sided) must not distort the statistic on clean data."""
+    rng = np.random.default_rng(3)
+    p = np.linspace(0.1, 5.0, 12)
+    mu = saturation_model(p, 1e4, 1.0, 500.0)
+    s = np.sqrt(mu)
+    fits = []
+    for _ in range(200):
+        if noise == "gaussian":
+            y = mu + s * rng.standard_normal(p.size)
+            fits.append(saturation_fit(p, y, counts_err=s, blinking_robust=robust))
+        else:
+            fits.append(saturation_fit(p, rng.poisson(mu), blinking_robust=robust))
+    assert _mean_is_one(np.array([f.chi2_red for f in fits]))
+    pv = np.array([f.gof_p_value for f in fits])
+    assert _binomial_ok(int(np.sum(pv < 0.05)), pv.size)
+    assert all(f.identifiable and not f.at_bound for f in fits)
+
+
+@pytest.mark.parametrize("a", [1e5, 1e6])
+def test_saturation_gof_rejects_a_hyperbolic_saturation(a):
+    """Counts A P / (P + P_sat) (the two-level steady state without the exponential form)
+    fitted with A (1 - exp(-P/P_sat)) + B P: rejected at p < 1e-6 from 1e5 counts
+    (measured p ~ 1e-20 at 1e5; at 1e4 the two shapes are not distinguishable, p ~ 0.6)."""
+    rng = np.random.default_rng(1)
+    p = np.linspace(0.1, 5.0, 12)
+    fit = saturation_fit(p, rng.poisson(a * p / (p + 1.0)), blinking_robust=False)
+    assert fit.gof_p_value < 1e-6
+
+
+def test_saturation_linear_sweep_is_flagged_unidentifiable():
+    """Counts exactly proportional to the power (a sweep far below saturation, or a pure
+    background): A, P_sat and B are not separately determined. The result says so and the
+    errors are infinite, not 1e9."""
+    p = np.linspace(0.1, 5.0, 12)
+    fit = saturation_fit(p, 1000.0 * p)
+    assert not fit.identifiable
+    assert "not determined" in fit.message
+    assert math.isinf(fit.P_sat_err)
+    assert fit.as_dict()["identifiable"] is False
+    # the model's prediction is still right
+    np.testing.assert_allclose(fit.model(p), 1000.0 * p, rtol=1e-9)
