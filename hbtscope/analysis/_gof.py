@@ -19,6 +19,7 @@ Names used by every fit result (saturation, Gaussian refocus fits, decay and FLI
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy import special, stats
@@ -68,15 +69,31 @@ def pearson_p_value(counts, mu, dof: int) -> tuple[float, float]:
     return x2 / dof, float(stats.chi2.sf(x2 / c, nu))
 
 
-_EXACT_MU = 50.0  # below: moments of a bin's deviance by summing the Poisson pmf
+_EXACT_MU = 50.0  # below: moments of a bin's deviance from the Poisson pmf (table)
+
+
+@lru_cache(maxsize=1)
+def _moment_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ln mu grid (1e-12 .. 50, 600 points) and the exact mean and variance of one bin's
+    deviance there (sums over the pmf up to n = 200, > 20 sigma above mu = 50)."""
+    lm = np.linspace(math.log(1e-12), math.log(_EXACT_MU), 600)
+    m = np.exp(lm)[:, None]
+    k = np.arange(201, dtype=np.float64)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+        pmf = np.exp(k * np.log(m) - m - special.gammaln(k + 1.0))
+        d = 2.0 * (np.where(k > 0, k * np.log(k / m), 0.0) - (k - m))
+    e1 = np.sum(pmf * d, axis=1)
+    e2 = np.sum(pmf * d * d, axis=1)
+    return lm, e1, np.maximum(e2 - e1 * e1, 0.0)
 
 
 def _deviance_moments(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of one bin's deviance ``2 [n ln(n/mu) - (n - mu)]``, n ~ Poisson(mu).
 
-    Exact (sum over the pmf up to n = 200, more than 20 sigma above mu <= 50) for small mu;
-    above, the expansion ``1 + 1/(6 mu) + 1/(6 mu^2)`` (mean) and ``2 + 2/(3 mu)``
-    (variance, from the same expansion; both within 1e-3 of the sums at mu = 50).
+    Exact values (:func:`_moment_table`, interpolated in ln mu; relative error < 1e-3)
+    below mu = 50; above, the expansion ``1 + 1/(6 mu) + 1/(6 mu^2)`` (mean) and
+    ``2 + 2/(3 mu)`` (variance; both within 1e-3 of the sums at mu = 50). Below 1e-12 both
+    are taken as 0.
     """
     mu = np.asarray(mu, dtype=np.float64)
     big = np.maximum(mu, _EXACT_MU)
@@ -84,20 +101,15 @@ def _deviance_moments(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     var = 2.0 + 2.0 / (3.0 * big)
     small = mu < _EXACT_MU
     if np.any(small):
-        m = np.maximum(mu[small], 1e-300)[:, None]
-        k = np.arange(201, dtype=np.float64)[None, :]
-        with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
-            logpmf = k * np.log(m) - m - special.gammaln(k + 1.0)
-            d = 2.0 * (np.where(k > 0, k * np.log(k / m), 0.0) - (k - m))
-            pmf = np.exp(logpmf)
-        e1 = np.sum(pmf * d, axis=1)
-        e2 = np.sum(pmf * d * d, axis=1)
-        mean[small] = e1
-        var[small] = np.maximum(e2 - e1 * e1, 0.0)
+        lm, e1, v1 = _moment_table()
+        x = np.log(np.maximum(mu[small], 1e-300))
+        tiny = x < lm[0]
+        mean[small] = np.where(tiny, 0.0, np.interp(x, lm, e1))
+        var[small] = np.where(tiny, 0.0, np.interp(x, lm, v1))
     return mean, var
 
 
-def deviance_p_value(counts, mu, n_par: int) -> float:
+def deviance_p_value(counts, mu, n_par: int) -> float | np.ndarray:
     """p-value of the Poisson deviance of a fit with ``n_par`` free parameters.
 
     At high counts ``D ~ chi2(dof)``. At low counts a bin's deviance has mean and variance
@@ -105,19 +117,24 @@ def deviance_p_value(counts, mu, n_par: int) -> float:
     0.3, mean 1.15 at mu = 1; mean -> 0 as mu -> 0), so ``D`` is compared with a scaled
     chi-square ``c chi2(nu)`` of mean ``sum E_k - n_par`` and variance ``sum V_k - 2 n_par``
     (the fitted parameters remove ``n_par`` from the mean and ``2 n_par`` from the variance,
-    as in the chi2 limit).
+    as in the chi2 limit). ``counts`` and ``mu`` of shape ``(..., K)`` give one p-value per
+    histogram.
     """
     n = np.asarray(counts, dtype=np.float64)
     m = np.asarray(mu, dtype=np.float64)
-    dev = poisson_deviance(n, m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(n > 0, n * np.log(n / np.where(m > 0, m, 1.0)), 0.0)
+        dev = 2.0 * np.sum(t - (n - m), axis=-1)
+    bad_mu = np.any((m < 0) | ((m <= 0) & (n > 0)), axis=-1)
     e, v = _deviance_moments(m)
-    mean = float(np.sum(e)) - n_par
-    var = float(np.sum(v)) - 2.0 * n_par
-    if not (mean > 0 and var > 0 and math.isfinite(dev)):
-        return math.nan
-    c = var / (2.0 * mean)
-    nu = 2.0 * mean * mean / var
-    return float(stats.chi2.sf(dev / c, nu))
+    mean = np.sum(e, axis=-1) - n_par
+    var = np.sum(v, axis=-1) - 2.0 * n_par
+    ok = (mean > 0) & (var > 0) & ~bad_mu
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = var / (2.0 * mean)
+        nu = 2.0 * mean * mean / var
+        p = np.where(ok, stats.chi2.sf(dev / c, nu), np.nan)
+    return float(p) if p.ndim == 0 else p
 
 
 def identifiability(

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from hbtscope.analysis import flim
 from hbtscope.analysis.lifetime import decay_expectation, fit_decay
 from hbtscope.analysis.saturation import saturation_fit, saturation_model
 
@@ -143,3 +144,76 @@ def test_saturation_linear_sweep_is_flagged_unidentifiable():
     assert fit.as_dict()["identifiable"] is False
     # the model's prediction is still right
     np.testing.assert_allclose(fit.model(p), 1000.0 * p, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------- FLIM
+
+_K, _DT, _IRF = 256, 100.0, (2000.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("taus", "photons", "bg", "model"),
+    [
+        ([2500.0], [2000.0], 0.3, "mono"),
+        ([2500.0], [300.0], 0.02, "mono"),
+        ([800.0, 4000.0], [1e4, 1e4], 1.0, "bi"),
+    ],
+    ids=["mono_2000", "mono_300_low_counts", "bi_2e4"],
+)
+def test_flim_gof_is_calibrated_under_the_true_model(taus, photons, bg, model):
+    """400 pixels of the true model: per-pixel deviance p-values below 0.05 in a binomial
+    share of Binomial(400, 0.05) (99.9 % interval); Pearson chi2_red has mean 1 (4 standard
+    errors) where counts allow. At 300 photons with 0.02 background counts per bin (most
+    bins < 0.1 count) the p-value is conservative: measured 2.3 % below 0.05 over 1600
+    pixels (the deviance's mean and variance match the prediction to 0.2 % and 7 %, but the
+    moments are taken at the fitted mu, which follows the pixel's fluctuations). There it is
+    asserted not anti-conservative (<= the upper 99.9 % bound of Binomial(400, 0.05)) and
+    not degenerate (>= the lower bound of Binomial(400, 0.02))."""
+    rng = np.random.default_rng(7)
+    mu = flim.decay_model(_K, _DT, _IRF, taus, photons, bg)
+    y = rng.poisson(np.broadcast_to(mu, (20, 20, _K))).astype(float)
+    res = flim.flim_fit(y, _DT, _IRF, model=model, min_photons=50)
+    assert np.all(res.method == 2)
+    p = res.gof_p_value.ravel()
+    assert np.all((p >= 0) & (p <= 1))
+    k = int(np.sum(p < 0.05))
+    if sum(photons) >= 2000:
+        assert _binomial_ok(k, p.size), k
+    else:
+        assert stats.binom.interval(0.999, p.size, 0.02)[0] <= k
+        assert k <= stats.binom.interval(0.999, p.size, 0.05)[1]
+    assert res.dof == _K - (5 if model == "bi" else 3)
+    if sum(photons) >= 2000:
+        assert _mean_is_one(res.chi2_red.ravel())
+    assert res.global_fit.gof_p_value > 1e-3  # the summed histogram fits too (1e-3 chance)
+
+
+@pytest.mark.parametrize("total", [1e4, 1e5])
+def test_flim_gof_rejects_a_mono_exponential_fit_of_a_bi_exponential(total):
+    """800 ps + 4000 ps, equal photons: flim.fit_decay(model="mono") gives p < 1e-6 from
+    10^4 photons on; the bi-exponential fit is accepted (p > 1e-3)."""
+    rng = np.random.default_rng(3)
+    mu = flim.decay_model(_K, _DT, _IRF, [800.0, 4000.0], [total / 2, total / 2], 0.5)
+    y = rng.poisson(mu).astype(float)
+    mono = flim.fit_decay(y, _DT, _IRF, model="mono")
+    assert mono.gof_p_value < 1e-6 and mono.chi2_red > 1.2
+    bi = flim.fit_decay(y, _DT, _IRF, model="bi")
+    assert bi.gof_p_value > 1e-3 and bi.identifiable, bi.message
+
+
+def test_flim_equal_lifetimes_are_flagged_unidentifiable():
+    """A bi-exponential fitted to the noise-free expectation of a mono-exponential decay
+    (flim.fit_decay) and to pixels of it (flim_fit): the result says the two lifetimes are
+    not determined, with infinite errors instead of ~1e9."""
+    mu = flim.decay_model(_K, _DT, _IRF, [2500.0], [2e4], 0.5)
+    fit = flim.fit_decay(mu, _DT, _IRF, model="bi")
+    assert not fit.identifiable
+    assert "not determined" in fit.message
+    assert np.any(np.isinf(fit.taus_err_ps))
+    mono = flim.fit_decay(mu, _DT, _IRF, model="mono")
+    assert mono.identifiable and mono.message == ""
+    assert mono.taus_ps[0] == pytest.approx(2500.0, rel=1e-5)
+    res = flim.flim_fit(np.broadcast_to(mu, (2, 2, _K)), _DT, _IRF, model="bi")
+    assert not np.any(res.identifiable)
+    unknown = np.isinf(res.tau1_err_ps) | np.isinf(res.tau2_err_ps)
+    assert np.all(unknown)
