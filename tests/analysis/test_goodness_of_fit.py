@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from hbtscope.analysis import flim
+from hbtscope.analysis.images import _gauss2d, gaussian1d_fit, gaussian2d_fit
 from hbtscope.analysis.lifetime import decay_expectation, fit_decay
 from hbtscope.analysis.saturation import saturation_fit, saturation_model
 
@@ -217,3 +218,64 @@ def test_flim_equal_lifetimes_are_flagged_unidentifiable():
     assert not np.any(res.identifiable)
     unknown = np.isinf(res.tau1_err_ps) | np.isinf(res.tau2_err_ps)
     assert np.all(unknown)
+
+
+# ------------------------------------------------------------------ Gaussian refocus fits
+
+
+def _spot(x, y, s, a, b, n=15):
+    c = np.arange(n, dtype=float)
+    return _gauss2d(np.array([x, y, s, a, b]), c, c, 1.0, 1.0, False)[0].reshape(n, n)
+
+
+@pytest.mark.parametrize(
+    ("noise", "a", "b"),
+    [("poisson", 200.0, 5.0), ("poisson", 20.0, 0.2), ((25.0, 1.0), 200.0, 0.0)],
+    ids=["poisson", "poisson_low_counts", "var0_gain"],
+)
+def test_gaussian2d_gof_is_calibrated_under_the_true_model(noise, a, b):
+    """200 fits of a 15 x 15 scan drawn from the model: chi2_red has mean 1 (4 standard
+    errors) and p < 0.05 in a binomial share (99.9 % interval). "poisson": Poisson counts
+    (deviance p-value; also at 0.2 background counts per pixel); (var0, gain): Gaussian
+    noise of variance var0 + gain * signal (chi2(dof) p-value)."""
+    rng = np.random.default_rng(0)
+    mu = _spot(7.2, 6.8, 1.8, a, b)
+    fits = []
+    for _ in range(200):
+        if noise == "poisson":
+            data = rng.poisson(mu).astype(float)
+        else:
+            data = mu + np.sqrt(noise[0] + noise[1] * (mu - b)) * rng.standard_normal(mu.shape)
+        fits.append(gaussian2d_fit(data, 7.0, 7.0, sigma=1.5, noise=noise))
+    assert _mean_is_one(np.array([f.chi2_red for f in fits]))
+    p = np.array([f.gof_p_value for f in fits])
+    assert _binomial_ok(int(np.sum(p < 0.05)), p.size), np.sum(p < 0.05)
+    assert all(f.identifiable and f.dof == 225 - 5 for f in fits)
+
+
+@pytest.mark.parametrize("a", [200.0, 2000.0])
+def test_gaussian2d_gof_rejects_an_elliptical_spot(a):
+    """A spot with sigma_x = 1.4, sigma_y = 2.2 px fitted by a round Gaussian: p < 1e-6
+    (measured ~1e-55 at 200 counts peak)."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:15, 0:15]
+    mu = 5.0 + a * np.exp(-0.5 * ((xx - 7) / 1.4) ** 2 - 0.5 * ((yy - 7) / 2.2) ** 2)
+    fit = gaussian2d_fit(rng.poisson(mu).astype(float), 7, 7, sigma=1.5, noise="poisson")
+    assert fit.gof_p_value < 1e-6
+
+
+@pytest.mark.parametrize("noise", ["poisson", "constant"])
+@pytest.mark.parametrize("level", [0.5, 10.0, 1e4])
+def test_gaussian_fits_of_a_flat_image_are_flagged_unidentifiable(noise, level):
+    """No spot (an exactly flat image or scan): the amplitude goes to its bound 0 and the
+    centre and width are not determined; the result says so and their errors are infinite
+    instead of ~1e9 or spuriously small. (On a noisy flat image the fit may find a noise
+    blob whose amplitude is more than 1 sigma above 0; it is then reported as that blob,
+    which the goodness of fit cannot tell from a faint spot.)"""
+    fit = gaussian2d_fit(np.full((15, 15), level), 7.0, 7.0, sigma=1.5, noise=noise)
+    assert not fit.identifiable, fit
+    assert "not determined" in fit.message
+    assert np.isinf(fit.x_err) and np.isinf(fit.y_err) and np.isinf(fit.sigma_err)
+    assert fit.as_dict()["identifiable"] is False
+    fit1 = gaussian1d_fit(np.linspace(-3, 3, 31), np.full(31, level), noise=noise)
+    assert not fit1.identifiable and np.isinf(fit1.center_err), fit1
