@@ -705,7 +705,8 @@ class FlimResult:
     chi2_red: np.ndarray | None = None  # Pearson chi2 / dof per fitted pixel (NaN otherwise)
     dof: int = 0  # K - free parameters per pixel
     gof_p_value: np.ndarray | None = None  # deviance p-value per fitted pixel
-    identifiable: np.ndarray | None = None  # bool: the pixel's fit determines its parameters
+    identifiable: np.ndarray | None = None  # bool: the ML fit determines its parameters
+    # (False where no ML fit was made: empty or mean-arrival-time pixels)
 
     def as_dict(self) -> dict[str, np.ndarray | str]:
         out: dict = {}

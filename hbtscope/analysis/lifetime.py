@@ -514,7 +514,10 @@ class DecayFitResult:
     """Result of :func:`fit_decay` (times in ps, counts per bin; see the module doc).
 
     Per-component arrays are sorted by increasing lifetime. ``*_err`` are 1-sigma
-    uncertainties from the inverse Fisher information (NaN for fixed parameters).
+    uncertainties from the inverse Fisher information (NaN for fixed parameters; inf for
+    parameters the data do not determine). Goodness of fit: ``chi2_red`` (Pearson / dof),
+    ``deviance``, ``dof``, ``gof_p_value`` (deviance, low-count exact moments);
+    ``identifiable``, ``at_bound`` and ``message`` as in the module doc.
     """
 
     n_exp: int

@@ -140,7 +140,9 @@ class SaturationResult:
     ``power``, ``counts``, ``counts_err`` are the points fitted (after max-of-repeats and
     its bias correction), ``inlier`` marks those used in the final fit, ``n_compatible``
     how many repeats shared the maximum at each power. ``counts_at_sat`` is the model at
-    P_sat.
+    P_sat. ``chi2`` is the objective at the optimum (:func:`saturation_chi2` over the
+    inliers), ``gof_p_value`` its chi2(dof) tail; ``identifiable``, ``at_bound`` and
+    ``message`` as in the module doc (errors of undetermined parameters are inf).
     """
 
     A: float
