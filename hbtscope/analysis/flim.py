@@ -63,6 +63,21 @@ Estimation
   (shared by all dim pixels) is not in the per-pixel errors.
   Map ``method``: 0 no photons, 1 mean arrival time, 2 maximum likelihood.
 
+Objective, goodness of fit, identifiability
+-------------------------------------------
+The ML fit minimises the Poisson deviance ``D = 2 sum [y ln(y/mu) - (y - mu)]`` (= -2 ln L
++ const), public as :func:`decay_deviance` (``mu`` from :func:`decay_model`). Every fit
+(``DecayFit`` and the per-pixel maps) reports ``deviance``, Pearson ``chi2_red = sum (y -
+mu)^2 / mu / dof`` with ``dof = K - n_free``, and ``gof_p_value``: the probability of a
+deviance at least as large under the fitted model (scaled chi-square with the exact
+low-count mean and variance of the deviance, ``_gof.deviance_p_value``). ``identifiable``
+is false (``DecayFit.message`` says why; the errors concerned become infinite instead of
+numbers like 1e9) when the Fisher information of the free parameters is singular (the
+Cholesky factorisation fails, or the condition number of the covariance's correlation form
+exceeds 1e12: two equal lifetimes, a vanished component), when an error of ln tau exceeds
+10 (a lifetime known only within a factor e^10) or an amplitude's error exceeds 1e3 times
+the pixel's photons.
+
 Derived quantities: amplitude fraction ``alpha1 = a1 / (a1 + a2)`` with decay amplitudes
 ``a_i = A_i / tau_i`` (``decay = a1 exp(-t/tau1) + a2 exp(-t/tau2)``), intensity fraction
 ``f1 = A1 / (A1 + A2)``, intensity-weighted mean lifetime ``tau_mean = f1 tau1 + f2 tau2``
@@ -78,9 +93,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit, prange
 
+from hbtscope.analysis._gof import (
+    MAX_CONDITION,
+    MAX_LOG_ERROR,
+    MAX_RELATIVE_ERROR,
+    deviance_p_value,
+    poisson_deviance,
+)
+
 __all__ = [
     "DecayFit",
     "FlimResult",
+    "decay_deviance",
     "decay_model",
     "fit_decay",
     "flim_fit",
@@ -418,6 +442,81 @@ def _model_table(taus, irf, nz, M, K, s, dt, t_rel):
     return out
 
 
+@njit(parallel=True, cache=True)
+def _model_stack(theta, two, irf, nz, M, K, s, dt, out):
+    """Expected histograms ``mu`` (n, K) of the parameter rows ``theta`` (n, 5)."""
+    n = theta.shape[0]
+    for i in prange(n):
+        h = np.empty(K)
+        dh = np.empty(K)
+        hf = np.empty(K * s)
+        dhf = np.empty(K * s)
+        for k in range(K):
+            out[i, k] = theta[i, 4]
+        for comp in range(2 if two else 1):
+            _binned(math.exp(theta[i, 2 + comp]), irf, nz, M, K, s, dt, h, dh, hf, dhf)
+            for k in range(K):
+                out[i, k] += theta[i, comp] * h[k]
+
+
+def _gof(Y2, theta, inst, two, n_free):
+    """Pearson chi2_red and the deviance p-value of each row's fit (module doc)."""
+    mu = np.empty_like(Y2)
+    _model_stack(np.ascontiguousarray(theta), two, *inst.args()[:2], inst.M * inst.s,
+                 Y2.shape[1], inst.s, inst.dt / inst.s, mu)  # fmt: skip
+    dof = Y2.shape[1] - n_free
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi2_red = np.sum((Y2 - mu) ** 2 / np.maximum(mu, 1e-300), axis=1) / dof
+    p = deviance_p_value(Y2, mu, n_free)
+    return chi2_red, np.atleast_1d(p), dof
+
+
+_NAMES = ("A1", "A2", "ln_tau1", "ln_tau2", "b")
+
+
+def _identifiable(theta, cov, free, status, photons, K):
+    """Per row: identifiable (bool), singular (bool) and the free parameters not determined
+    (n, 5) (module doc)."""
+    f = np.asarray(free)
+    is_free = np.zeros(_N_PARAMS, dtype=bool)
+    is_free[f] = True
+    sd = np.sqrt(np.abs(np.diagonal(cov, axis1=1, axis2=2)))
+    limit = np.empty_like(sd)
+    limit[:, :2] = MAX_RELATIVE_ERROR * np.maximum(np.abs(theta[:, :2]), photons[:, None])
+    limit[:, 2:4] = MAX_LOG_ERROR
+    limit[:, 4] = MAX_RELATIVE_ERROR * np.maximum(np.abs(theta[:, 4]), photons / K + 1.0)
+    bad = is_free & (~np.isfinite(sd) | (sd > limit))
+    # the kernel leaves NaN (singular information) or zero rows (a parameter held at its
+    # bound because the full information was singular) in the covariance
+    sub = cov[:, f][:, :, f]
+    d = np.sqrt(np.abs(np.diagonal(sub, axis1=1, axis2=2)))
+    usable = np.all(np.isfinite(sub.reshape(sub.shape[0], -1)), axis=1) & np.all(d > 0, axis=1)
+    singular = ~usable | (status == 3)
+    bad[:, f] |= ~usable[:, None] & ~(np.isfinite(d) & (d > 0))
+    rows = np.flatnonzero(usable)
+    if rows.size:
+        c = sub[rows] / (d[rows][:, :, None] * d[rows][:, None, :])
+        w, v = np.linalg.eigh(c)
+        with np.errstate(divide="ignore"):
+            cond = np.where(w[:, 0] > 0, w[:, -1] / w[:, 0], np.inf)
+        sing = ~(cond < MAX_CONDITION)
+        singular[rows[sing]] = True
+        # the undetermined direction: the covariance's largest-variance eigenvector
+        bad[rows[sing][:, None], f[None, :]] |= np.abs(v[sing][:, :, -1]) > 0.2
+    return ~singular & ~np.any(bad, axis=1), singular, bad
+
+
+def _message(bad_row, singular: bool, at_bound_names) -> str:
+    notes = []
+    if singular:
+        notes.append("information matrix singular")
+    if np.any(bad_row):
+        notes.append("not determined by the data: " + ", ".join(np.asarray(_NAMES)[bad_row]))
+    if at_bound_names:
+        notes.append("at a bound: " + ", ".join(at_bound_names))
+    return "; ".join(notes)
+
+
 # ============================================================================== helpers
 
 
@@ -530,6 +629,25 @@ def decay_model(
     return out
 
 
+def decay_deviance(
+    histogram,
+    bin_ps: float,
+    irf,
+    taus_ps,
+    photons,
+    background: float = 0.0,
+    *,
+    period_ps: float | None = None,
+) -> float:
+    """The objective of :func:`fit_decay` and of each pixel of :func:`flim_fit` at arbitrary
+    parameters: the Poisson deviance ``2 sum [y ln(y/mu) - (y - mu)]`` with ``mu`` from
+    :func:`decay_model` (``= 2 NLL + const(y)``); ``DecayFit.deviance`` and
+    ``FlimResult.deviance`` are its values at the optimum."""
+    y = np.asarray(histogram, dtype=np.float64)
+    mu = decay_model(y.size, bin_ps, irf, taus_ps, photons, background, period_ps=period_ps)
+    return poisson_deviance(y, mu)
+
+
 @dataclass(frozen=True)
 class DecayFit:
     """Result of :func:`fit_decay` (one histogram)."""
@@ -549,6 +667,12 @@ class DecayFit:
     deviance: float
     converged: bool
     n_iter: int
+    chi2_red: float = math.nan
+    dof: int = 0
+    gof_p_value: float = math.nan
+    identifiable: bool = True
+    at_bound: bool = False
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -578,6 +702,11 @@ class FlimResult:
     taus_mode: str
     global_taus_ps: np.ndarray = field(repr=False)
     global_fit: DecayFit | None = field(default=None, repr=False)
+    chi2_red: np.ndarray | None = None  # Pearson chi2 / dof per fitted pixel (NaN otherwise)
+    dof: int = 0  # K - free parameters per pixel
+    gof_p_value: np.ndarray | None = None  # deviance p-value per fitted pixel
+    identifiable: np.ndarray | None = None  # bool: the ML fit determines its parameters
+    # (False where no ML fit was made: empty or mean-arrival-time pixels)
 
     def as_dict(self) -> dict[str, np.ndarray | str]:
         out: dict = {}
@@ -770,7 +899,12 @@ def _global_start(ysum, inst: _Instrument, model, lo, hi, max_iter):
         cv = cv[np.ix_([1, 0, 3, 2, 4], [1, 0, 3, 2, 4])]
     d = _derived(theta[None], cv[None], model == "bi")
     taus = np.exp(theta[2:4]) if model == "bi" else np.exp(theta[2:3])
-    sd = np.sqrt(np.clip(np.diag(cv), 0, None))
+    chi2_red, p_gof, dof = _gof(ysum[None, :], theta[None, :], inst, model == "bi", free.size)
+    ident, singular, bad = _identifiable(
+        theta[None, :], cv[None], free, st[best : best + 1], np.array([n_ph]), K
+    )
+    hit = [_NAMES[p] for p in free if theta[p] <= lo[p] or theta[p] >= hi[p]]
+    sd = np.where(bad[0], np.inf, np.sqrt(np.clip(np.diag(cv), 0, None)))
     fit = DecayFit(
         taus_ps=taus,
         taus_err_ps=taus * (sd[2:4] if model == "bi" else sd[2:3]),
@@ -787,6 +921,12 @@ def _global_start(ysum, inst: _Instrument, model, lo, hi, max_iter):
         deviance=float(dev[best]),
         converged=bool(st[best] == 0),
         n_iter=int(it[best]),
+        chi2_red=float(chi2_red[0]),
+        dof=int(dof),
+        gof_p_value=float(p_gof[0]),
+        identifiable=bool(ident[0]),
+        at_bound=any(h != "b" for h in hit),
+        message=_message(bad[0], bool(singular[0]), hit),
     )
     return theta, fit
 
@@ -897,6 +1037,10 @@ def flim_fit(
     out_theta = np.full((n, _N_PARAMS), np.nan)
     out_cov = np.zeros((n, _N_PARAMS, _N_PARAMS))
     dev = np.full(n, np.nan)
+    chi2_red = np.full(n, np.nan)
+    p_gof = np.full(n, np.nan)
+    ident = np.zeros(n, dtype=bool)
+    bad = np.zeros((n, _N_PARAMS), dtype=bool)
     n_iter = np.zeros(n, dtype=np.int64)
     status = np.full(n, -1, dtype=np.int64)
     if bright.any():
@@ -917,6 +1061,8 @@ def flim_fit(
             cov[swap] = cov[swap][:, perm][:, :, perm]
         out_theta[bright], out_cov[bright] = th, cov
         dev[bright], n_iter[bright], status[bright] = dv, it, st
+        chi2_red[bright], p_gof[bright], _ = _gof(yb, th, inst, two, free.size)
+        ident[bright], _, bad[bright] = _identifiable(th, cov, free, st, yb.sum(axis=1), K)
 
     d = _derived(np.nan_to_num(out_theta), out_cov, two)
     fitted = bright
@@ -931,6 +1077,8 @@ def flim_fit(
     tm = np.where(fitted, d["tm"], nan)
     tm_err = np.where(fitted, d["tm_err"], nan)
     tau_amp = np.where(fitted, d["tau_amp"], nan)
+    tau1_err = np.where(bad[:, 2], np.inf, tau1_err)
+    tau2_err = np.where(bad[:, 3], np.inf, tau2_err)
     if taus_mode != "free":  # lifetimes were not fitted per pixel
         tau1_err = np.where(fitted, 0.0, nan)
         tau2_err = np.where(fitted, 0.0 if two else nan, nan)
@@ -981,6 +1129,10 @@ def flim_fit(
         taus_mode=taus_mode,
         global_taus_ps=global_taus,
         global_fit=g_fit,
+        chi2_red=r(chi2_red),
+        dof=int(K - free.size),
+        gof_p_value=r(p_gof),
+        identifiable=r(ident),
     )
 
 

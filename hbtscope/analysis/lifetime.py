@@ -52,8 +52,22 @@ not, and reaches the Cramer-Rao bound (F-value ~1 for a mono-exponential with a 
 IRF). Uncertainties: square roots of the diagonal of the inverse expected Fisher
 information at the optimum, over all free parameters (also when a bounded parameter
 sits at 0, which is conservative), propagated to derived quantities to first order.
-Goodness of fit: Pearson ``chi2_red = sum (n - mu)^2 / mu / (n_fit_bins - n_free)`` and the
-Poisson deviance.
+Goodness of fit: Pearson ``chi2_red = sum (n - mu)^2 / mu / dof`` with
+``dof = n_fit_bins - n_free``, the Poisson deviance ``D``, and ``gof_p_value``: the probability of a
+deviance at least as large under the fitted model, from a scaled chi-square with the exact
+low-count mean and variance of D (``_gof.deviance_p_value``; Pearson's X^2 has a far heavier
+tail at low counts). The
+objective is public: :func:`decay_deviance` (= 2 NLL + a constant of the data) evaluated
+at any parameters through :func:`decay_expectation`.
+
+Multi-start: one start for a mono-exponential (the mean-delay lifetime), 2-3 lifetime
+splits around it for two or three components; the best likelihood is kept.
+Identifiability: ``identifiable`` is false (with a ``message``, and infinite errors for the
+parameters concerned instead of numbers like 1e9) when the Fisher information is singular
+(condition number of its correlation form > 1e12, e.g. two equal lifetimes) or a relative
+error exceeds 1e3 (an error of ln tau above 10: known only within a factor e^10, e.g.
+the lifetime of a component whose amplitude went to 0);
+``at_bound`` when a lifetime, an amplitude or t0 ended on its bound.
 """
 
 from __future__ import annotations
@@ -67,10 +81,20 @@ import numpy as np
 from numba import njit
 from scipy.special import gammaln
 
+from hbtscope.analysis._gof import (
+    MAX_LOG_ERROR,
+    MAX_RELATIVE_ERROR,
+    deviance_p_value,
+    identifiability,
+    pearson_p_value,
+    poisson_deviance,
+)
 from hbtscope.analysis.correlation import _as_tags
 
 __all__ = [
     "DecayFitResult",
+    "decay_deviance",
+    "decay_expectation",
     "decay_histogram",
     "fit_decay",
     "histogram_mean_delay",
@@ -490,7 +514,10 @@ class DecayFitResult:
     """Result of :func:`fit_decay` (times in ps, counts per bin; see the module doc).
 
     Per-component arrays are sorted by increasing lifetime. ``*_err`` are 1-sigma
-    uncertainties from the inverse Fisher information (NaN for fixed parameters).
+    uncertainties from the inverse Fisher information (NaN for fixed parameters; inf for
+    parameters the data do not determine). Goodness of fit: ``chi2_red`` (Pearson / dof),
+    ``deviance``, ``dof``, ``gof_p_value`` (deviance, low-count exact moments);
+    ``identifiable``, ``at_bound`` and ``message`` as in the module doc.
     """
 
     n_exp: int
@@ -529,6 +556,10 @@ class DecayFitResult:
     model: np.ndarray = field(repr=False)
     param_names: tuple[str, ...] = field(repr=False)
     covariance: np.ndarray = field(repr=False)
+    gof_p_value: float = math.nan
+    identifiable: bool = True
+    at_bound: bool = False
+    message: str = ""
 
     @property
     def tau_ps(self) -> float:
@@ -591,6 +622,70 @@ def _parse_irf(irf: Any, n_bins: int) -> tuple[str, float, np.ndarray | None]:
     if np.any(h < 0) or not h.sum() > 0 or not np.all(np.isfinite(h)):
         raise ValueError("a measured irf must be finite, >= 0 and not all zero")
     return "array", math.nan, h / h.sum()
+
+
+def _unit_shape(
+    kind: str, sigma: float, h: np.ndarray | None, nb: int, dt: float, tau: float, t0: float,
+    P: float | None,
+) -> np.ndarray:  # fmt: skip
+    """Bin integrals u_k(tau, t0) of one unit-area component over all ``nb`` bins."""
+    if kind == "none":
+        return _shape_none(np.arange(nb + 1, dtype=np.float64) * dt, tau, t0, P)[0]
+    if kind == "gaussian":
+        return _shape_gauss(np.arange(nb + 1, dtype=np.float64) * dt, tau, t0, sigma, P)[0]
+    return _shape_array(nb, dt, h, tau, t0, P)
+
+
+def decay_expectation(
+    n_bins: int,
+    bin_ps: float,
+    taus_ps,
+    photons,
+    background: float = 0.0,
+    *,
+    irf: None | np.ndarray | dict = None,
+    t0_ps: float = 0.0,
+    period_ps: float | None = None,
+) -> np.ndarray:
+    """Expected counts ``mu_k = sum_i photons_i u_k(tau_i, t0) + background`` of the model
+    :func:`fit_decay` fits (module doc), over all ``n_bins`` bins of ``bin_ps``.
+
+    ``photons_i``: photons of component i per full decay (``DecayFitResult.photons``);
+    ``irf`` and ``t0_ps`` as in :func:`fit_decay` (for ``irf=None`` the step time).
+    """
+    nb = int(n_bins)
+    dt = float(bin_ps)
+    kind, sigma, h = _parse_irf(irf, nb)
+    P = None if period_ps is None else float(period_ps)
+    mu = np.full(nb, float(background))
+    for tau, a in zip(np.atleast_1d(taus_ps), np.atleast_1d(photons), strict=True):
+        mu += float(a) * _unit_shape(kind, sigma, h, nb, dt, float(tau), float(t0_ps), P)
+    return mu
+
+
+def decay_deviance(
+    counts,
+    bin_ps: float,
+    taus_ps,
+    photons,
+    background: float = 0.0,
+    *,
+    irf: None | np.ndarray | dict = None,
+    t0_ps: float = 0.0,
+    period_ps: float | None = None,
+    fit_range: tuple[int, int] | None = None,
+) -> float:
+    """The objective of :func:`fit_decay` at arbitrary parameters: the Poisson deviance
+    ``D = 2 sum_k [n_k ln(n_k / mu_k) - (n_k - mu_k)]`` over ``fit_range`` (default all
+    bins), ``mu`` from :func:`decay_expectation`. ``D = 2 NLL + const(data)`` with
+    ``NLL = sum (mu - n ln mu)``, so the fit minimises it; ``DecayFitResult.deviance`` is its
+    value at the optimum."""
+    n = np.asarray(counts, dtype=np.float64)
+    mu = decay_expectation(
+        n.size, bin_ps, taus_ps, photons, background, irf=irf, t0_ps=t0_ps, period_ps=period_ps
+    )
+    lo, hi = (0, n.size) if fit_range is None else (int(fit_range[0]), int(fit_range[1]))
+    return poisson_deviance(n[lo:hi], mu[lo:hi])
 
 
 def _rise_time(y: np.ndarray, dt: float, base: float) -> float:
@@ -834,6 +929,25 @@ def fit_decay(
     taus = np.exp(theta[:n_exp])
     a = theta[i_a : i_a + n_exp]
     sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    # identifiability (module doc): errors of parameters the data do not determine -> inf
+    hit = np.zeros(n_par, dtype=bool)
+    span = np.where(np.isfinite(upper - lower), upper - lower, 1.0)
+    tol = 1e-6 * np.maximum(span, 1.0)
+    hit |= np.isfinite(lower) & (theta - lower <= np.where(lower == 0, 0.0, tol))
+    hit |= np.isfinite(upper) & (upper - theta <= tol)
+    wmu = 1.0 / np.maximum(best.mu, 1e-300)
+    info = (best.jac * wmu[:, None]).T @ best.jac
+    # limits of a sane error: ln tau within a factor e^10, photons within 1e3 x the photons
+    # seen, background within 1e3 x the mean count per bin, t0 within the range
+    limit = MAX_RELATIVE_ERROR * np.maximum(np.abs(theta), n_tot)
+    limit[:n_exp] = MAX_LOG_ERROR
+    if not t0_fixed:
+        limit[i_t0] = max(nb * dt, P or 0.0)
+    if fit_bg:
+        limit[i_b] = MAX_RELATIVE_ERROR * max(abs(theta[i_b]), n_tot / n.size)
+    identifiable, message, bad = identifiability(info, limit, names=names, at_bound=hit, cov=cov)
+    sd = np.where(bad, np.inf, sd)
+    at_bound = bool(np.any(np.delete(hit, [i_b]) if fit_bg else hit))
 
     def grad_err(g: np.ndarray) -> float:
         return float(math.sqrt(max(g @ cov @ g, 0.0)))
@@ -887,10 +1001,9 @@ def fit_decay(
 
     mu_fit = best.mu
     dof = int(n.size - n_par)
-    pearson = float(np.sum((n - mu_fit) ** 2 / np.maximum(mu_fit, 1e-300)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev_terms = np.where(n > 0, n * np.log(n / np.maximum(mu_fit, 1e-300)), 0.0)
-    deviance = float(2.0 * np.sum(dev_terms - (n - mu_fit)))
+    chi2_red, _ = pearson_p_value(n, mu_fit, dof)
+    p_gof = deviance_p_value(n, np.maximum(mu_fit, 1e-300), n_par)
+    deviance = poisson_deviance(n, np.maximum(mu_fit, 1e-300))
     loglik = float(np.sum(n * np.log(np.maximum(mu_fit, 1e-300)) - mu_fit - gammaln(n + 1.0)))
 
     B = float(theta[i_b]) if fit_bg else float(b_fixed)
@@ -935,7 +1048,7 @@ def fit_decay(
         t0_err_ps=t0_err,
         log_likelihood=loglik,
         deviance=deviance,
-        chi2_red=pearson / dof if dof > 0 else math.nan,
+        chi2_red=chi2_red,
         dof=dof,
         n_photons=int(round(n_tot)),
         n_iter=best.n_iter,
@@ -949,4 +1062,8 @@ def fit_decay(
         model=model,
         param_names=tuple(names),
         covariance=cov_ro,
+        gof_p_value=p_gof,
+        identifiable=identifiable,
+        at_bound=at_bound,
+        message=message,
     )

@@ -40,6 +40,19 @@ is tens of sigma, so these losses landed in wrong local minima (good points reje
 off by 30 %) for about half of the test sweeps; the deletion rule recovered all of them.
 Weights: ``counts_err`` if given, else Poisson ``sqrt(counts)`` (give ``counts_err`` when
 a background was subtracted: its noise adds to the variance).
+
+Objective: the fit minimises ``chi^2 = sum_i ((model(P_i) - y_i) / s_i)^2`` over the inlier
+points (:func:`saturation_chi2` evaluates it at any parameters). It is global: chi^2 is
+profiled over ln P_sat (A and B are linear) on a 161-point grid spanning 1e-3 x the smallest
+to 1e3 x the largest power, then refined by Brent's method.
+Goodness of fit: ``chi2_red = chi^2 / dof``, ``dof = n_inliers - 3``, ``gof_p_value`` the
+chi2(dof) upper tail (Gaussian errors; after the robust rejection the statistic of the kept
+points). Identifiability: ``identifiable`` is false, with a ``message`` and infinite errors
+for the parameters concerned, when the information matrix ``J^T J / s^2`` is singular
+(condition number > 1e12), an error exceeds 1e3 x max(|value|, the data's scale) or the
+error of ln P_sat exceeds 10; ``at_bound`` when P_sat ended on the end of its grid (a sweep
+entirely below saturation: then A (1 - exp(-P/P_sat)) ~ A P / P_sat is the same line as
+B P and A, P_sat, B are not separately determined).
 """
 
 from __future__ import annotations
@@ -51,10 +64,18 @@ from functools import lru_cache
 import numpy as np
 from scipy import integrate, optimize, stats
 
+from hbtscope.analysis._gof import (
+    MAX_LOG_ERROR,
+    MAX_RELATIVE_ERROR,
+    chi2_p_value,
+    identifiability,
+)
+
 __all__ = [
     "SaturationResult",
     "intensity_from_power",
     "max_of_normals",
+    "saturation_chi2",
     "saturation_fit",
     "saturation_model",
 ]
@@ -67,6 +88,17 @@ def saturation_model(p, A: float, p_sat: float, B: float) -> np.ndarray:
     """A (1 - exp(-p / p_sat)) + B p."""
     p = np.asarray(p, dtype=float)
     return A * -np.expm1(-p / p_sat) + B * p
+
+
+def saturation_chi2(power, counts, counts_err, A: float, p_sat: float, B: float) -> float:
+    """The objective of :func:`saturation_fit`: ``sum ((model(P) - y) / s)^2``.
+
+    Pass ``result.power[result.inlier]``, ``result.counts[...]`` and
+    ``result.counts_err[...]`` to evaluate it on the points the fit used.
+    """
+    y = np.asarray(counts, dtype=float)
+    r = (saturation_model(power, A, p_sat, B) - y) / np.asarray(counts_err, dtype=float)
+    return float(r @ r)
 
 
 @lru_cache(maxsize=128)
@@ -108,7 +140,9 @@ class SaturationResult:
     ``power``, ``counts``, ``counts_err`` are the points fitted (after max-of-repeats and
     its bias correction), ``inlier`` marks those used in the final fit, ``n_compatible``
     how many repeats shared the maximum at each power. ``counts_at_sat`` is the model at
-    P_sat.
+    P_sat. ``chi2`` is the objective at the optimum (:func:`saturation_chi2` over the
+    inliers), ``gof_p_value`` its chi2(dof) tail; ``identifiable``, ``at_bound`` and
+    ``message`` as in the module doc (errors of undetermined parameters are inf).
     """
 
     A: float
@@ -127,6 +161,12 @@ class SaturationResult:
     counts_err: np.ndarray = field(repr=False)
     inlier: np.ndarray = field(repr=False)
     n_compatible: np.ndarray = field(repr=False)
+    chi2: float = math.nan
+    gof_p_value: float = math.nan
+    converged: bool = True
+    identifiable: bool = True
+    at_bound: bool = False
+    message: str = ""
 
     def model(self, p) -> np.ndarray:
         return saturation_model(p, self.A, self.P_sat, self.B)
@@ -143,9 +183,15 @@ class SaturationResult:
             "dof",
             "n_outliers",
             "counts_at_sat",
+            "chi2",
+            "gof_p_value",
+            "converged",
+            "identifiable",
+            "at_bound",
+            "message",
         )
         return {
-            k: (int(v) if isinstance(v, int) else float(v))
+            k: (v if isinstance(v, bool | str) else int(v) if isinstance(v, int) else float(v))
             for k in keys
             for v in [getattr(self, k)]
         }
@@ -184,6 +230,7 @@ class _Fit:
     x: np.ndarray  # (A, ln P_sat, B)
     cost: float  # chi^2 / 2
     jac: np.ndarray  # weighted Jacobian d(resid)/d(A, ln P_sat, B)
+    at_bound: bool = False  # ln P_sat at the end of its grid
 
 
 def _linear_part(x, y, s, p_sat):
@@ -214,7 +261,9 @@ def _fit(x, y, s, p0, lnp_bounds, n_grid: int = 161) -> _Fit:
     (a, b), chi2 = _linear_part(x, y, s, p_sat)
     e = np.exp(-x / p_sat)
     jac = np.vstack([-np.expm1(-x / p_sat), -a * (x / p_sat) * e, x]).T / s[:, None]
-    return _Fit(np.array([a, lnp, b]), 0.5 * chi2, jac)
+    edge = 1e-6 * (lnp_bounds[1] - lnp_bounds[0])
+    hit = lnp <= lnp_bounds[0] + edge or lnp >= lnp_bounds[1] - edge
+    return _Fit(np.array([a, lnp, b]), 0.5 * chi2, jac, hit)
 
 
 def _grad(x0: float, q: np.ndarray) -> np.ndarray:
@@ -345,9 +394,21 @@ def saturation_fit(
     if dof > 0 and chi2_red > 1.0:
         cov_q = cov_q * chi2_red
     p_sat = math.exp(q[1])
+    y_scale = float(np.max(np.abs(yi)))
+    limit = MAX_RELATIVE_ERROR * np.array(
+        [max(abs(q[0]), y_scale), 1.0, max(abs(q[2]), y_scale / float(xi.max()))]
+    )
+    limit[1] = MAX_LOG_ERROR
+    identifiable, message, bad = identifiability(
+        jac.T @ jac,
+        limit,
+        names=("A", "ln_P_sat", "B"),
+        at_bound=np.array([False, best.at_bound, False]),
+        cov=cov_q,
+    )
     d = np.diag([1.0, p_sat, 1.0])  # d(A, P_sat, B)/d(A, ln P_sat, B)
     cov = d @ cov_q @ d
-    errs = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    errs = np.where(bad, np.inf, np.sqrt(np.maximum(np.diag(cov), 0.0)))
     return SaturationResult(
         A=float(q[0]),
         A_err=float(errs[0]),
@@ -365,4 +426,10 @@ def saturation_fit(
         counts_err=s,
         inlier=inlier,
         n_compatible=n_comp,
+        chi2=float(np.sum(res**2)),
+        gof_p_value=chi2_p_value(float(np.sum(res**2)), dof),
+        converged=True,
+        identifiable=identifiable,
+        at_bound=best.at_bound,
+        message=message,
     )
