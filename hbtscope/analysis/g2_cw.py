@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 from scipy.special import gammaln
-from scipy.stats import chi2 as chi2_dist
 
+from hbtscope.analysis._gof import chi2_p_value, deviance_p_value, poisson_deviance
 from hbtscope.analysis.correlation import _as_tags
 from hbtscope.analysis.correlation_log import (
     _add_pairs,
@@ -168,9 +168,11 @@ class G2CWResult:
     matrix is singular or C / tau0 are unconstrained (e.g. no dip: a flat histogram), and
     ``message`` says which. Goodness of fit: ``chi2_red`` (Pearson, per degree of
     freedom ``dof``), ``deviance`` (Poisson deviance 2 sum[y ln(y/mu) - (y - mu)] for
-    counts, the weighted chi-square for a normalised g2) and ``gof_p_value`` =
-    P(chi2_dof > deviance), approximate at a few counts per bin. ``lag_ps``, ``g2``,
-    ``g2_err``, ``model_g2``: data and model divided by the baseline, over the bins used.
+    counts, the weighted chi-square for a normalised g2) and ``gof_p_value``: for counts the
+    deviance against a chi-square with its exact low-count moments
+    (:func:`hbtscope.analysis._gof.deviance_p_value`), for a normalised g2 chi2(dof).
+    ``lag_ps``, ``g2``, ``g2_err``, ``model_g2``: data and model divided by the baseline,
+    over the bins used.
     """
 
     C: float
@@ -460,13 +462,11 @@ def g2_cw_fit(
         sd[iC] = math.inf
         sd[iT] = math.inf
     if is_counts:
-        yy = np.maximum(y, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dev_terms = np.where(yy > 0, yy * np.log(yy / np.maximum(mu, 1e-300)), 0.0)
-        deviance = float(2.0 * np.sum(dev_terms - (yy - mu)))
+        deviance = poisson_deviance(y, mu)
+        gof_p = float(deviance_p_value(y, mu, n_par)) if dof > 0 else math.nan
     else:
         deviance = chi2
-    gof_p = float(chi2_dist.sf(deviance, dof)) if dof > 0 else math.nan
+        gof_p = chi2_p_value(chi2, dof)
     K, _, _ = kernel(tau0, off)
     g_model = 1.0 - C * K
     g2_err_out = np.sqrt(np.maximum(y, 0.0)) / A if is_counts else (1.0 / np.sqrt(w)) / A
