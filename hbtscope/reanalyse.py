@@ -43,7 +43,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hbtscope.analysis import correlate, g2_pulsed
+from hbtscope.analysis import correlate, poisson_interval
 from hbtscope.procedures.g2 import analyse_g2_histogram
 from hbtscope.storage import layout as L
 from hbtscope.storage.reading import (
@@ -193,10 +193,14 @@ def _correlation_summary(
     centre = np.abs(lag) < bw  # the two bins around tau = 0
     far = np.abs(lag) > ml / 2
     if acc > 0:
-        out["g2_zero"] = float(counts[centre].sum() / (acc * centre.sum()))
-        out["g2_zero_err"] = float(np.sqrt(counts[centre].sum()) / (acc * centre.sum()))
-        out["g2_far"] = float(counts[far].sum() / (acc * far.sum()))
-        out["g2_far_err"] = float(np.sqrt(counts[far].sum()) / (acc * far.sum()))
+        # g2 near 0 and far out, each with the exact Poisson interval of its counts (an
+        # empty centre gives an upper limit, never 0 +- 0)
+        for key, sel in (("g2_zero", centre), ("g2_far", far)):
+            n, norm = float(counts[sel].sum()), acc * sel.sum()
+            lo, hi = poisson_interval(n)
+            out[key] = n / norm
+            out[f"{key}_err"] = max(np.sqrt(n), hi - n, n - lo) / norm
+            out[f"{key}_ci"] = [lo / norm, hi / norm]
     return out, lag, counts
 
 
@@ -230,10 +234,21 @@ def _analyse_import_ptu(f: h5py.File, params: dict[str, Any]) -> dict[str, Any]:
         arrays["lag_ps"], arrays["coincidences"] = lag, counts
         if mode == "T3" and period > 0:
             try:
-                res = g2_pulsed(lag, counts, period, norm_halfwidth_ps=1_500_000)
+                res, _, used = analyse_g2_histogram(
+                    lag,
+                    counts,
+                    period,
+                    norm_delay_ps=10_000_000,
+                    norm_halfwidth_ps=1_500_000,
+                    background="linear",
+                )
                 out["g2_0_pulsed"] = res.g2_0
                 out["g2_0_pulsed_err"] = res.g2_0_err
+                out["g2_0_pulsed_ci"] = list(res.g2_0_ci)
+                out["g2_0_pulsed_upper"] = res.g2_0_upper
                 out["g2_pulsed_side_mean"] = res.side_mean
+                out["zero_delay_ps"] = used["zero_delay_ps"]
+                out["crosstalk_windows_ps"] = used["crosstalk_windows_ps"].tolist()
             except ValueError as exc:
                 out["g2_pulsed_error"] = str(exc)
     if mode == "T3":

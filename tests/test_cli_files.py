@@ -143,6 +143,22 @@ def test_import_then_analyze_then_export(tmp_path, capsys):
     assert rc == 0 and "imported" in out and "run file:" in out
 
 
+def test_analyze_real_t3_file_never_reports_zero_error(tmp_path, capsys):
+    """The HydraHarp T3 file has no coincidence in the two bins around tau = 0: the summary
+    used to say g2_zero = 0 +- 0. Now the Poisson interval of 0 counts gives an upper limit,
+    and the pulsed g2(0) carries its interval and 2-sigma upper limit."""
+    src = DATA / "hydraharp/v10_t3.ptu"
+    rc, out, err = run_main(capsys, "import", str(src), "--out", str(tmp_path), "--json")
+    assert rc == 0, err
+    rc, out, err = run_main(capsys, "analyze", json.loads(out)["file"], "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["g2_zero_err"] > 0 and res["g2_zero_ci"][1] > res["g2_zero"]
+    assert res["g2_0_pulsed_err"] > 0
+    lo, hi = res["g2_0_pulsed_ci"]
+    assert 0 <= lo <= hi < res["g2_0_pulsed_upper"]
+
+
 def test_import_errors(tmp_path, capsys):
     assert_one_line_error(
         *run_main(capsys, "import", str(tmp_path / "missing.ptu"), "--out", str(tmp_path)),

@@ -42,6 +42,7 @@ from hbtscope.analysis.correlation_log import (
     log_edges,
     tau_centres,
 )
+from hbtscope.analysis.counting import poisson_interval
 from hbtscope.analysis.flid import FLIDResult, contour_lines, flid
 from hbtscope.analysis.flim import FlimResult, flim_fit, gaussian_irf, mean_arrival_lifetime
 from hbtscope.analysis.g2 import BACKGROUND_METHODS, G2PulsedResult, g2_pulsed
@@ -97,6 +98,7 @@ from hbtscope.analysis.spectra import (
 )
 
 __all__ = [
+    "poisson_interval",
     "CrosstalkPeaks",
     "ZeroDelay",
     "find_crosstalk_peaks",
