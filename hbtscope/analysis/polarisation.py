@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hbtscope.analysis._gof import chi2_p_value
+
 __all__ = ["MalusResult", "malus_fit", "malus_model"]
 
 
@@ -38,7 +40,12 @@ def malus_model(theta_deg, i_min: float, i_max: float, theta0_deg: float) -> np.
 
 @dataclass(frozen=True, eq=False)
 class MalusResult:
-    """Result of :func:`malus_fit` (1-sigma errors). ``theta0_deg`` in [0, 180)."""
+    """Result of :func:`malus_fit` (1-sigma errors). ``theta0_deg`` in [0, 180).
+
+    Goodness of fit: ``chi2_red`` over ``dof`` and ``gof_p_value`` = P(chi2(dof) > chi2).
+    ``identifiable`` is False (and ``theta0_err_deg`` infinite, ``message`` says why) when
+    the modulation is not 2 sigma above zero: an unpolarised emitter has no dipole angle.
+    """
 
     I_min: float
     I_min_err: float
@@ -50,13 +57,16 @@ class MalusResult:
     dolp_err: float
     chi2_red: float
     dof: int
+    gof_p_value: float
+    identifiable: bool
+    message: str
     coef: np.ndarray = field(repr=False)
     cov: np.ndarray = field(repr=False)
 
     def model(self, theta_deg) -> np.ndarray:
         return malus_model(theta_deg, self.I_min, self.I_max, self.theta0_deg)
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | bool | str]:
         keys = (
             "I_min",
             "I_min_err",
@@ -68,12 +78,16 @@ class MalusResult:
             "dolp_err",
             "chi2_red",
             "dof",
+            "gof_p_value",
         )
-        return {
+        out: dict[str, float | int | bool | str] = {
             k: (int(v) if isinstance(v, int) else float(v))
             for k in keys
             for v in [getattr(self, k)]
         }
+        out["identifiable"] = self.identifiable
+        out["message"] = self.message
+        return out
 
 
 def _vec(name: str, x) -> np.ndarray:
@@ -154,6 +168,14 @@ def malus_fit(theta_deg, counts, counts_err=None) -> MalusResult:
 
     theta0 = math.degrees(0.5 * math.atan2(c, b)) % 180.0
     theta0_err = math.degrees(err(dth)) if m > 0 else math.inf
+    # the modulation depth m = (I_max - I_min)/2 has the error of (b, c) along (b, c); when
+    # it is not 2 sigma above 0 the dipole angle is not determined by the data
+    m_err = err(dm) if m > 0 else math.sqrt(max(cov[1, 1], cov[2, 2]))
+    identifiable = bool(m > 2.0 * m_err)
+    message = "ok"
+    if not identifiable:
+        message = f"no significant modulation ({m:.3g} +- {m_err:.3g}): theta0 undetermined"
+        theta0_err = math.inf
     return MalusResult(
         I_min=float(i_min),
         I_min_err=err(d_min),
@@ -165,6 +187,9 @@ def malus_fit(theta_deg, counts, counts_err=None) -> MalusResult:
         dolp_err=err(d_dolp),
         chi2_red=chi2_red,
         dof=dof,
+        gof_p_value=chi2_p_value(chi2_red * dof, dof),
+        identifiable=identifiable,
+        message=message,
         coef=coef,
         cov=cov,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -120,3 +122,16 @@ def test_bad_input_hypothesis(values, n_theta):
         return
     assert counts.size == theta.size and np.all(np.isfinite(counts))
     assert np.isfinite(r.I_max) and np.isfinite(r.I_min)
+
+
+def test_unpolarised_emitter_has_no_dipole_angle():
+    """DOLP 0 (an unpolarised spot): the fitted modulation is noise, the angle is not
+    determined -- reported as such, with an infinite error, not as a number +- 40 deg."""
+    rng = np.random.default_rng(4)
+    theta = np.arange(0.0, 360.0, 15.0)
+    counts = rng.poisson(np.full(theta.size, 5000.0))
+    r = malus_fit(theta, counts)
+    assert not r.identifiable and math.isinf(r.theta0_err_deg) and "theta0" in r.message
+    assert 0 <= r.gof_p_value <= 1
+    polarised = rng.poisson(malus_model(theta, 1000.0, 9000.0, 30.0))
+    assert malus_fit(theta, polarised).identifiable
