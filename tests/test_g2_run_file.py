@@ -233,3 +233,11 @@ def test_demo_json(tmp_path, capsys):
     assert out["status"] == "finished"
     assert abs(out["spot_x_um"] - 10.0) < 0.1 and abs(out["spot_y_um"] - 10.0) < 0.1
     assert out["g2_0"] < 0.2 and abs(out["g2_0"] - out["truth_g2_0_with_background"]) < 0.03
+    # on the default, imperfect microscope: the 2.7 ns delay between the SPADs is found from
+    # the data (to a few of its own sigma plus half a 1 ns bin), the crosstalk peaks at
+    # +-8 ns are excluded, and g2(0) agrees with the truth within 4 sigma
+    assert out["zero_delay_source"] == "data"
+    assert abs(out["zero_delay_ps"] - 2700.0) < 500.0
+    centres = sorted(0.5 * (lo + hi) for lo, hi in out["crosstalk_windows_ps"])
+    assert len(centres) == 2 and all(abs(abs(c) - 8000.0) < 1500.0 for c in centres)
+    assert abs(out["g2_0"] - out["truth_g2_0_with_background"]) < 4 * out["g2_0_err"]
