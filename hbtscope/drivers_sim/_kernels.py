@@ -25,81 +25,115 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
     return keep
 
 
+@njit(cache=True)
+def plan_ladder(st, v, cum, top, first):
+    """Outcome class of every candidate pulse, and how many random numbers assembly needs.
+
+    Candidates were drawn with the largest per-pulse click probability q_max over the
+    emitter's states; pulse p, in blinking state ``st[p]``, falls in class c when ``v[p]``
+    lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class probabilities
+    (normalised to q_max; see ``physics.ladder_outcomes``: top rung ``top[c]``, highest
+    clicking rung ``first[c]``), and yields nothing (thinning to the state's own q) when
+    v >= cum[s, -1]. Returns (class per pulse or -1, exponentials needed = sum of top rungs,
+    uniforms needed = sum of rungs below the first click, photons at most).
+    """
+    n = v.shape[0]
+    n_cls = cum.shape[1]
+    cls = np.empty(n, np.int32)
+    n_exp = 0
+    n_unif = 0
+    n_ph = 0
+    for p in range(n):
+        row = cum[st[p]]
+        vp = v[p]
+        if vp >= row[n_cls - 1]:
+            cls[p] = -1
+            continue
+        c = 0
+        while vp >= row[c]:
+            c += 1
+        cls[p] = c
+        n_exp += top[c]
+        n_unif += first[c] - 1
+        n_ph += first[c]
+    return cls, n_exp, n_unif, n_ph
+
+
 @njit(cache=True, fastmath=True)
 def assemble_photons(
     k,
     st,
     v,
-    e1,
-    e2,
-    ur,
+    cls,
+    cum,
+    top,
+    first,
+    p_rung,
+    tau_ps,
+    e,
+    u,
     jn,
     phase_ps,
     period_ps,
-    cum_p,
-    tau_x_ps,
-    tau_xx_ps,
     route_cum,
     jitter_sd_ps,
     delay_ps,
 ):
     """Detected photons of one emitter from its candidate pulses ``k`` (thinned generation).
 
-    Candidates were drawn with the largest per-pulse probability q_max over the emitter's
-    states; pulse p, in blinking state ``st[p]``, yields an outcome by comparing the uniform
-    ``v[p]`` with that state's cumulative outcome probabilities ``cum_p[st[p]]`` (normalised
-    to q_max): X after a single exciton; X after an undetected biexciton decay; XX only; XX
-    then X (the cascade); nothing if v >= cum_p[st, 3] (thinning to the state's own q).
-    Delays are exponential: tau_xx * e1 for the XX photon, then tau_x * e2 more for the X
-    photon of a cascade (tau_x * e2 alone after a single exciton), with the state's lifetimes.
-    Each photon goes to detector i by a uniform against ``route_cum``: the first photon of a
-    pulse reuses ``v`` rescaled within its outcome's interval (again uniform on [0, 1)), the
-    second of a cascade takes the next ``ur``. Each photon gets its detector's delay and
-    Gaussian jitter (the next ``jn``) and never precedes its pulse. ``ur`` must hold one number
-    per cascade, ``jn`` one per photon.
+    The exciton ladder (``physics`` module doc): pulse p of class ``cls[p]`` (from
+    :func:`plan_ladder`; -1: nothing) starts at rung n0 = ``top[c]`` and cascades down;
+    rung n decays after ``tau_ps[s, n-1] * e`` (the next exponential), so the photon of rung
+    n leaves at the sum of the delays of the rungs n0 .. n. The highest clicking rung is
+    ``first[c]``; each rung n below it clicks when the next uniform ``u`` < ``p_rung[s, n-1]``.
+    Each click goes to detector i by a uniform against ``route_cum``: the first reuses
+    ``v[p]`` rescaled within its class interval, the others ``u / p_rung`` (both uniform on
+    [0, 1) given the click). Each photon gets its detector's delay and Gaussian jitter (the
+    next ``jn``) and never precedes its pulse. ``e`` must hold sum of top rungs, ``u`` the
+    rungs below the first clicks, ``jn`` at least one number per photon (plan_ladder).
 
     The random numbers come in bulk from numpy's Generator (ziggurat samplers), so this
     kernel only does the bookkeeping. Returns (timestamps_ps, detector index, pulse time),
     unsorted.
     """
     n = k.shape[0]
-    ts = np.empty(2 * n, np.int64)
-    det = np.empty(2 * n, np.int64)
-    origin = np.empty(2 * n, np.int64)
+    cap = jn.shape[0]
+    ts = np.empty(cap, np.int64)
+    det = np.empty(cap, np.int64)
+    origin = np.empty(cap, np.int64)
     n_det = route_cum.shape[0]
-    bounds = np.zeros(5)  # 0, c0, c1, c2, c3 of the current state
     m = 0
-    i_ur = 0
+    i_e = 0
+    i_u = 0
     for p in range(n):
-        s = st[p]
-        vp = v[p]
-        if vp >= cum_p[s, 3]:
+        c = cls[p]
+        if c < 0:
             continue
-        # branch-free outcome (random branches cost more than the arithmetic)
-        cat = int(vp >= cum_p[s, 0]) + int(vp >= cum_p[s, 1]) + int(vp >= cum_p[s, 2])
-        bounds[1] = cum_p[s, 0]
-        bounds[2] = cum_p[s, 1]
-        bounds[3] = cum_p[s, 2]
-        bounds[4] = cum_p[s, 3]
+        s = st[p]
+        lo = cum[s, c - 1] if c > 0 else 0.0
+        r0 = (v[p] - lo) / (cum[s, c] - lo)
+        n0 = top[c]
+        j = first[c]
         t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
-        t_xx = tau_xx_ps[s] * e1[p]
-        d_x = tau_x_ps[s] * e2[p]
-        d0 = (cat != 0) * t_xx + (cat <= 1) * d_x
-        lo = bounds[cat]
-        r0 = (vp - lo) / (bounds[cat + 1] - lo)
-        n_ph = 1 + (cat == 3)
-        for j in range(n_ph):
-            if j == 0:
-                delay = d0
+        t_emit = 0.0
+        for rung in range(n0, 0, -1):
+            t_emit += tau_ps[s, rung - 1] * e[i_e]
+            i_e += 1
+            if rung > j:
+                continue
+            if rung == j:
                 r = r0
             else:
-                delay = t_xx + d_x
-                r = ur[i_ur]
-                i_ur += 1
+                uu = u[i_u]
+                i_u += 1
+                pr = p_rung[s, rung - 1]
+                if uu >= pr:
+                    continue
+                r = uu / pr
             i = 0
             for q in range(n_det - 1):
                 i += r >= route_cum[q]
-            t = delay + delay_ps[i] + jitter_sd_ps[i] * jn[m]
+            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * jn[m]
             if t < 0.0:
                 t = 0.0
             ts[m] = t_pulse + np.int64(t + 0.5)  # t >= 0
