@@ -30,7 +30,8 @@ def plan_ladder(st, v, cum, top, first):
     """Outcome class of every candidate pulse, and how many random numbers assembly needs.
 
     Candidates were drawn with the largest per-pulse click probability q_max over the
-    emitter's states; pulse p, in blinking state ``st[p]``, falls in class c when ``v[p]``
+    emitter's states (``cum`` has at least 3 classes); pulse p, in blinking state
+    ``st[p]``, falls in class c when ``v[p]``
     lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class probabilities
     (normalised to q_max; see ``physics.ladder_outcomes``: top rung ``top[c]``, highest
     clicking rung ``first[c]``), and yields nothing (thinning to the state's own q) when
@@ -43,15 +44,19 @@ def plan_ladder(st, v, cum, top, first):
     n_exp = 0
     n_unif = 0
     n_ph = 0
+    last = n_cls - 1
     for p in range(n):
-        row = cum[st[p]]
+        s = st[p]
         vp = v[p]
-        if vp >= row[n_cls - 1]:
-            cls[p] = -1
-            continue
-        c = 0
-        while vp >= row[c]:
-            c += 1
+        # branch-free over the three classes of one and two excitons (random branches cost
+        # more than the arithmetic); the rest, and thinning, take the rare branch
+        c = int(vp >= cum[s, 0]) + int(vp >= cum[s, 1]) + int(vp >= cum[s, 2])
+        if c == 3:
+            if vp >= cum[s, last]:
+                cls[p] = -1
+                continue
+            while vp >= cum[s, c]:
+                c += 1
         cls[p] = c
         n_exp += top[c]
         n_unif += first[c] - 1
@@ -110,11 +115,25 @@ def assemble_photons(
         if c < 0:
             continue
         s = st[p]
-        lo = cum[s, c - 1] if c > 0 else 0.0
+        t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
+        if c == 0:  # the common case: one exciton, its photon clicks
+            r = v[p] / cum[s, 0]
+            i = 0
+            for q in range(n_det - 1):
+                i += r >= route_cum[q]
+            t = tau_ps[s, 0] * e[i_e] + delay_ps[i] + jitter_sd_ps[i] * jn[m]
+            i_e += 1
+            if t < 0.0:
+                t = 0.0
+            ts[m] = t_pulse + np.int64(t + 0.5)
+            det[m] = i
+            origin[m] = t_pulse
+            m += 1
+            continue
+        lo = cum[s, c - 1]
         r0 = (v[p] - lo) / (cum[s, c] - lo)
         n0 = top[c]
         j = first[c]
-        t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
         t_emit = 0.0
         for rung in range(n0, 0, -1):
             t_emit += tau_ps[s, rung - 1] * e[i_e]

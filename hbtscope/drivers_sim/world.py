@@ -76,8 +76,11 @@ def _geometric_indices(start, stop, e, scale):
 
 
 _TOP, _FIRST = physics.ladder_classes(physics.N_MAX)
-#: one photon per active pulse, delay Exp(tau): a single-rung ladder (substrate background)
-_TOP1, _FIRST1 = physics.ladder_classes(1)
+#: one photon per active pulse, delay Exp(tau): the first class of a two-rung ladder whose
+#: other classes are empty (the kernels need 3 classes) -- the substrate background
+_TOP1, _FIRST1 = physics.ladder_classes(2)
+_CUM1 = np.ones((1, 3))
+_P_RUNG1 = np.array([[1.0, 0.0]])
 
 
 class World:
@@ -133,7 +136,7 @@ class World:
         self.recorded_paths: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         self._cw_last: dict[int, int] = {}  # last CW detection of each emitter (ps)
         self._cw_last_xx: dict[int, bool] = {}  # was it an XX photon (emitter left in X)
-        self._ladder: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # QY_n, tau_n (ps) cache
+        self._ladder: dict[int, tuple] = {}  # last ladder tables of each emitter (cache)
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         self._route_cum, self._band_factor = self._spectral_routing()
         rng_d = np.random.default_rng(self._seed_for("drift"))
@@ -595,22 +598,20 @@ class World:
         lifetimes (ps) and the outcome-class probabilities of a pulse (physics module doc).
         A state scales every rung's QY by its own QY over qy_x; rung 1 has the state's
         lifetime, the rungs above the biexciton ladder's."""
+        cached = self._ladder.get(i)
+        if cached is not None and cached[0] == (n_e, eta_e):
+            return cached[1]
         e = self.emitters[i]
         qy, tau = e.state_qy_tau()
-        ladder = self._ladder.get(i)
-        if ladder is None:
-            ladder = (
-                physics.ladder_qy(e.qy_x, e.qy_xx),
-                physics.ladder_tau(e.tau_x_ns, e.tau_xx_ns, e.qy_x, e.qy_xx) * 1e3,
-            )
-            self._ladder[i] = ladder
-        qy_n, tau_n = ladder
+        qy_n = physics.ladder_qy(e.qy_x, e.qy_xx)
+        tau_n = physics.ladder_tau(e.tau_x_ns, e.tau_xx_ns, e.qy_x, e.qy_xx) * 1e3
         p_rung = np.zeros((4, physics.N_MAX))
         p_rung[:3] = (qy / e.qy_x)[:, None] * qy_n[None, :] * eta_e
         tau_ps = np.tile(tau_n, (4, 1))
         tau_ps[:3, 0] = tau
         probs = np.zeros((4, _TOP.size))
         probs[:3] = physics.ladder_outcomes(n_e, p_rung[:3])
+        self._ladder[i] = ((n_e, eta_e), (p_rung, tau_ps, probs))
         return p_rung, tau_ps, probs
 
     def _emitter_pulses(self, rng, i, n_e, eta_e, a_ps, b_ps, k0, k1, route_cum, jitter, delay):
@@ -709,11 +710,11 @@ class World:
                             rng,
                             k,
                             np.zeros(k.size, np.int64),
-                            np.ones((1, 1)),
+                            _CUM1,
                             _TOP1,
                             _FIRST1,
-                            np.ones((1, 1)),
-                            np.full((1, 1), tau_bg),
+                            _P_RUNG1,
+                            np.full((1, 2), tau_bg),
                             only_i,
                             jitter,
                             delay,
