@@ -73,10 +73,11 @@ def test_laser_on_bare_substrate_is_poissonian(setup):
 def test_count_rate_follows_seed001_saturation(setup):
     """Count rate vs power follows I = A (1 - exp(-P/P_sat)) + B P (seed 001 eq. 1).
 
-    The simulated emitter saturates by physics (Poisson excitons, biexciton emission), not by
-    this formula. For qy_xx/qy_x = 0.05 the noise-free physics curve, fitted with eq. 1 over
-    0.05-5 P_sat, gives P_sat 5 % high (the B P term only approximates the biexciton); counting
-    noise at 2 s per point adds ~1.5 % (1 sigma). Tolerance: 5 % + 3 sigma = 10 %.
+    The simulated emitter saturates by physics (Poisson excitons, multi-exciton ladder), not
+    by this formula. For qy_xx/qy_x = 0.05 the noise-free physics curve
+    (physics.mean_detected_per_pulse), fitted with eq. 1 over 0.05-5 P_sat, gives P_sat 5 %
+    high (the B P term only approximates the ladder's higher rungs); counting noise at 2 s per
+    point adds ~1.5 % (1 sigma). Tolerance: 5 % + 3 sigma = 10 %.
     """
     setup.stage.move_to(10.0, 10.0, 0.0)
     emitter = setup.world.emitters_near(10.0, 10.0, 0.1)[0]
