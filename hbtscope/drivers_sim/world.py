@@ -928,8 +928,9 @@ class World:
         """What an ideal measurement at the current focus and laser settings would find.
 
         Rates and g2(0) are those of the bright state (the emitters' blinking-averaged rates
-        are ``emitter_rate_avg_cps``); pulsed g2(0) is E[m(m-1)]/E[m]^2 of the spot, CW g2(0)
-        that of independent two-level emitters (0 for one) mixed with Poisson background.
+        are ``emitter_rate_avg_cps``); pulsed g2(0) is E[m(m-1)]/E[m]^2 of the spot (the
+        multi-exciton ladder, ``physics``), CW g2(0) that of independent G-X-XX emitters
+        (``physics.cw_g2_zero`` for one) mixed with Poisson background.
         """
         if self.laser.cw:
             return self._truth_cw()
