@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: top rungs of the exciton ladder (physics.N_MAX): a compile-time constant, so the branch-free
+#: search over the top-rung blocks in plan_ladder is a fixed-length (vectorised) loop
+LADDER_RUNGS = 10
+
 
 @njit(cache=True)
 def apply_dead_time(ts, ch, dead_ps, last_ps):
@@ -25,40 +29,43 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
     return keep
 
 
-@njit(cache=True)
-def plan_ladder(st, v, cum, top, first):
+@njit(cache=True, fastmath=True)
+def plan_ladder(st, v, cum, block, top, first):
     """Outcome class of every candidate pulse, and how many random numbers assembly needs.
 
     Candidates were drawn with the largest per-pulse click probability q_max over the
-    emitter's states (``cum`` has at least 3 classes); pulse p, in blinking state
-    ``st[p]``, falls in class c when ``v[p]``
+    emitter's states; pulse p, in blinking state ``st[p]``, falls in class c when ``v[p]``
     lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class probabilities
-    (normalised to q_max; see ``physics.ladder_outcomes``: top rung ``top[c]``, highest
-    clicking rung ``first[c]``), and yields nothing (thinning to the state's own q) when
-    v >= cum[s, -1]. Returns (class per pulse or -1, exponentials needed = sum of top rungs,
-    uniforms needed = sum of rungs below the first click, photons at most).
+    (normalised to q_max; ``physics.ladder_outcomes``, classes ordered as
+    ``physics.ladder_classes``: top rung ``top[c]``, highest clicking rung ``first[c]``),
+    and yields nothing (thinning to the state's own q) when v >= cum[s, -1]. The top rung
+    comes first, branch-free, from ``block[s, n - 1]`` = cum at the end of the classes with
+    n0 = n, n = 1 .. LADDER_RUNGS (random branches cost more than the arithmetic); then the
+    class within its block (j = 1 first, by far the most likely: the exciton is the
+    brightest rung). Returns (class
+    per pulse or -1, exponentials needed = sum of top rungs, uniforms needed = sum of rungs
+    below the first click, photons at most).
     """
     n = v.shape[0]
-    n_cls = cum.shape[1]
     cls = np.empty(n, np.int32)
     n_exp = 0
     n_unif = 0
     n_ph = 0
-    last = n_cls - 1
     for p in range(n):
+        row = block[st[p]]
+        vp = np.float64(v[p])
+        if vp >= row[LADDER_RUNGS - 1]:
+            cls[p] = -1
+            continue
+        n0 = 1
+        for b in range(LADDER_RUNGS - 1):
+            n0 += np.int64(vp >= row[b])
         s = st[p]
-        vp = v[p]
-        # branch-free over the three classes of one and two excitons (random branches cost
-        # more than the arithmetic); the rest, and thinning, take the rare branch
-        c = int(vp >= cum[s, 0]) + int(vp >= cum[s, 1]) + int(vp >= cum[s, 2])
-        if c == 3:
-            if vp >= cum[s, last]:
-                cls[p] = -1
-                continue
-            while vp >= cum[s, c]:
-                c += 1
+        c = n0 * (n0 - 1) // 2
+        while vp >= cum[s, c]:
+            c += 1
         cls[p] = c
-        n_exp += top[c]
+        n_exp += n0
         n_unif += first[c] - 1
         n_ph += first[c]
     return cls, n_exp, n_unif, n_ph
@@ -115,40 +122,17 @@ def assemble_photons(
         if c < 0:
             continue
         s = st[p]
-        t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
-        if c == 0:  # the common case: one exciton, its photon clicks
-            r = v[p] / cum[s, 0]
-            i = 0
-            for q in range(n_det - 1):
-                i += r >= route_cum[q]
-            t = tau_ps[s, 0] * e[i_e] + delay_ps[i] + jitter_sd_ps[i] * jn[m]
-            i_e += 1
-            if t < 0.0:
-                t = 0.0
-            ts[m] = t_pulse + np.int64(t + 0.5)
-            det[m] = i
-            origin[m] = t_pulse
-            m += 1
-            continue
-        lo = cum[s, c - 1]
-        r0 = (v[p] - lo) / (cum[s, c] - lo)
+        lo = cum[s, c - 1] if c > 0 else 0.0
+        r = (v[p] - lo) / (cum[s, c] - lo)
         n0 = top[c]
         j = first[c]
+        t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
         t_emit = 0.0
-        for rung in range(n0, 0, -1):
+        for rung in range(n0, j - 1, -1):  # the rungs above j decay unseen, then j
             t_emit += tau_ps[s, rung - 1] * e[i_e]
             i_e += 1
-            if rung > j:
-                continue
-            if rung == j:
-                r = r0
-            else:
-                uu = u[i_u]
-                i_u += 1
-                pr = p_rung[s, rung - 1]
-                if uu >= pr:
-                    continue
-                r = uu / pr
+        rung = j
+        while True:  # photon of rung ``rung`` routed by r, then the rungs below j
             i = 0
             for q in range(n_det - 1):
                 i += r >= route_cum[q]
@@ -159,6 +143,19 @@ def assemble_photons(
             det[m] = i
             origin[m] = t_pulse
             m += 1
+            clicked = False
+            while rung > 1 and not clicked:
+                rung -= 1
+                t_emit += tau_ps[s, rung - 1] * e[i_e]
+                i_e += 1
+                uu = u[i_u]
+                i_u += 1
+                pr = p_rung[s, rung - 1]
+                if uu < pr:
+                    clicked = True
+                    r = uu / pr
+            if not clicked:
+                break
     return ts[:m], det[:m], origin[:m]
 
 

@@ -187,9 +187,10 @@ def g2_zero_pulsed(mean_n: float, qy_x: float, qy_xx: float, eta: float = 1e-3) 
 
 def ladder_classes(n_max: int = N_MAX) -> tuple[np.ndarray, np.ndarray]:
     """(top rung n0, highest clicking rung j) of the outcome classes, ordered by n0, then j
-    descending: (1, 1), (2, 2), (2, 1), (3, 3), ... -- n_max (n_max + 1)/2 classes."""
+    ascending: (1, 1), (2, 1), (2, 2), (3, 1), ... -- n_max (n_max + 1)/2 classes; class
+    (n0, j) has index n0 (n0 - 1)/2 + j - 1 (the generator relies on it)."""
     tops = [n0 for n0 in range(1, n_max + 1) for _ in range(n0)]
-    firsts = [j for n0 in range(1, n_max + 1) for j in range(n0, 0, -1)]
+    firsts = [j for n0 in range(1, n_max + 1) for j in range(1, n0 + 1)]
     return np.array(tops, np.int64), np.array(firsts, np.int64)
 
 

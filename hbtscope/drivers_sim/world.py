@@ -25,6 +25,7 @@ from hbtscope.clock import PS_PER_S, VirtualClock
 from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import (
+    LADDER_RUNGS,
     apply_dead_time,
     assemble_photons,
     plan_ladder,
@@ -76,11 +77,19 @@ def _geometric_indices(start, stop, e, scale):
 
 
 _TOP, _FIRST = physics.ladder_classes(physics.N_MAX)
-#: one photon per active pulse, delay Exp(tau): the first class of a two-rung ladder whose
-#: other classes are empty (the kernels need 3 classes) -- the substrate background
-_TOP1, _FIRST1 = physics.ladder_classes(2)
-_CUM1 = np.ones((1, 3))
-_P_RUNG1 = np.array([[1.0, 0.0]])
+
+
+def _block_end(top: np.ndarray) -> np.ndarray:
+    """Index of the last class of every top-rung block (classes ordered by top rung)."""
+    return np.append(np.flatnonzero(np.diff(top)), top.size - 1)
+
+
+assert LADDER_RUNGS == physics.N_MAX
+#: one photon per active pulse, delay Exp(tau): the first class of the ladder, all others
+#: empty -- the substrate background
+_CUM1 = np.ones((1, _TOP.size))
+_P_RUNG1 = np.zeros((1, physics.N_MAX))
+_P_RUNG1[0, 0] = 1.0
 
 
 class World:
@@ -571,7 +580,7 @@ class World:
     def _assemble(self, rng, k, st, cum, top, first, p_rung, tau_ps, route_cum, jitter, delay):
         """Photons of candidate pulses ``k`` (states ``st``) through the ladder kernels."""
         v = rng.random(k.size, dtype=np.float32)  # 6e-8 resolution against probabilities >= 1e-4
-        cls, n_exp, n_unif, n_ph = plan_ladder(st, v, cum, top, first)
+        cls, n_exp, n_unif, n_ph = plan_ladder(st, v, cum, cum[:, _block_end(top)], top, first)
         return assemble_photons(
             k,
             st,
@@ -711,10 +720,10 @@ class World:
                             k,
                             np.zeros(k.size, np.int64),
                             _CUM1,
-                            _TOP1,
-                            _FIRST1,
+                            _TOP,
+                            _FIRST,
                             _P_RUNG1,
-                            np.full((1, 2), tau_bg),
+                            np.full((1, physics.N_MAX), tau_bg),
                             only_i,
                             jitter,
                             delay,
