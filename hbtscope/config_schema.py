@@ -96,6 +96,8 @@ class EmitterSpec(_Strict):
     k_gb: Annotated[float, Field(gt=0, le=1e9)] = 1.0
     k_bo: Annotated[float, Field(ge=0, le=1e9)] = 0.0
     k_ob: Annotated[float, Field(gt=0, le=1e9)] = 1.0
+    # rates out of bright scale as (excitation / excitation at P_sat) ** blink_exponent
+    blink_exponent: Annotated[float, Field(ge=0, le=4)] = 1.0
     bleach_dose: Annotated[float, Field(gt=0)] = float("inf")  # absorbed photons
     # spectrum and polarisation
     cew_nm: Annotated[float, Field(ge=200, le=2000)] = 510.0

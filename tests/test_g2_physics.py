@@ -74,10 +74,11 @@ def test_laser_on_bare_substrate_is_poissonian(setup):
 def test_count_rate_follows_seed001_saturation(setup):
     """Count rate vs power follows I = A (1 - exp(-P/P_sat)) + B P (seed 001 eq. 1).
 
-    The simulated emitter saturates by physics (Poisson excitons, biexciton emission), not by
-    this formula. For qy_xx/qy_x = 0.05 the noise-free physics curve, fitted with eq. 1 over
-    0.05-5 P_sat, gives P_sat 5 % high (the B P term only approximates the biexciton); counting
-    noise at 2 s per point adds ~1.5 % (1 sigma). Tolerance: 5 % + 3 sigma = 10 %.
+    The simulated emitter saturates by physics (Poisson excitons, multi-exciton ladder), not
+    by this formula. For qy_xx/qy_x = 0.05 the noise-free physics curve
+    (physics.mean_detected_per_pulse), fitted with eq. 1 over 0.05-5 P_sat, gives P_sat 5 %
+    high (the B P term only approximates the ladder's higher rungs); counting noise at 2 s per
+    point adds ~1.5 % (1 sigma). Tolerance: 5 % + 3 sigma = 10 %.
     The laser's emitted power is not linear in its set point (sim.yaml), so, as in a lab,
     the power axis is what the power meter reads (0.5 % noise), not the set point.
     """

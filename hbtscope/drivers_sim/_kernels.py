@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: top rungs of the exciton ladder (physics.N_MAX): a compile-time constant, so the branch-free
+#: search over the top-rung blocks in plan_ladder is a fixed-length (vectorised) loop
+LADDER_RUNGS = 10
+
 
 @njit(cache=True)
 def apply_dead_time(ts, ch, dead_ps, last_ps):
@@ -26,86 +30,132 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
 
 
 @njit(cache=True, fastmath=True)
+def plan_ladder(st, v, cum, block, top, first):
+    """Outcome class of every candidate pulse, and how many random numbers assembly needs.
+
+    Candidates were drawn with the largest per-pulse click probability q_max over the
+    emitter's states; pulse p, in blinking state ``st[p]``, falls in class c when ``v[p]``
+    lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class probabilities
+    (normalised to q_max; ``physics.ladder_outcomes``, classes ordered as
+    ``physics.ladder_classes``: top rung ``top[c]``, highest clicking rung ``first[c]``),
+    and yields nothing (thinning to the state's own q) when v >= cum[s, -1]. The top rung
+    comes first, branch-free, from ``block[s, n - 1]`` = cum at the end of the classes with
+    n0 = n, n = 1 .. LADDER_RUNGS (random branches cost more than the arithmetic); then the
+    class within its block (j = 1 first, by far the most likely: the exciton is the
+    brightest rung). Returns (class
+    per pulse or -1, exponentials needed = sum of top rungs, uniforms needed = sum of rungs
+    below the first click, photons at most).
+    """
+    n = v.shape[0]
+    cls = np.empty(n, np.int32)
+    n_exp = 0
+    n_unif = 0
+    n_ph = 0
+    for p in range(n):
+        row = block[st[p]]
+        vp = np.float64(v[p])
+        if vp >= row[LADDER_RUNGS - 1]:
+            cls[p] = -1
+            continue
+        n0 = 1
+        for b in range(LADDER_RUNGS - 1):
+            n0 += np.int64(vp >= row[b])
+        s = st[p]
+        c = n0 * (n0 - 1) // 2
+        while vp >= cum[s, c]:
+            c += 1
+        cls[p] = c
+        n_exp += n0
+        n_unif += first[c] - 1
+        n_ph += first[c]
+    return cls, n_exp, n_unif, n_ph
+
+
+@njit(cache=True, fastmath=True)
 def assemble_photons(
     k,
     st,
     v,
-    e1,
-    e2,
-    ur,
+    cls,
+    cum,
+    top,
+    first,
+    p_rung,
+    tau_ps,
+    e,
+    u,
     jn,
     phase_ps,
     period_ps,
-    cum_p,
-    tau_x_ps,
-    tau_xx_ps,
     route_cum,
     jitter_sd_ps,
     delay_ps,
 ):
     """Detected photons of one emitter from its candidate pulses ``k`` (thinned generation).
 
-    Candidates were drawn with the largest per-pulse probability q_max over the emitter's
-    states; pulse p, in blinking state ``st[p]``, yields an outcome by comparing the uniform
-    ``v[p]`` with that state's cumulative outcome probabilities ``cum_p[st[p]]`` (normalised
-    to q_max): X after a single exciton; X after an undetected biexciton decay; XX only; XX
-    then X (the cascade); nothing if v >= cum_p[st, 3] (thinning to the state's own q).
-    Delays are exponential: tau_xx * e1 for the XX photon, then tau_x * e2 more for the X
-    photon of a cascade (tau_x * e2 alone after a single exciton), with the state's lifetimes.
-    Each photon goes to detector i by a uniform against ``route_cum``: the first photon of a
-    pulse reuses ``v`` rescaled within its outcome's interval (again uniform on [0, 1)), the
-    second of a cascade takes the next ``ur``. Each photon gets its detector's delay and
-    Gaussian jitter (the next ``jn``) and never precedes its pulse. ``ur`` must hold one number
-    per cascade, ``jn`` one per photon.
+    The exciton ladder (``physics`` module doc): pulse p of class ``cls[p]`` (from
+    :func:`plan_ladder`; -1: nothing) starts at rung n0 = ``top[c]`` and cascades down;
+    rung n decays after ``tau_ps[s, n-1] * e`` (the next exponential), so the photon of rung
+    n leaves at the sum of the delays of the rungs n0 .. n. The highest clicking rung is
+    ``first[c]``; each rung n below it clicks when the next uniform ``u`` < ``p_rung[s, n-1]``.
+    Each click goes to detector i by a uniform against ``route_cum``: the first reuses
+    ``v[p]`` rescaled within its class interval, the others ``u / p_rung`` (both uniform on
+    [0, 1) given the click). Each photon gets its detector's delay and Gaussian jitter (the
+    next ``jn``) and never precedes its pulse. ``e`` must hold sum of top rungs, ``u`` the
+    rungs below the first clicks, ``jn`` at least one number per photon (plan_ladder).
 
     The random numbers come in bulk from numpy's Generator (ziggurat samplers), so this
     kernel only does the bookkeeping. Returns (timestamps_ps, detector index, pulse time),
     unsorted.
     """
     n = k.shape[0]
-    ts = np.empty(2 * n, np.int64)
-    det = np.empty(2 * n, np.int64)
-    origin = np.empty(2 * n, np.int64)
+    cap = jn.shape[0]
+    ts = np.empty(cap, np.int64)
+    det = np.empty(cap, np.int64)
+    origin = np.empty(cap, np.int64)
     n_det = route_cum.shape[0]
-    bounds = np.zeros(5)  # 0, c0, c1, c2, c3 of the current state
     m = 0
-    i_ur = 0
+    i_e = 0
+    i_u = 0
     for p in range(n):
-        s = st[p]
-        vp = v[p]
-        if vp >= cum_p[s, 3]:
+        c = cls[p]
+        if c < 0:
             continue
-        # branch-free outcome (random branches cost more than the arithmetic)
-        cat = int(vp >= cum_p[s, 0]) + int(vp >= cum_p[s, 1]) + int(vp >= cum_p[s, 2])
-        bounds[1] = cum_p[s, 0]
-        bounds[2] = cum_p[s, 1]
-        bounds[3] = cum_p[s, 2]
-        bounds[4] = cum_p[s, 3]
+        s = st[p]
+        lo = cum[s, c - 1] if c > 0 else 0.0
+        r = (v[p] - lo) / (cum[s, c] - lo)
+        n0 = top[c]
+        j = first[c]
         t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
-        t_xx = tau_xx_ps[s] * e1[p]
-        d_x = tau_x_ps[s] * e2[p]
-        d0 = (cat != 0) * t_xx + (cat <= 1) * d_x
-        lo = bounds[cat]
-        r0 = (vp - lo) / (bounds[cat + 1] - lo)
-        n_ph = 1 + (cat == 3)
-        for j in range(n_ph):
-            if j == 0:
-                delay = d0
-                r = r0
-            else:
-                delay = t_xx + d_x
-                r = ur[i_ur]
-                i_ur += 1
+        t_emit = 0.0
+        for rung in range(n0, j - 1, -1):  # the rungs above j decay unseen, then j
+            t_emit += tau_ps[s, rung - 1] * e[i_e]
+            i_e += 1
+        rung = j
+        while True:  # photon of rung ``rung`` routed by r, then the rungs below j
             i = 0
             for q in range(n_det - 1):
                 i += r >= route_cum[q]
-            t = delay + delay_ps[i] + jitter_sd_ps[i] * jn[m]
+            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * jn[m]
             if t < 0.0:
                 t = 0.0
             ts[m] = t_pulse + np.int64(t + 0.5)  # t >= 0
             det[m] = i
             origin[m] = t_pulse
             m += 1
+            clicked = False
+            while rung > 1 and not clicked:
+                rung -= 1
+                t_emit += tau_ps[s, rung - 1] * e[i_e]
+                i_e += 1
+                uu = u[i_u]
+                i_u += 1
+                pr = p_rung[s, rung - 1]
+                if uu < pr:
+                    clicked = True
+                    r = uu / pr
+            if not clicked:
+                break
     return ts[:m], det[:m], origin[:m]
 
 

@@ -6,8 +6,9 @@ States (type-A blinking, seeds 000/001): 0 = bright (neutral exciton: ``qy_x``, 
 whose rates out of the bright state grow with the excitation (photo-charging), the return
 rates do not:
 
-    k_0->j(t) = k_0->j at P_sat * x(t)/x_sat,  x = 1 - exp(-<N>)  (pulsed: fraction of pulses
-    that excite; CW: k_exc/(k_exc + 1/tau_x)), x_sat = 1 - 1/e.
+    k_0->j(t) = k_0->j at P_sat * (x(t)/x_sat)**blink_exponent,  x = 1 - exp(-<N>)
+    (pulsed: fraction of pulses that excite; CW: k_exc/(k_exc + 1/tau_x)), x_sat = 1 - 1/e;
+    blink_exponent is 1 by default, 0 where a seed reports rates independent of the power.
 
 Bleaching: each emitter has a dose threshold D_b (absorbed photons) drawn from a Weibull law
 S(D) = exp(-(D/D_scale)^k), k > 1, so the hazard grows with the dose (seed 000 Fig. 4b,
@@ -52,6 +53,9 @@ class Emitter:
     k_gb: float = 1.0
     k_bo: float = 0.0
     k_ob: float = 1.0
+    #: rates out of bright scale as (x/x_sat)**blink_exponent (1: photo-charging, linear in
+    #: the excitation; 0: independent of it, as Pierini et al. (seed 000) report up to 2 I_sat)
+    blink_exponent: float = 1.0
     bleach_dose: float = math.inf  # absorbed photons at which it bleaches
     cew_nm: float = 510.0
     fwhm_nm: float = 15.0
@@ -70,6 +74,7 @@ class Emitter:
     def rate_matrix(self, excitation_ratio: float) -> np.ndarray:
         """Generator Q (1/s) of the blinking chain at excitation x/x_sat = ``excitation_ratio``."""
         r = max(excitation_ratio, 0.0)
+        r = r**self.blink_exponent if r > 0 else 0.0  # no light: no photo-induced switching
         q = np.zeros((N_STATES, N_STATES))
         q[0, 1] = self.k_bg * r
         q[1, 0] = self.k_gb

@@ -6,10 +6,18 @@ rates, bleaching dose and polarisation, and how single-photon purity depends on 
 Every number below cites the seed it comes from; where a seed gives no number the value is a
 typical one for the material and says so.
 
-How purity follows from the preset: the biexciton-to-exciton QY ratio r = qy_xx/qy_x sets
-g2(0) → r at low power (and 2r/(1+r)² in saturation); r rises with CEW as a logistic
-r(λ) = r_min + (r_max − r_min)/(1 + exp(−(λ − λ_mid)/w)), because large, weakly confined
-crystals emit to the red and lose antibunching (seed 000 Fig. 6b, seed 001 Fig. 3d).
+Papers: seed 000 = Pierini et al. (CsPbBr3 nanocubes), seed 001 = D'Amato et al. (Zn-treated
+CsPbBr3), seed 002 = Feld et al. (FAPbBr3), seed 003 = Farrow et al. (CsPbI3 in a cavity),
+seed 004 = Baronnier et al. 2022 (CdSe/CdZnS in MAPbBr3); files /work/shared/seeds/00N_*.
+
+How purity follows from the preset: the biexciton-to-exciton QY ratio r = qy_xx/qy_x ≤ 1
+sets g2(0) → r at low power, and the multi-exciton ladder of ``physics`` (Auger-limited
+QY_n for n ≥ 2) makes g2(0) rise with power: at P_sat (<N> = 1) g2 = 0.019, 0.061, 0.075,
+0.38, 0.58, 1.00 for r = 0.012, 0.04, 0.05, 0.3, 0.5, 1 (``physics.g2_zero_pulsed``). r rises
+with CEW as a logistic r(λ) = r_min + (r_max − r_min)/(1 + exp(−(λ − λ_mid)/w)) with
+r_max ≤ 1, because large, weakly confined crystals emit to the red, Auger recombination
+weakens and they lose antibunching (seed 000 Fig. 6b, seed 001 Fig. 3d): r → 1 is the
+classical limit (g2 = 1 at any power), so no crystal needs qy_xx > qy_x.
 
 | preset | seed | what it encodes (values as the seed reports them) |
 |---|---|---|
@@ -37,9 +45,11 @@ import numpy as np
 from hbtscope.drivers_sim.emitters import Emitter
 
 #: absorbed photons per second, for sigma_abs = 1e-13 cm², under the reference ("intense",
-#: seeds 000/001) wide-field LED illumination; comparable to pulsed excitation at P_sat
-#: (2.5 MHz × (1 − 1/e) ≈ 1.6e6 /s), so an emitter survives about as long in the confocal
-#: as in the bleaching videos. At 400 nm this is 5.0 W/cm² (LED_REFERENCE_W_PER_CM2).
+#: seeds 000/001) wide-field LED illumination. Pulsed excitation at P_sat absorbs
+#: <N> f = 2.5e6 /s at 2.5 MHz whatever sigma (the dose rate, world.py), 2.5 times this, so
+#: a crystal with sigma = 1e-13 cm² lives 2.5^(-1) as long (in dose terms: the same dose) in
+#: the confocal at P_sat as in the bleaching videos. At 400 nm this is 5.0 W/cm²
+#: (LED_REFERENCE_W_PER_CM2).
 LED_REFERENCE_ABSORPTION_PER_S = 1.0e6
 LED_REFERENCE_PHOTON_FLUX_PER_CM2_S = LED_REFERENCE_ABSORPTION_PER_S / 1.0e-13
 LED_REFERENCE_W_PER_CM2 = (
@@ -82,6 +92,7 @@ class SpeciesPreset:
     bleach_scale_s: dict[float, float]  # dilution (1:X -> X) -> Weibull time scale (s)
     blueshift_nm_per_exc: float
     dolp: tuple[float, float]  # mean, sd
+    blink_exponent: float  # rates out of bright ∝ (excitation / excitation at P_sat)**this
     cluster_fraction: float  # fraction of spots that are small clusters (2-4 crystals)
     excitation_nm: float
     rep_rate_Hz: float
@@ -117,7 +128,10 @@ CSPBBR3_NANOCUBE = _add(
         fwhm_nm=(14.5, 1.5),
         tail=0.15,
         # | half of emitters g2(0) < 0.2, best 0.02; CEW > 505 nm: g2 > 0.5 | seed 000 Fig. 6b |
-        r_logistic=(500.0, 2.0, 0.012, 1.2),
+        # all measured at I_sat: the ladder gives g2 0.019 at r_min = 0.012 (the "best 0.02");
+        # the 485 nm mode has r ≈ r_min (g2 < 0.2), the 510 nm mode r ≈ 1 (g2 ≈ 1, > 0.5
+        # above 505 nm: r(505) = 0.92); the crossover at 500 nm splits the two modes
+        r_logistic=(500.0, 2.0, 0.012, 1.0),
         qy_x=0.8,  # typical for CsPbBr3 NCs (not given)
         # | lifetimes 14.7 ns (neutral), 6.1 ns (grey), 1.4 ns (biexciton) | seed 000 Fig. 5b |
         tau_x_ns=(14.7, 2.0),
@@ -126,11 +140,17 @@ CSPBBR3_NANOCUBE = _add(
         tau_grey_ns=6.1,
         qy_off=0.0,
         tau_off_ns=1.0,
-        # | type-A flickering visible at 50 ms bins; same bright/grey share up to 2 I_sat | Fig. 5 |
+        # | type-A flickering visible at 50 ms bins (bright 83 ms, grey 33 ms dwell)  | Fig. 5a |
+        # | "same proportion of bright and grey state up to 2 I_sat and more"   | Fig. 5c,d |
+        # so the switching rates do not scale with the excitation: blink_exponent = 0
         k_flicker=(12.0, 30.0),
         k_blink=(0.05, 1.0),
-        # | median I_sat 0.56 (as printed); 405 nm, 2.5–5 MHz                | seed 000 |
-        sigma_abs_cm2=(1.0e-13, 0.35),
+        # | median I_sat "0.56 W/µm²" as printed; 405 nm, 2.5 MHz               | seed 000 |
+        # 0.56 W/µm² = 5.6e7 W/cm² would need sigma = f h nu / I_sat = 2e-20 cm², and
+        # would ablate the crystal: not physical. Our choice: a typo for µW/µm², i.e.
+        # I_sat = 56 W/cm² (peak intensity), sigma = 2.5e6 /s × 4.905e-19 J / 56 W/cm²
+        # = 2.2e-14 cm² (same order as Feld et al.'s 7e-14 for larger FAPbBr3 QDs)
+        sigma_abs_cm2=(2.2e-14, 0.35),
         # | 1:1 > 80 % alive after 20 min; 1:2 ... 1:100 half bleached in 3 min | seed 000 Fig. 4b |
         bleach_scale_s={
             1.0: _scale_from_survival(1200.0, 0.82),
@@ -141,6 +161,7 @@ CSPBBR3_NANOCUBE = _add(
         # | 8 nm)                                                               | seed 000 Fig. 4a |
         blueshift_nm_per_exc=4.5e-10,
         dolp=(0.3, 0.15),  # typical (not given)
+        blink_exponent=0.0,
         cluster_fraction=0.1,
         excitation_nm=405.0,
         rep_rate_Hz=2.5e6,
@@ -157,7 +178,10 @@ CSPBBR3_ZN = _add(
         fwhm_nm=(15.0, 1.2),
         tail=0.15,
         # | g2(0) rises 0.1 → 1 with CEW; ~94 % antibunched below 515 nm; best 0.08 | Fig. 3d |
-        r_logistic=(516.5, 1.2, 0.04, 1.5),
+        # at P_sat through the ladder: r_min = 0.053 gives g2 0.08, r_max = 1 gives 1.0;
+        # g2(P_sat) = 0.5 at r = 0.42, reached at 515.4 nm for (515, 1.2): 93.5 % of the
+        # CEW 512.5 ± 3.3 nm population below 515 nm has g2 < 0.5 (numerical draw)
+        r_logistic=(515.0, 1.2, 0.053, 1.0),
         qy_x=0.8,  # typical (not given)
         # | tau 10.2 ns (high-intensity), 1.3 ns (low-intensity windows)     | seed 001 Fig. 4b |
         tau_x_ns=(10.2, 1.0),
@@ -186,6 +210,9 @@ CSPBBR3_ZN = _add(
         # | blue-shift < 4 nm in 1 h at P_sat (2.5 MHz: 9e9 absorbed: 3.5 nm)  | seed 001 Fig. 2b |
         blueshift_nm_per_exc=3.9e-10,
         dolp=(0.3, 0.15),
+        # photo-charging: grey/off switching grows with the excitation (the FLID spreads at
+        # 3 P_sat, seed 001 Fig. 5c; model choice: linear)
+        blink_exponent=1.0,
         # | 1:200: constant residual PL from small aggregates                 | seed 001 Fig. 2a |
         cluster_fraction=0.05,
         excitation_nm=405.0,
@@ -212,14 +239,20 @@ FAPBBR3_LARGE = _add(
         tau_grey_ns=2.0,
         qy_off=0.0,
         tau_off_ns=1.0,
-        k_flicker=(1.0, 50.0),
         # | ON fraction 98 % (94 % after 1 h of irradiation)                  | seed 002 Fig. S12 |
-        k_blink=(0.04, 2.0),
-        # | P_sat 70 W/cm², 1.1 Mcps max at 10 MHz                             | seed 002 |
-        sigma_abs_cm2=(2.0e-13, 0.3),
+        # measured as the seeds do (threshold on a binned trace: grey bins count partly as
+        # OFF): grey 1 % (20 ms dwells) + off 1 % (0.5 s dwells) at P_sat give a measured
+        # ON fraction of 0.98 at 10 ms bins (tests/drivers_sim/test_presets_measured.py)
+        k_flicker=(0.5, 50.0),
+        k_blink=(0.02, 2.0),
+        # | P_sat 70 W/cm², 1.1 Mcps max at 10 MHz                    | seed 002 Fig. 5d |
+        # P_sat is where <N> = sigma I/(f h nu) = 1 at the focus centre (peak intensity I):
+        # sigma = f h nu / I_sat = 1e7 /s × 4.905e-19 J (405 nm) / 70 W/cm² = 7.0e-14 cm²
+        sigma_abs_cm2=(7.0e-14, 0.3),
         bleach_scale_s={1.0: 3.0e5, 100.0: 3.0e4},  # very stable (typical, not given)
         blueshift_nm_per_exc=1.0e-10,
         dolp=(0.3, 0.15),
+        blink_exponent=1.0,  # typical (not given)
         cluster_fraction=0.05,
         excitation_nm=405.0,
         rep_rate_Hz=10.0e6,
@@ -254,6 +287,7 @@ CSPBI3_CAVITY = _add(
         blueshift_nm_per_exc=2.0e-9,
         # | DOLP 40 %                                                          | seed 003 |
         dolp=(0.4, 0.05),
+        blink_exponent=1.0,  # typical (not given)
         cluster_fraction=0.05,
         excitation_nm=532.0,
         rep_rate_Hz=5.0e6,
@@ -271,21 +305,32 @@ CDSE_IN_MAPBBR3 = _add(
         tail=0.1,
         r_logistic=(900.0, 5.0, 0.03, 0.05),
         qy_x=0.8,
-        # | antibunching rise 12 ± 4 ns in the matrix (on glass 39 ± 14 ns); far below
-        # | saturation the rise time is the exciton lifetime                  | seed 004 Fig. 6 |
-        tau_x_ns=(12.0, 4.0),
+        # | antibunching rise 12 ± 4 ns in the matrix (on glass 39 ± 14 ns) at 2.5 kW/cm²,
+        # | 561 nm CW, "far below saturation"                                 | seed 004 Fig. 6 |
+        # the rise time is tau0 = 1/(k_exc + 1/tau_x); with sigma = 1e-15 cm² (below) the
+        # seed's intensity gives k_exc = sigma I/(h nu) = 1e-15 × 2500/3.541e-19 = 7.1e6 /s
+        # (k tau_x = 0.09: far below saturation indeed), so tau0 = 12 ns needs
+        # tau_x = 1/(1/12 ns − 7.1e6 /s) = 13.1 ns
+        tau_x_ns=(13.1, 4.0),
         tau_xx_ns=0.1,
         qy_grey=0.1,
         tau_grey_ns=2.0,
         qy_off=0.0,
         tau_off_ns=1.0,
         k_flicker=(0.5, 50.0),
-        # | ON fraction 99 % (QDs on glass: 90 %)                              | seed 004 Fig. 6d |
-        k_blink=(0.02, 2.0),
-        sigma_abs_cm2=(3.0e-15, 0.3),  # CW 561 nm, up to 800 kcps (seed 004)
+        # | ON fraction 99 % (QDs on glass: 90 %) at 2.5 kW/cm², 561 nm CW      | seed 004 Fig. 6d |
+        # there x/x_sat = [k/(k + 1/tau_x)]/(1 - 1/e) = 0.134 (k = 7.1e6 /s, tau_x 13.1 ns);
+        # off dwell 0.1 s (k_ob = 10 /s, model choice: resolved by 10 ms bins), so an off
+        # share of 1 % needs k_bo x 0.134 / 10 = 0.0101: k_bo = 0.75 /s at P_sat
+        k_blink=(0.75, 10.0),
+        # CdSe/CdZnS near its band edge at 561 nm: 1e-15 cm² (typical; chosen so that the
+        # seed's 2.5 kW/cm² is far below saturation, k tau_x = 0.09, as the seed says; up to
+        # 800 kcps needs k tau_x ~ 1, i.e. ~30 kW/cm², the seed's "high intensities")
+        sigma_abs_cm2=(1.0e-15, 0.3),
         bleach_scale_s={1.0: 1.0e5, 100.0: 1.0e4},
         blueshift_nm_per_exc=0.0,
         dolp=(0.2, 0.1),
+        blink_exponent=1.0,  # typical (not given)
         cluster_fraction=0.05,
         excitation_nm=561.0,
         rep_rate_Hz=0.0,  # CW
@@ -323,7 +368,7 @@ def draw_emitter(
     cew = _truncated_normal(rng, mode[1], mode[2], *preset.cew_range_nm)
     r = float(preset.r_of_cew(cew))
     qy_x = preset.qy_x
-    qy_xx = min(1.0, r * qy_x)
+    qy_xx = min(r, 1.0) * qy_x  # r <= 1: QY_XX <= QY_X
     sigma = preset.sigma_abs_cm2[0] * math.exp(rng.normal(0.0, preset.sigma_abs_cm2[1]))
     # the emitter's own absorption under the reference LED: survival S(t) there is the
     # preset's Weibull law whatever its cross-section
@@ -354,6 +399,7 @@ def draw_emitter(
         k_gb=preset.k_flicker[1],
         k_bo=preset.k_blink[0],
         k_ob=preset.k_blink[1],
+        blink_exponent=preset.blink_exponent,
         bleach_dose=bleach_dose,
         cew_nm=cew,
         fwhm_nm=_truncated_normal(

@@ -24,7 +24,13 @@ from numba import njit
 from hbtscope.clock import PS_PER_S, VirtualClock
 from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
-from hbtscope.drivers_sim._kernels import apply_dead_time, assemble_photons, spad_clicks
+from hbtscope.drivers_sim._kernels import (
+    LADDER_RUNGS,
+    apply_dead_time,
+    assemble_photons,
+    plan_ladder,
+    spad_clicks,
+)
 from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
 from hbtscope.drivers_sim.faults import FaultInjector
 from hbtscope.drivers_sim.imperfections import (
@@ -76,18 +82,20 @@ def _geometric_indices(start, stop, e, scale):
     return out[:n], k, False
 
 
-@njit(cache=True)
-def _count_photons(v, st, cum):
-    """(cascades, photons) the candidate pulses will give: see ``assemble_photons``."""
-    n_casc = 0
-    n_emit = 0
-    for p in range(v.shape[0]):
-        s = st[p]
-        if v[p] < cum[s, 3]:
-            n_emit += 1
-            if v[p] >= cum[s, 2]:
-                n_casc += 1
-    return n_casc, n_emit + n_casc
+_TOP, _FIRST = physics.ladder_classes(physics.N_MAX)
+
+
+def _block_end(top: np.ndarray) -> np.ndarray:
+    """Index of the last class of every top-rung block (classes ordered by top rung)."""
+    return np.append(np.flatnonzero(np.diff(top)), top.size - 1)
+
+
+assert LADDER_RUNGS == physics.N_MAX
+#: one photon per active pulse, delay Exp(tau): the first class of the ladder, all others
+#: empty -- the substrate background
+_CUM1 = np.ones((1, _TOP.size))
+_P_RUNG1 = np.zeros((1, physics.N_MAX))
+_P_RUNG1[0, 0] = 1.0
 
 
 class World:
@@ -161,6 +169,8 @@ class World:
         self.record_paths = False
         self.recorded_paths: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         self._cw_last: dict[int, int] = {}  # last CW detection of each emitter (ps)
+        self._cw_last_xx: dict[int, bool] = {}  # was it an XX photon (emitter left in X)
+        self._ladder: dict[int, tuple] = {}  # last ladder tables of each emitter (cache)
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         self._route_cum, self._band_factor = self._spectral_routing()
         rng_d = np.random.default_rng(self._seed_for("drift"))
@@ -265,6 +275,7 @@ class World:
         for i, t in list(self._cw_last.items()):
             if t >= now:
                 self._cw_last[i] = now
+                self._cw_last_xx[i] = False
 
     def _changed(self, t_ps: int | None = None) -> None:
         """After a change: new dose rates and blinking rates from now on, where they differ."""
@@ -487,43 +498,70 @@ class World:
     def _emitter_cw(self, rng, i: int, k_exc: float, eta: float, a_ps: int, b_ps: int):
         """Detected photons of emitter i under CW excitation over [a, b).
 
-        Two-level renewal process (seed 004: g2 = 1 - exp(-|tau| (k_exc + 1/tau_x))): after
-        each emission the emitter is in its ground state; a cycle is an absorption wait
-        Exp(k_exc) plus a decay Exp(1/tau_x); a cycle gives a detection with probability
-        p = QY eta. The time between detections is then exactly Gamma(M, 1/k_exc) +
-        Gamma(M, tau_x) with M ~ Geometric(p) cycles. Blinking thins detections to the state's
-        QY at each detection time; cycle durations use the bright lifetime (grey-state
-        antibunching is approximated). Biexcitons are neglected under CW (seed 004 works far
-        below saturation).
+        The G <-> X <-> XX chain of ``physics`` (Baronnier et al. 2022, seed 004, far below
+        saturation: g2 = 1 - exp(-|tau| (k_exc + 1/tau_x)); at higher k_exc a second exciton
+        is absorbed while the first lives). Every visit to X lasts Exp(gamma + k) and ends
+        either in G (w.p. g = gamma/(gamma + k): X photon detected w.p. a, then a wait
+        Exp(k) in G) or in XX (a lifetime Exp(tau_xx), XX photon detected w.p. b, back in
+        X). Visits are independent, so between two detections there are K ~ Geom(pi) - 1
+        undetected visits (pi = g a + (1 - g) b), K_G ~ Binomial(K, g (1 - a)/(1 - pi)) of
+        them through G; the gap is exactly Gamma(K + 1, 1/(gamma + k)) +
+        Gamma(K_G + [previous photon was X], 1/k) + Gamma(K - K_G + [this one is XX], tau_xx).
+        Blinking thins detections to the state's QY at each detection time; the cycle uses
+        the bright lifetime (grey-state antibunching is approximated).
         """
         e = self.emitters[i]
         times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
         self._paths_ahead.add(i)
         qy, _ = e.state_qy_tau()
         qy4 = np.append(qy, 0.0)
-        p_max = float(qy4[np.unique(states)].max()) * eta
+        qy_max = float(qy4[np.unique(states)].max())
+        empty = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
         t_last = self._cw_last.get(i, a_ps)
-        t_last = max(t_last, a_ps - int(1e6 * e.tau_x_ns))  # long pause: restart
-        if p_max <= 0:
-            self._cw_last[i] = b_ps
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-        tau_ps = e.tau_x_ns * 1e3
-        mean_gap = (1e12 / k_exc + tau_ps) / p_max
-        out = []
+        prev_xx = self._cw_last_xx.get(i, False)
+        if t_last < a_ps - int(1e6 * e.tau_x_ns):  # long pause: restart from the ground state
+            t_last, prev_xx = a_ps - int(1e6 * e.tau_x_ns), False
+        if qy_max <= 0 or k_exc <= 0:
+            self._cw_last[i], self._cw_last_xx[i] = b_ps, False
+            return empty
+        a = qy_max * eta
+        b = min(1.0, a * e.qy_xx / e.qy_x)
+        k = k_exc * 1e-12  # per ps
+        gamma = 1.0 / (e.tau_x_ns * 1e3)
+        tau_xx = e.tau_xx_ns * 1e3
+        g = gamma / (gamma + k)
+        pi = g * a + (1.0 - g) * b
+        p_g_undet = g * (1.0 - a) / (1.0 - pi) if pi < 1.0 else 0.0
+        mean_gap = (1.0 / (gamma + k) + g / k + (1.0 - g) * tau_xx) / pi
+        out, kinds = [], []
         t = float(t_last)
         while t < b_ps:
             n = int((b_ps - t) / mean_gap * 1.1) + 16
-            m = rng.geometric(p_max, n)
-            gaps = rng.gamma(m, 1e12 / k_exc) + rng.gamma(m, tau_ps)
+            undet = rng.geometric(pi, n) - 1
+            via_g = rng.binomial(undet, p_g_undet)
+            is_xx = rng.random(n) >= g * a / pi
+            prev = np.concatenate([[prev_xx], is_xx[:-1]])
+            gaps = (
+                rng.gamma(undet + 1, 1.0 / (gamma + k))
+                + rng.gamma(via_g + ~prev, 1.0 / k)
+                + rng.gamma(undet - via_g + is_xx, tau_xx)
+            )
             tt = t + np.cumsum(gaps)
-            out.append(tt[tt < b_ps])
-            t = float(tt[-1]) if tt[-1] < b_ps else b_ps
-        det_t = np.concatenate(out) if out else np.empty(0)
-        det_t = det_t[det_t >= a_ps]
+            inside = tt < b_ps
+            out.append(tt[inside])
+            kinds.append(is_xx[inside])
+            if inside.all():
+                t, prev_xx = float(tt[-1]), bool(is_xx[-1])
+            else:
+                break
+        det_t = np.concatenate(out)
+        kind = np.concatenate(kinds)
         if det_t.size:
-            self._cw_last[i] = int(det_t[-1])
+            self._cw_last[i], self._cw_last_xx[i] = int(det_t[-1]), bool(kind[-1])
+        sel = det_t >= a_ps
+        det_t = det_t[sel]
         st = states[np.searchsorted(times, det_t, side="right") - 1]
-        keep = rng.random(det_t.size) < qy4[st] * eta / p_max
+        keep = rng.random(det_t.size) < qy4[st] / qy_max
         det_t = np.round(det_t[keep]).astype(np.int64)
         return self._route_jitter(rng, det_t, self._route_cum[i])
 
@@ -575,44 +613,61 @@ class World:
             start = last
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _assemble(self, rng, k, st, cum, tau_x_ps, tau_xx_ps, route_cum, jitter, delay):
-        n = k.size
-        v = rng.random(n, dtype=np.float32)  # 6e-8 resolution against probabilities >= 1e-4
-        n_cascades, n_photons = _count_photons(v, st, cum)
+    def _assemble(self, rng, k, st, cum, top, first, p_rung, tau_ps, route_cum, jitter, delay):
+        """Photons of candidate pulses ``k`` (states ``st``) through the ladder kernels."""
+        v = rng.random(k.size, dtype=np.float32)  # 6e-8 resolution against probabilities >= 1e-4
+        cls, n_exp, n_unif, n_ph = plan_ladder(st, v, cum, cum[:, _block_end(top)], top, first)
         return assemble_photons(
             k,
             st,
             v,
+            cls,
+            cum,
+            top,
+            first,
+            p_rung,
+            tau_ps,
             # single precision is plenty for delays (1e-7 of ~10 ns) and halves the cost
-            rng.standard_exponential(n, dtype=np.float32),
-            rng.standard_exponential(n, dtype=np.float32),
-            rng.random(n_cascades, dtype=np.float32),
-            rng.standard_normal(n_photons, dtype=np.float32),
+            rng.standard_exponential(n_exp, dtype=np.float32),
+            rng.random(n_unif, dtype=np.float32),
+            rng.standard_normal(n_ph, dtype=np.float32),
             self.laser.phase_ps,
             self.laser.period_ps,
-            cum,
-            tau_x_ps,
-            tau_xx_ps,
             route_cum,
             jitter,
             delay,
         )
 
+    def _ladder_tables(self, i: int, n_e: float, eta_e: float):
+        """Per blinking state (bright, grey, off, bleached): rung click probabilities, rung
+        lifetimes (ps) and the outcome-class probabilities of a pulse (physics module doc).
+        A state scales every rung's QY by its own QY over qy_x; rung 1 has the state's
+        lifetime, the rungs above the biexciton ladder's."""
+        cached = self._ladder.get(i)
+        if cached is not None and cached[0] == (n_e, eta_e):
+            return cached[1]
+        e = self.emitters[i]
+        qy, tau = e.state_qy_tau()
+        qy_n = physics.ladder_qy(e.qy_x, e.qy_xx)
+        tau_n = physics.ladder_tau(e.tau_x_ns, e.tau_xx_ns, e.qy_x, e.qy_xx) * 1e3
+        p_rung = np.zeros((4, physics.N_MAX))
+        p_rung[:3] = (qy / e.qy_x)[:, None] * qy_n[None, :] * eta_e
+        tau_ps = np.tile(tau_n, (4, 1))
+        tau_ps[:3, 0] = tau
+        probs = np.zeros((4, _TOP.size))
+        probs[:3] = physics.ladder_outcomes(n_e, p_rung[:3])
+        self._ladder[i] = ((n_e, eta_e), (p_rung, tau_ps, probs))
+        return p_rung, tau_ps, probs
+
     def _emitter_pulses(self, rng, i, n_e, eta_e, a_ps, b_ps, k0, k1, route_cum, jitter, delay):
         """Detected photons of emitter i over [a, b): blinking path, then thinned pulses."""
-        e = self.emitters[i]
         times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
         self._paths_ahead.add(i)
         if self.record_paths:
             self.recorded_paths.setdefault(i, []).append((times, states))
-        qy, tau = e.state_qy_tau()
-        cum = np.zeros((4, 4))
-        q_state = np.zeros(4)
-        for s in range(3):
-            qy_xx = e.qy_xx * qy[s] / e.qy_x
-            c = physics.pulse_outcome_probabilities(n_e, qy[s], qy_xx, eta_e)
-            cum[s] = np.cumsum(c)
-            q_state[s] = cum[s, 3]
+        p_rung, tau_ps, probs = self._ladder_tables(i, n_e, eta_e)
+        cum = np.cumsum(probs, axis=1)
+        q_state = cum[:, -1]
         visited = np.unique(states)
         q_max = float(q_state[visited].max())
         if q_max <= 0:
@@ -623,9 +678,8 @@ class World:
             st = np.full(k.size, states[0], np.int64)
         else:
             st = states[np.searchsorted(times, self._pulse_times(k), side="right") - 1]
-        tau_xx = np.full(4, e.tau_xx_ns * 1e3)
         return self._assemble(
-            rng, k, st, cum, np.append(tau, 1.0), tau_xx, self._route_cum[i], jitter, delay
+            rng, k, st, cum, _TOP, _FIRST, p_rung, tau_ps, self._route_cum[i], jitter, delay
         )
 
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
@@ -701,9 +755,11 @@ class World:
                             rng,
                             k,
                             np.zeros(k.size, np.int64),
-                            np.array([[0.0, 0.0, 1.0, 1.0]]),
-                            np.array([tau_bg]),
-                            np.array([tau_bg]),
+                            _CUM1,
+                            _TOP,
+                            _FIRST,
+                            _P_RUNG1,
+                            np.full((1, physics.N_MAX), tau_bg),
                             only_i,
                             jitter,
                             delay,
@@ -931,8 +987,9 @@ class World:
         """What an ideal measurement at the current focus and laser settings would find.
 
         Rates and g2(0) are those of the bright state (the emitters' blinking-averaged rates
-        are ``emitter_rate_avg_cps``); pulsed g2(0) is E[m(m-1)]/E[m]^2 of the spot, CW g2(0)
-        that of independent two-level emitters (0 for one) mixed with Poisson background.
+        are ``emitter_rate_avg_cps``); pulsed g2(0) is E[m(m-1)]/E[m]^2 of the spot (the
+        multi-exciton ladder, ``physics``), CW g2(0) that of independent G-X-XX emitters
+        (``physics.cw_g2_zero`` for one) mixed with Poisson background.
         """
         if self.laser.cw:
             return self._truth_cw()
@@ -1016,21 +1073,20 @@ class World:
 
     def _truth_cw(self) -> dict[str, Any]:
         k_exc, eta = self._cw_rates() if self.laser.on else (np.zeros(len(self.emitters)),) * 2
-        rates, contributing = [], []
+        rates, pairs, contributing = [], [], []
         for e, k, eta_e in zip(self.emitters, k_exc, eta, strict=True):
-            gamma = 1e9 / e.tau_x_ns
-            r = e.qy_x * eta_e * k * gamma / (k + gamma) if k > 0 else 0.0
+            tx, txx = e.tau_x_ns * 1e-9, e.tau_xx_ns * 1e-9
+            r = physics.cw_detected_rate(k, tx, txx, e.qy_x, e.qy_xx, eta_e) if k > 0 else 0.0
             if r >= 1.0:
                 rates.append(r)
+                pairs.append(r * r * physics.cw_g2_zero(k, tx, txx, e.qy_x, e.qy_xx))
                 contributing.append((e, k))
         bg = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
         truth = self._truth_header([c[0] for c in contributing], sum(rates), bg)
         truth |= {
-            "g2_0": physics.g2_zero_mixture(rates, [0.0] * len(rates)) if rates else float("nan"),
+            "g2_0": physics.g2_zero_mixture(rates, pairs) if rates else float("nan"),
             "g2_0_with_background": (
-                physics.g2_zero_mixture(rates, [0.0] * len(rates), bg)
-                if rates or bg
-                else float("nan")
+                physics.g2_zero_mixture(rates, pairs, bg) if rates or bg else float("nan")
             ),
         }
         if contributing:
