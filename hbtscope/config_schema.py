@@ -106,8 +106,22 @@ class EmitterSpec(_Strict):
     blueshift_nm_per_exc: Annotated[float, Field(ge=0, le=1e-3)] = 0.0
     dipole_deg: Annotated[float, Field(ge=-360, le=360)] = 0.0
     dolp: Fraction = 0.0
+    # power-law ON/OFF dwell times (drivers_sim/emitters.py): exponent m (0 = exponential,
+    # else 1 < m < 3) and the span of the dwell-time scales it covers
+    powerlaw_m: Annotated[float, Field(ge=0, le=3)] = 0.0
+    powerlaw_span: Annotated[float, Field(ge=1, le=1e8)] = 1.0e3
+    # photobrightening: PL starts low by this fraction, recovers with the absorbed dose
+    brightening_fraction: Annotated[float, Field(ge=0, le=0.95)] = 0.0
+    brightening_dose: Annotated[float, Field(gt=0, le=1e20)] = 1.0e9
 
     _known_preset = field_validator("preset")(_check_preset)
+
+    @field_validator("powerlaw_m")
+    @classmethod
+    def _powerlaw_range(cls, v: float) -> float:
+        if v != 0 and not 1 < v < 3:
+            raise ValueError(f"powerlaw_m is 0 (exponential) or between 1 and 3, got {v}")
+        return v
 
 
 class PopulationSpec(_Strict):
@@ -144,6 +158,9 @@ class OpticsSpec(_Strict):
     # slow thermal drift of the sample against the focus (seed 004: repeat-and-sum with drift
     # correction); direction drawn from the seed
     drift_nm_per_min: Annotated[float, Field(ge=0, le=1e4)] = 0.0
+    # 1/e^2 radius of the collection spot (pinhole / fibre core imaged at the emission
+    # wavelength); None: as wide as the excitation spot
+    collection_w_xy_um: Annotated[float, Field(gt=0.05, le=10)] | None = None
 
 
 class DetectorSpec(_Strict):

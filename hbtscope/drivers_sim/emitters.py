@@ -63,6 +63,16 @@ class Emitter:
     blueshift_nm_per_exc: float = 0.0
     dipole_deg: float = 0.0
     dolp: float = 0.0
+    #: power-law ON/OFF dwell times (Shimizu et al. 2001; Kuno et al.): 0 = exponential;
+    #: 1 < m < 3: each ON and each OFF period gets its own bright<->off rate, drawn with
+    #: density ∝ k^(m-2) over a range ``powerlaw_span`` wide, so dwell times are ∝ t^-m
+    #: between the range's ends; the mean dwell (hence the ON fraction) is unchanged
+    powerlaw_m: float = 0.0
+    powerlaw_span: float = 1.0e3
+    #: photobrightening: the PL starts low by this fraction and recovers as
+    #: 1 - a exp(-dose / brightening_dose) with the absorbed dose (photons)
+    brightening_fraction: float = 0.0
+    brightening_dose: float = 1.0e9
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def state_qy_tau(self) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +93,24 @@ class Emitter:
         np.fill_diagonal(q, -q.sum(axis=1))
         return q
 
+    def powerlaw_params(self) -> tuple[float, float, float]:
+        """(m, span, c) of the per-period rate multipliers (0, 1, 1: none); c makes the
+        multiplier's E[1/x] = 1, so the mean ON and OFF dwell times are the Markov ones."""
+        m, span = float(self.powerlaw_m), float(self.powerlaw_span)
+        if m <= 0.0 or span <= 1.0:
+            return 0.0, 1.0, 1.0
+
+        def integral(p: float) -> float:  # int_1^span x^p dx
+            return math.log(span) if abs(p + 1.0) < 1e-12 else (span ** (p + 1) - 1) / (p + 1)
+
+        return m, span, integral(m - 3.0) / integral(m - 2.0)
+
+    def brightness(self, dose: float) -> float:
+        """PL relative to the fully brightened emitter after an absorbed ``dose``."""
+        if self.brightening_fraction <= 0.0:
+            return 1.0
+        return 1.0 - self.brightening_fraction * math.exp(-dose / self.brightening_dose)
+
     def stationary(self, excitation_ratio: float) -> np.ndarray:
         """Fraction of time in bright, grey, off at constant excitation."""
         q = self.rate_matrix(excitation_ratio)
@@ -97,19 +125,50 @@ class Emitter:
 
 
 @njit(cache=True)
-def _ctmc_path(seed, state0, t0_ps, t1_ps, q):
-    """Switch times (ps) and states of a CTMC from ``state0`` at t0 until t1."""
+def _draw_multiplier(m, span, c):
+    """A rate multiplier x c with density of x ∝ x^(m-2) on [1, span] (none: 1)."""
+    if m <= 0.0:
+        return 1.0
+    u = np.random.random()  # noqa: NPY002
+    p1 = m - 1.0
+    if abs(p1) < 1e-12:
+        x = span**u
+    else:
+        x = (1.0 + u * (span**p1 - 1.0)) ** (1.0 / p1)
+    return x * c
+
+
+@njit(cache=True)
+def _ctmc_path(seed, state0, t0_ps, t1_ps, q, mult0, m, span, c):
+    """Switch times (ps), states and bright<->off rate multipliers of the blinking chain
+    from ``state0`` at t0 until t1.
+
+    The bright->off and off->bright rates are multiplied by the current period's multiplier
+    (``mult0`` at the start), redrawn at every ON<->OFF switch (power-law dwell times,
+    :meth:`Emitter.powerlaw_params`); with ``m = 0`` the multiplier is 1 (a Markov chain).
+    """
     np.random.seed(seed)  # noqa: NPY002 - numba supports only the legacy RNG API
     cap = 64
     times = np.empty(cap, np.int64)
     states = np.empty(cap, np.int64)
+    mults = np.empty(cap, np.float64)
     times[0] = t0_ps
     states[0] = state0
+    mults[0] = mult0
     n = 1
     s = state0
+    x = mult0
     t = float(t0_ps)
+    ns = q.shape[0]
+    rates = np.empty(ns)
     while True:
-        out = -q[s, s]
+        out = 0.0
+        for j in range(ns):
+            r = q[s, j] if j != s else 0.0
+            if (s == 0 and j == 2) or (s == 2 and j == 0):
+                r *= x
+            rates[j] = r
+            out += r
         if out <= 0.0:
             break
         t += np.random.exponential(1e12 / out)  # noqa: NPY002
@@ -118,24 +177,29 @@ def _ctmc_path(seed, state0, t0_ps, t1_ps, q):
         u = np.random.random() * out  # noqa: NPY002
         acc = 0.0
         nxt = s
-        for j in range(q.shape[0]):
+        for j in range(ns):
             if j == s:
                 continue
-            acc += q[s, j]
+            acc += rates[j]
             if u < acc:
                 nxt = j
                 break
+        if (s == 0 and nxt == 2) or (s == 2 and nxt == 0):
+            x = _draw_multiplier(m, span, c)  # a new ON or OFF period
         s = nxt
         if n >= times.shape[0]:
             t2 = np.empty(2 * n, np.int64)
             s2 = np.empty(2 * n, np.int64)
+            m2 = np.empty(2 * n, np.float64)
             t2[:n] = times[:n]
             s2[:n] = states[:n]
-            times, states = t2, s2
+            m2[:n] = mults[:n]
+            times, states, mults = t2, s2, m2
         times[n] = np.int64(t)
         states[n] = s
+        mults[n] = x
         n += 1
-    return times[:n], states[:n]
+    return times[:n], states[:n], mults[:n]
 
 
 class EmitterDynamics:
@@ -152,6 +216,8 @@ class EmitterDynamics:
         self.seed = seed
         self.state = 0
         self.t_state_ps = t_ps
+        self._pl = emitter.powerlaw_params()
+        self.mult = 1.0 if self._pl[0] <= 0 else self._draw_mult(seed)
         self.dose = 0.0
         self.t_dose_ps = t_ps
         self.dose_rate = 0.0  # absorbed photons per second
@@ -160,6 +226,14 @@ class EmitterDynamics:
         # the path generated ahead of "now" for the current piece
         self._path_t = np.empty(0, np.int64)
         self._path_s = np.empty(0, np.int64)
+        self._path_m = np.empty(0, np.float64)
+
+    def _draw_mult(self, seed: int) -> float:
+        m, span, c = self._pl
+        u = np.random.default_rng(seed ^ 0xB11C).random()
+        p1 = m - 1.0
+        x = span**u if abs(p1) < 1e-12 else (1.0 + u * (span**p1 - 1.0)) ** (1.0 / p1)
+        return float(x * c)
 
     # -- dose and bleaching
     def dose_at(self, t_ps: int) -> float:
@@ -196,9 +270,11 @@ class EmitterDynamics:
         if self._path_t.size and self._path_t[0] <= t_ps:
             i = int(np.searchsorted(self._path_t, t_ps, side="right")) - 1
             self.state = int(self._path_s[i])
+            self.mult = float(self._path_m[i])
             self.t_state_ps = t_ps
         self._path_t = self._path_t[:0]
         self._path_s = self._path_s[:0]
+        self._path_m = self._path_m[:0]
 
     def cew_at(self, t_ps: int) -> float:
         """Central emission wavelength after the blue-shift of the dose so far."""
@@ -210,17 +286,26 @@ class EmitterDynamics:
         q = self.e.rate_matrix(self.excitation_ratio)
         s = self.state
         if a_ps > self.t_state_ps:  # nobody listened since: propagate exactly
+            # (with power-law dwell times: with the mean rates, and a new period after)
             dt_s = (a_ps - self.t_state_ps) * 1e-12
             p = expm(q * dt_s)[s] if np.any(q) else np.eye(N_STATES)[s]
             u = np.random.default_rng(piece_seed ^ 0x5EED).random()
-            s = int(min(np.searchsorted(np.cumsum(p), u, side="right"), N_STATES - 1))
-        times, states = _ctmc_path(piece_seed % (2**32), s, a_ps, b_ps, q)
+            s_new = int(min(np.searchsorted(np.cumsum(p), u, side="right"), N_STATES - 1))
+            if self._pl[0] > 0 and (s_new == 2) != (s == 2):
+                self.mult = self._draw_mult(piece_seed)
+            s = s_new
+        m, span, c = self._pl
+        times, states, mults = _ctmc_path(
+            piece_seed % (2**32), s, a_ps, b_ps, q, self.mult, m, span, c
+        )
         if self.bleach_time_ps is not None and self.bleach_time_ps < b_ps:
             tb = max(self.bleach_time_ps, a_ps)
             keep = times < tb
             times = np.append(times[keep], tb)
             states = np.append(states[keep], BLEACHED)
-        self._path_t, self._path_s = times, states
+            mults = np.append(mults[keep], mults[keep][-1] if keep.any() else self.mult)
+        self._path_t, self._path_s, self._path_m = times, states, mults
+        self.mult = float(mults[-1])
         self.state = int(states[-1]) if states[-1] != BLEACHED else self.state
         self.t_state_ps = b_ps
         return times, states
@@ -231,6 +316,8 @@ class EmitterDynamics:
             i = int(np.searchsorted(self._path_t, t_ps, side="right")) - 1
             st = int(self._path_s[i])
             self.state = st if st != BLEACHED else self.state
+            self.mult = float(self._path_m[i])
             self.t_state_ps = t_ps
             self._path_t = self._path_t[:0]
             self._path_s = self._path_s[:0]
+            self._path_m = self._path_m[:0]

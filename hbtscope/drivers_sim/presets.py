@@ -25,7 +25,8 @@ classical limit (g2 = 1 at any power), so no crystal needs qy_xx > qy_x.
 | ``cspbbr3_zn`` | 001 | CEW 512.5 ± 3.3 nm (504–518), FWHM 15; g2(0) 0.1 → 1 with CEW, ~94 % < 0.5 below 515 nm, best 0.08; tau 10.2 (bright), 1.3 ns (dim); bunching 1.18 below 10 µs, 1 by 100 µs; alive after 1 h: 1:10 > 70 %, 1:20 55 %, 1:50 40 %, 1:100 20 %, 1:200 gone in 15 min; blue-shift < 4 nm/h |
 | ``fapbbr3_large`` | 002 | g2(0) 0.04; XX lifetime 0.4 ns; X QY 0.89, XX QY 5 % of it; ON fraction 98 %; 10 MHz |
 | ``cspbi3_cavity`` | 003 | ~690 nm, FWHM ~40 nm; purity 94 %; lifetime 12.2 ns; DOLP 40 %; bleaches in s–min; 532 nm, 5 MHz |
-| ``cdse_in_mapbbr3`` | 004 | QD at 650 nm (matrix at 530 nm: detection bands); CW 561 nm; rise time 12 ± 4 ns; ON fraction 99 % |
+| ``cdse_in_mapbbr3`` | 004 | QD at 650 nm (matrix at 530 nm: detection bands); CW 561 nm; rise time 12 ± 4 ns; ON fraction 99 %; power-law blinking (m = 1.5, Shimizu et al. 2001) |
+| ``impurity`` | none | a generic bright, poorly antibunched fluorescent impurity (g2(0) >= 0.7) that a survey must reject |
 
 The exact numbers, with the figure each comes from, are in the comments of each preset below.
 
@@ -97,6 +98,9 @@ class SpeciesPreset:
     excitation_nm: float
     rep_rate_Hz: float
     notes: dict[str, str] = field(default_factory=dict)
+    powerlaw_m: float = 0.0  # power-law ON/OFF dwell times (0: exponential)
+    powerlaw_span: float = 1.0e3
+    brightening: tuple[float, float] = (0.0, 1.0e9)  # (initial PL deficit, recovery dose)
 
     def r_of_cew(self, cew_nm: float | np.ndarray) -> float | np.ndarray:
         lam, w, r_min, r_max = self.r_logistic
@@ -165,6 +169,11 @@ CSPBBR3_NANOCUBE = _add(
         cluster_fraction=0.1,
         excitation_nm=405.0,
         rep_rate_Hz=2.5e6,
+        # photoactivation of CsPbBr3 nanocrystals (Seth et al. 2016, cited by Pierini et
+        # al.): the PL rises in the first minutes of illumination. Not quantified in the
+        # seed; typical: starts 40 % low, recovers over 5e8 absorbed photons (~3 min at
+        # P_sat and 2.5 MHz)
+        brightening=(0.4, 5.0e8),
     )
 )
 
@@ -218,6 +227,7 @@ CSPBBR3_ZN = _add(
         excitation_nm=405.0,
         rep_rate_Hz=2.5e6,
         notes={"resolution": "126 ps TTTR (PicoHarp 300)"},
+        brightening=(0.4, 5.0e8),  # CsPbBr3 photoactivation, as for the nanocubes
     )
 )
 
@@ -338,6 +348,44 @@ CDSE_IN_MAPBBR3 = _add(
             "matrix": "MAPbBr3 at 530 nm, lifetime 8.5–12.5 ns, longer near QDs",
             "contrast": "CW antibunching contrast C ≈ 0.77 from background",
         },
+        # CdSe QD blinking: power-law ON and OFF dwell times with m ≈ 1.5 over decades
+        # (Shimizu et al. 2001, cited by Pierini et al.); here over 3 decades around the
+        # Markov mean dwell times, which keep the ON fraction
+        powerlaw_m=1.5,
+        powerlaw_span=1.0e3,
+    )
+)
+
+IMPURITY = _add(
+    SpeciesPreset(
+        name="impurity",
+        seed_paper="none",
+        # Not from a paper: a generic bright fluorescent impurity (organic residue, dye, a
+        # cluster of many emitters) that a survey must reject: broad red-shifted spectrum,
+        # short lifetime, no blinking or bleaching to speak of, and poorly antibunched
+        # (qy_xx/qy_x 0.7-1, so g2(0) >= 0.7 at any power through the ladder)
+        cew_modes=((1.0, 560.0, 30.0),),
+        cew_range_nm=(480.0, 700.0),
+        fwhm_nm=(60.0, 15.0),
+        tail=0.3,
+        r_logistic=(560.0, 20.0, 0.7, 1.0),
+        qy_x=0.3,
+        tau_x_ns=(3.0, 1.0),
+        tau_xx_ns=1.0,
+        qy_grey=0.1,
+        tau_grey_ns=1.0,
+        qy_off=0.0,
+        tau_off_ns=1.0,
+        k_flicker=(0.0, 1.0),
+        k_blink=(0.0, 1.0),
+        sigma_abs_cm2=(5.0e-13, 0.5),  # bright: 5x a nanocube
+        bleach_scale_s={1.0: 1.0e7},
+        blueshift_nm_per_exc=0.0,
+        dolp=(0.05, 0.03),
+        blink_exponent=0.0,
+        cluster_fraction=0.0,
+        excitation_nm=405.0,
+        rep_rate_Hz=5.0e6,
     )
 )
 
@@ -400,6 +448,10 @@ def draw_emitter(
         k_bo=preset.k_blink[0],
         k_ob=preset.k_blink[1],
         blink_exponent=preset.blink_exponent,
+        powerlaw_m=preset.powerlaw_m,
+        powerlaw_span=preset.powerlaw_span,
+        brightening_fraction=preset.brightening[0],
+        brightening_dose=preset.brightening[1],
         bleach_dose=bleach_dose,
         cew_nm=cew,
         fwhm_nm=_truncated_normal(

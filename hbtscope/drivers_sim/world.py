@@ -157,6 +157,7 @@ class World:
         self.dynamics = [
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
         ]
+        self._brightening = any(e.brightening_fraction > 0 for e in self.emitters)
         self._paths_ahead: set[int] = set()
         self._change_listeners: list = []
         # hardware-timed scan: focus changes at known times, pixel markers into the tagger
@@ -459,6 +460,22 @@ class World:
         t = self.clock.now_ps() if t_ps is None else t_ps
         return self.drift_velocity_um_s * (t * 1e-12)
 
+    def _collection(self, d: np.ndarray, t_ps: int | None) -> np.ndarray:
+        """Collection weight of emitters at offsets ``d`` (µm) from the focus: the confocal
+        collection spot (pinhole / fibre core imaged at the emission wavelength), by default
+        as wide as the excitation spot, wider with ``optics.collection_w_xy_um``; times each
+        emitter's photobrightening state (PL relative to fully brightened, by its dose)."""
+        o = self.optics
+        w_xy = o.collection_w_xy_um or o.psf_w_xy_um
+        w_z = o.psf_w_z_um * w_xy / o.psf_w_xy_um
+        coll = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], w_xy, w_z)
+        if self._brightening:
+            t = self.clock.now_ps() if t_ps is None else t_ps
+            pairs = zip(self.emitters, self.dynamics, strict=True)
+            b = [e.brightness(dyn.dose_at(t)) for e, dyn in pairs]
+            coll = coll * np.asarray(b)
+        return coll
+
     def _excitation(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(<N> per pulse, detection efficiency) for every emitter under current conditions.
 
@@ -477,8 +494,8 @@ class World:
             self.laser.power_W, self.laser.rep_rate_Hz, self.laser.wavelength_nm, o.psf_w_xy_um
         )
         sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
-        # confocal detection: the collection spot has the same profile as the excitation
-        eta = self.detection_efficiency * weight * self._band_factor * self._detection_factor()
+        coll = self._collection(d, t_ps)
+        eta = self.detection_efficiency * coll * self._band_factor * self._detection_factor()
         return sigma * fluence * weight, eta
 
     def _cw_rates(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -492,7 +509,8 @@ class World:
         w_cm = o.psf_w_xy_um * 1e-4
         flux = 2.0 * self.laser.power_W / physics.photon_energy_J(self.laser.wavelength_nm)
         flux /= math.pi * w_cm * w_cm
-        eta = self.detection_efficiency * weight * self._band_factor * self._detection_factor()
+        coll = self._collection(d, t_ps)
+        eta = self.detection_efficiency * coll * self._band_factor * self._detection_factor()
         return self._sigma * flux * weight, eta
 
     def _emitter_cw(self, rng, i: int, k_exc: float, eta: float, a_ps: int, b_ps: int):
@@ -941,6 +959,7 @@ class World:
                 k = self._sigma[i] * flux
                 gamma = 1e9 / self._tau_x_ns[i]
                 rates[n] = k * gamma / (k + gamma) * self.mean_qy_over(int(i), a_ps, b_ps)
+                rates[n] *= self.emitters[i].brightness(self.dynamics[i].dose_at(a_ps))
         return x[inside], y[inside], rates
 
     def spectrum_components(self, a_ps: int, b_ps: int) -> list[tuple[float, float, float, float]]:
@@ -956,11 +975,8 @@ class World:
         else:
             mean_n, _ = self._excitation(a_ps)
             per_s = list(-np.expm1(-mean_n) * self.laser.rep_rate_Hz)
-        o = self.optics
         d = self._em_xyz + self.drift_um(a_ps) - self.actual_focus_um(a_ps)
-        coll = o.collection_efficiency * physics.focus_weight(
-            d[:, 0], d[:, 1], d[:, 2], o.psf_w_xy_um, o.psf_w_z_um
-        )
+        coll = self.optics.collection_efficiency * self._collection(d, a_ps)
         out = []
         for i, e in enumerate(self.emitters):
             rate = per_s[i] * coll[i]

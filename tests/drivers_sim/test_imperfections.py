@@ -178,3 +178,110 @@ def test_laser_power_is_not_linear_in_the_set_point():
     w.set_laser(power_W=1e-6)
     assert pm.read_power_W() == pytest.approx(1e-6, rel=0.03)
     assert w.laser.set_power_W == 1e-6
+
+
+# ----------------------------------------------------------------------------- emitters
+
+
+def _single_emitter_world(emitter: dict, seed: int = 3, **optics) -> World:
+    spec = spec_from_sim_yaml(seed=seed)
+    spec["sample"] = {"substrate_background_cps_per_W": 0.0, "emitters": [emitter]}
+    spec["stage"] = {}
+    spec["optics"].update(optics)
+    for d in spec["detectors"]:
+        d.update(crosstalk_prob=0.0, dark_cps=0.0)
+    return World(SimulationSpec.model_validate(spec), VirtualClock("fast"))
+
+
+def _off_periods(counts: np.ndarray, threshold: float) -> np.ndarray:
+    """Lengths (in bins) of the runs of bins at or below ``threshold``."""
+    off = np.r_[False, counts <= threshold, False].astype(np.int8)
+    starts = np.flatnonzero(np.diff(off) == 1)
+    stops = np.flatnonzero(np.diff(off) == -1)
+    return stops - starts
+
+
+def test_power_law_blinking_has_long_off_periods():
+    """OFF periods read from photons (10 ms bins, threshold midway between the levels):
+    with exponential dwell times (mean OFF 50 ms) an OFF period longer than 10 x the mean
+    has probability e^-10 = 5e-5; with power-law dwell times (m = 1.5 over three decades,
+    the same mean) the tail is heavy: the model gives 2.2 % of OFF periods above 10x the
+    mean, 1.6 % of those the 10 ms bins resolve (above 10x their mean; computed by sampling
+    the model). Over 1200 s (~1200 resolved periods, binomial sd 0.004) we require more
+    than 0.8 % (2 sd below), and fewer than 0.5 % for exponential ones. The ON fraction is
+    kept by construction: equal within 0.05 of each other."""
+    from hbtscope.analysis import intensity_trace, on_fraction
+
+    base = dict(x_um=5.0, y_um=5.0, qy_x=0.8, qy_xx=0.04, k_bo=4.0, k_ob=20.0, qy_off=0.0)
+    stats = {}
+    for m in (0.0, 1.5):
+        w = _single_emitter_world({**base, "powerlaw_m": m, "powerlaw_span": 1000.0})
+        w.move_focus(5.0, 5.0, 0.0)
+        w.set_laser(on=True, power_W=24e-9, rep_rate_Hz=5e6)
+        ts, ch = w.record(1200.0, step_s=5.0)
+        _, counts = intensity_trace(ts[(ch == 2) | (ch == 3)], 10e9)
+        thr = 0.5 * np.median(counts)
+        runs = _off_periods(counts, thr)
+        assert runs.size > 100
+        stats[m] = (np.mean(runs > 10 * runs.mean()), on_fraction(counts, thr).fraction)
+    assert stats[0.0][0] < 0.005, stats
+    assert stats[1.5][0] > 0.008, stats
+    assert abs(stats[0.0][1] - stats[1.5][1]) < 0.05, stats
+
+
+def test_photobrightening_raises_the_count_rate_in_the_first_minutes():
+    """PL starts 40 % low and recovers over 5e8 absorbed photons: at ~1 absorbed photon per
+    pulse at 5 MHz that is 100 s. Count rate in the first second against the rate after 10
+    minutes: 1 - 0.4 exp(-D/D_b) with D <= 5e6 gives 0.60-0.61; Poisson errors of 1 s at
+    ~30-50 kcps are < 1 %, tolerance 0.03."""
+    e = dict(
+        x_um=5.0, y_um=5.0, qy_x=0.8, qy_xx=0.04, brightening_fraction=0.4, brightening_dose=5e8
+    )
+    w = _single_emitter_world(e)
+    w.move_focus(5.0, 5.0, 0.0)
+    w.set_laser(on=True, power_W=12e-9, rep_rate_Hz=5e6)
+    early = w.record(1.0)[0].size
+    w.record(600.0, step_s=10.0)
+    late = w.record(1.0)[0].size
+    assert early / late == pytest.approx(0.605, abs=0.03), (early, late)
+
+
+def test_broader_collection_spot_widens_the_confocal_image():
+    """Line scan across an emitter at low power (linear regime): the count rate profile is
+    excitation x collection, exp(-2 x^2 (1/w_e^2 + 1/w_c^2)), a Gaussian of sigma
+    = 1/(2 sqrt(1/w_e^2 + 1/w_c^2)): 0.0884 um for w_c = w_e = 0.25 um, 0.1017 um for
+    w_c = 0.35 um. The fitted sigmas match within 4 fit sigma + 3 % (the pulsed response is
+    not quite linear at 0.1 P_sat), and the wider collection spot gives the wider image."""
+    from hbtscope.analysis import gaussian1d_fit
+
+    e = dict(x_um=5.0, y_um=5.0, qy_x=0.8, qy_xx=0.04)
+    xs = np.linspace(4.6, 5.4, 33)
+    sig = {}
+    for w_c, expected in ((None, 0.0884), (0.35, 0.1017)):
+        w = _single_emitter_world(e, collection_w_xy_um=w_c)
+        w.set_laser(on=True, power_W=2.4e-9, rep_rate_Hz=5e6)
+        rates = []
+        for x in xs:
+            w.move_focus(x, 5.0, 0.0)
+            rates.append(w.record(0.2)[0].size)
+        fit = gaussian1d_fit(xs, np.array(rates, float), noise="poisson")
+        assert abs(fit.sigma - expected) < 4 * fit.sigma_err + 0.03 * expected, (fit, expected)
+        sig[w_c] = fit.sigma
+    assert sig[0.35] > sig[None]
+
+
+def test_default_sample_has_bright_impurities_that_do_not_antibunch():
+    """The default sample's survey half holds fluorescent impurities: measured on one of
+    them through the analysis, g2(0) is high (>= 0.6 by 3 sigma; the preset draws
+    qy_xx/qy_x >= 0.7), while the emitter at the demo position antibunches."""
+    w = world_with(stage={})
+    impurities = [e for e in w.emitters if e.species == "impurity"]
+    assert len(impurities) >= 3
+    imp = max(impurities, key=lambda e: e.sigma_abs_cm2)
+    w.move_focus(imp.x_um, imp.y_um, 0.0)
+    w.set_laser(on=True, power_W=5e-9, rep_rate_Hz=5e6)
+    ts, ch = w.record(5.0)
+    lag, c = correlate(ts[ch == 2], ts[ch == 3], 1000, 12_000_000)
+    z = find_zero_delay(lag, c, PERIOD_PS)
+    r = g2_pulsed(lag, c, PERIOD_PS, zero_delay_ps=z.zero_delay_ps)
+    assert r.g2_0 - 3 * r.g2_0_err > 0.6, r.g2_0

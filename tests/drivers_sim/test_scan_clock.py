@@ -51,7 +51,8 @@ def test_confocal_image_from_pixel_markers(setup):
     cx, cy = (w * gx).sum() / w.sum(), (w * gy).sum() / w.sum()
     pixel = xs[1] - xs[0]
     assert abs(cx - 10.0) < 0.2 * pixel and abs(cy - 10.0) < 0.2 * pixel
-    # confocal spot exp(-4 r^2/w^2): a Gaussian of sigma = w/sqrt(8) (w = 0.25 µm)
+    # confocal spot: excitation (w_e = 0.25 µm) x collection (w_c, sim.yaml 0.35 µm), a
+    # Gaussian of sigma = 1 / (2 sqrt(1/w_e^2 + 1/w_c^2))
     from scipy.optimize import curve_fit
 
     def spot(xy, a, x0, y0, sigma, b):
@@ -65,7 +66,10 @@ def test_confocal_image_from_pixel_markers(setup):
         p0=[image.max(), cx, cy, 0.1, bg],
         sigma=np.sqrt(image.ravel() + 1),
     )
-    assert abs(p[3]) == pytest.approx(0.25 / np.sqrt(8), abs=4 * np.sqrt(cov[3, 3]) + 0.005)
+    o = setup.world.optics
+    w_c = o.collection_w_xy_um or o.psf_w_xy_um
+    sigma_true = 0.5 / np.sqrt(1 / o.psf_w_xy_um**2 + 1 / w_c**2)
+    assert abs(p[3]) == pytest.approx(sigma_true, abs=4 * np.sqrt(cov[3, 3]) + 0.005)
 
 
 def test_raster_outside_travel_is_refused_before_anything_moves(setup):

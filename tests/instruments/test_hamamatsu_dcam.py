@@ -228,5 +228,6 @@ def test_the_driver_on_the_twin_sees_the_emitters_under_the_led(tmp_path):
             patch = signal[i - 3 : i + 4, j - 3 : j + 4]
             assert patch.sum() > 20 * np.sqrt(7 * 7 * 1.6**2 / 0.46**2)
             seen += 1
-        assert seen == len(setup.world.emitters)
+        designed = [e for e in setup.world.emitters if e.species == "custom"]
+        assert seen == len(designed)  # the designed spots; the survey field is outside the ROI
         assert abs(np.median(signal)) < 5  # no light between the emitters
