@@ -46,7 +46,13 @@ from hbtscope.analysis.counting import poisson_interval
 from hbtscope.analysis.flid import FLIDResult, contour_lines, flid
 from hbtscope.analysis.flim import FlimResult, flim_fit, gaussian_irf, mean_arrival_lifetime
 from hbtscope.analysis.g2 import BACKGROUND_METHODS, G2PulsedResult, g2_pulsed
-from hbtscope.analysis.g2_cw import G2CWResult, G2LongResult, g2_cw_fit, g2_long_delays
+from hbtscope.analysis.g2_cw import (
+    G2CWResult,
+    G2LongResult,
+    g2_cw_fit,
+    g2_cw_model,
+    g2_long_delays,
+)
 from hbtscope.analysis.hbt_delays import (
     CrosstalkPeaks,
     ZeroDelay,
@@ -98,6 +104,7 @@ from hbtscope.analysis.spectra import (
 )
 
 __all__ = [
+    "g2_cw_model",
     "poisson_interval",
     "CrosstalkPeaks",
     "ZeroDelay",

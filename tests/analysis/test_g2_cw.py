@@ -264,3 +264,35 @@ def test_g2_long_delays_recovers_blinking_contrast_and_time():
     assert r.counts.sum() > 0 and r.tau_ps.size == r.g2.size == r.edges_ps.size - 1
     d = r.as_dict()
     assert d["short_window_lo_ps"] == 1e6 and "g2" not in d
+
+
+@pytest.mark.parametrize(
+    ("seed", "A", "C", "tau0", "sigma"),
+    [
+        (0, 30.0, 0.8, 8000.0, 300.0),
+        (1, 2.0, 0.7, 12000.0, 400.0),  # a few coincidences per bin
+        (2, 100.0, 0.3, 3000.0, 500.0),  # shallow dip, tau0 close to the IRF
+        (3, 5.0, 0.95, 20000.0, 200.0),
+    ],
+)
+def test_cw_fit_is_at_least_as_likely_as_the_truth(seed, A, C, tau0, sigma):
+    """Optimiser-independent check (as for two_level_fit): on counts drawn from the model
+    itself, the Poisson log-likelihood at the fit's optimum is not below the one at the
+    generating parameters (slack 1e-6 relative for the optimiser's tolerance)."""
+    from scipy.special import gammaln
+
+    from hbtscope.analysis import g2_cw_model
+
+    lag = np.arange(-200, 201) * 500.0
+    rng = np.random.default_rng(seed)
+    mu = g2_cw_model(lag, A, C, tau0, 700.0, irf_sigma_ps=sigma)
+    y = rng.poisson(mu)
+    r = g2_cw_fit(lag, y, irf=sigma)
+
+    def loglik(m):
+        return float(np.sum(y * np.log(m) - m - gammaln(y + 1.0)))
+
+    at_fit = loglik(g2_cw_model(lag, r.baseline, r.C, r.tau0_ps, r.tau_offset_ps, sigma))
+    assert at_fit == pytest.approx(r.log_likelihood, rel=1e-9)  # the model is the fit's
+    truth = loglik(mu)
+    assert at_fit >= truth - 1e-6 * abs(truth), (at_fit, truth)
