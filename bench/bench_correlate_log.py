@@ -19,14 +19,14 @@ tttrlib.Correlator (when installed; null otherwise), two of its methods:
 * ``method="laurence"`` (Laurence et al. 2006) with our edges given through
   ``curve.set_x_axis``: the same pair-count definition as ours, but it enumerates every
   pair (cost ~ number of pairs: ~1e11 pairs for the full record), so it runs on the first
-  ``TTTRLIB_LAURENCE_S`` of both channels, and its counts are compared with ours on that
-  prefix bin by bin and timed against ours on that prefix (``tttrlib_laurence_identical``, the bins that differ, and the first
-  edge from which every bin agrees). In tttrlib 0.26.2 it takes ``t2 - t1`` in unsigned
-  64-bit arithmetic, so a partner before the tag wraps around and stops its pointer: the
-  short-lag bins come out wrong (``tttrlib_laurence_bins_differing`` as given). Shifting
-  channel 2 and the edges by the same S (> the largest gap between channel-1 tags; the
-  lags and bins are unchanged) avoids the wrap: that run is the one timed, and its counts
-  are compared bin by bin (``tttrlib_laurence_shifted_identical``).
+  ``TTTRLIB_LAURENCE_S`` of both channels and is timed against ours on that prefix. In
+  tttrlib 0.26.2 it takes ``t2 - t1`` in unsigned 64-bit arithmetic, so a partner before
+  the tag wraps around and stops its pointer: the short-lag bins come out wrong
+  (``tttrlib_laurence_identical``, ``_bins_differing``, and ``_agrees_from_ps``, the first
+  edge from which every bin agrees). Shifting channel 2 and the edges by the same S
+  (> the largest gap between channel-1 tags; lags and bins unchanged) avoids the wrap:
+  that run is the one timed, and its counts are compared with ours bin by bin
+  (``tttrlib_laurence_shifted_identical``).
 
 Prints one JSON line.
 
