@@ -63,6 +63,8 @@ _INT64_MAX = np.iinfo(np.int64).max
 _EDGE_LIMIT_PS = 2**60
 # Target number of partners per tag inside the directly enumerated window of bins.
 _DIRECT_PAIRS_PER_TAG = 1.0
+# Largest lookup table (cells) used to bin the directly enumerated lags.
+_LUT_MAX_CELLS = 1 << 16
 
 
 # --------------------------------------------------------------------------------------
@@ -166,12 +168,20 @@ def _direct_pairs(
     hi_e: np.int64,
     win: np.ndarray,
     n_pow: int,
+    lut: np.ndarray,
+    lut_shift: int,
     counts: np.ndarray,
 ) -> None:
-    """Enumerate the pairs with lo_e <= b - a < hi_e and bin them on ``win``."""
+    """Enumerate the pairs with lo_e <= b - a < hi_e and bin them on ``win``.
+
+    With a non-empty ``lut`` the bin of a lag d is ``lut[(d - lo_e) >> lut_shift]``
+    or the next one (cells no wider than the narrowest bin hold at most one edge);
+    otherwise a branch-free binary search (:func:`_bin_of`).
+    """
     n_a = a.shape[0]
     if n_a == 0 or n_b == 0:
         return
+    use_lut = lut.shape[0] > 0
     bb = b_pad[:n_b]
     lo = np.searchsorted(bb, a[0] + lo_e)
     hi = np.searchsorted(bb, a[0] + hi_e)
@@ -188,8 +198,14 @@ def _direct_pairs(
             lo += 1
         while b_pad[hi] < y:
             hi += 1
-        for j in range(lo, hi):
-            counts[_bin_of(b_pad[j] - ai, win, n_pow)] += 1
+        if use_lut:
+            for j in range(lo, hi):
+                d = b_pad[j] - ai
+                k = lut[(d - lo_e) >> lut_shift]
+                counts[k + (win[k + 1] <= d)] += 1
+        else:
+            for j in range(lo, hi):
+                counts[_bin_of(b_pad[j] - ai, win, n_pow)] += 1
 
 
 # --------------------------------------------------------------------------------------
@@ -242,6 +258,22 @@ def _direct_window(edges: np.ndarray, rate_per_ps: float) -> tuple[int, int]:
     return best
 
 
+def _bin_lut(w: np.ndarray) -> tuple[np.ndarray, int]:
+    """Lookup table of the bin of each cell of 2**shift ps of the window ``w`` (edges).
+
+    ``lut[c]`` is the bin holding ``w[0] + c * 2**shift``; the cell width is at most the
+    narrowest bin, so a lag in cell c lies in bin ``lut[c]`` or ``lut[c] + 1``. Returns an
+    empty table when it would exceed ``_LUT_MAX_CELLS`` cells.
+    """
+    shift = int(np.min(np.diff(w))).bit_length() - 1
+    n_cells = int((w[-1] - w[0] - 1) >> shift) + 1
+    if n_cells > _LUT_MAX_CELLS:
+        return np.empty(0, dtype=np.int64), 0
+    starts = w[0] + (np.arange(n_cells, dtype=np.int64) << shift)
+    lut = np.searchsorted(w, starts, side="right").astype(np.int64) - 1
+    return lut, shift
+
+
 def _run_kernel(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
     """Add the pairs of sorted int64 arrays a x b to counts (no validation)."""
     if a.size == 0 or b.size == 0:
@@ -266,8 +298,9 @@ def _run_kernel(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndar
             n_pow <<= 1
         win = np.full(n_pow + 1, _INT64_MAX, dtype=np.int64)
         win[: n_direct + 1] = edges[ka : kb + 1]
+        lut, lut_shift = _bin_lut(edges[ka : kb + 1])
         direct = np.zeros(n_direct, dtype=np.int64)
-        _direct_pairs(a, b_pad, b.size, edges[ka], edges[kb], win, n_pow, direct)
+        _direct_pairs(a, b_pad, b.size, edges[ka], edges[kb], win, n_pow, lut, lut_shift, direct)
         counts[ka:kb] += direct
 
 
