@@ -1,7 +1,7 @@
 """Benchmark of hbtscope.analysis.flim_fit: a 100 x 100 FLIM image, ~1000 photons per pixel.
 
 Synthetic stack: 10 MHz excitation, one period of 512 TCSPC bins of 195.3 ps, Gaussian IRF
-(sigma 150 ps at 3 ns), two lifetimes 1.4 ns and 10 ns (seed 000's biexciton-like fast
+(sigma 150 ps at 3 ns), two lifetimes 1.4 ns and 10 ns (Pierini et al.'s biexciton-like fast
 component and a long one), amplitude fraction 0.3 in the left half and 0.7 in the right half,
 0.02 background counts per bin. Pixel photon numbers are Poisson with mean 1000.
 

@@ -1,6 +1,6 @@
 """Benchmark of hbtscope.analysis.fit_decay: F-value at 1000 photons and fit time.
 
-Configuration (seed 001 numbers): mono-exponential tau = 10 ns at 2.5 MHz, the full
+Configuration (D'Amato et al. numbers): mono-exponential tau = 10 ns at 2.5 MHz, the full
 400 ns period in 2000 bins of 200 ps with the pile-up wrap-around modelled, Gaussian IRF
 sigma = 100 ps, 0.5 % background; t0, amplitude and background fitted by Poisson maximum
 likelihood. F = (sd(tau_hat) / tau) * sqrt(N) over M simulated 1000-photon decays (design

@@ -155,8 +155,8 @@ class OpticsSpec(_Strict):
     psf_w_z_um: Annotated[float, Field(gt=0.1, le=50)] = 0.8
     collection_efficiency: Fraction = 0.05
     split_ratio: Fraction = 0.5
-    # slow thermal drift of the sample against the focus (seed 004: repeat-and-sum with drift
-    # correction); direction drawn from the seed
+    # slow thermal drift of the sample against the focus (Baronnier et al.: repeat-and-sum with
+    # drift correction); direction drawn from the seed
     drift_nm_per_min: Annotated[float, Field(ge=0, le=1e4)] = 0.0
     # 1/e^2 radius of the collection spot (pinhole / fibre core imaged at the emission
     # wavelength); None: as wide as the excitation spot
@@ -177,7 +177,7 @@ class DetectorSpec(_Strict):
     # timing response (IRF) beyond the Gaussian jitter: a diffusion tail of this weight
     jitter_tail_fraction: Fraction = 0.0
     jitter_tail_ps: Annotated[float, Field(gt=0, le=1e6)] = 300.0
-    # spectral filter in front of this SPAD: [min, max] nm (seed 004: 530 and 650 nm bands)
+    # spectral filter in front of this SPAD: [min, max] nm (Baronnier et al.: 530 and 650 nm bands)
     band_nm: tuple[float, float] | None = None
     # breakdown-flash crosstalk (drivers_sim/imperfections.py): probability per avalanche
     # that this SPAD's flash fires the other HBT detector, and the flash's optical path

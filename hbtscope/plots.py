@@ -32,7 +32,7 @@ def _display_factor(period_bins: float, per_period: int = 20) -> int:
 
 
 def plot_g2_pulsed(lag_ps, counts, result, path: str | Path, title: str = "") -> Path:
-    """Pulsed g2 like seed 000 Fig. 6a: coincidence histogram scaled so side peaks are ~1.
+    """Pulsed g2 like Pierini et al. Fig. 6a: coincidence histogram scaled so side peaks are ~1.
 
     Left: the histogram around zero delay (rebinned to ~period/12). Right: every peak's area
     normalised to the mean reference side-peak area (near 10 µs), i.e. g2 at tau = k T.

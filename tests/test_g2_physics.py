@@ -71,8 +71,8 @@ def test_laser_on_bare_substrate_is_poissonian(setup):
     assert g2["g2_0_err"] < 0.1
 
 
-def test_count_rate_follows_seed001_saturation(setup):
-    """Count rate vs power follows I = A (1 - exp(-P/P_sat)) + B P (seed 001 eq. 1).
+def test_count_rate_follows_damato_saturation(setup):
+    """Count rate vs power follows I = A (1 - exp(-P/P_sat)) + B P (D'Amato et al. eq. 1).
 
     The simulated emitter saturates by physics (Poisson excitons, multi-exciton ladder), not
     by this formula. For qy_xx/qy_x = 0.05 the noise-free physics curve

@@ -5,15 +5,17 @@ No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
 
 - ``correlation``: linear-bin cross-correlation of tag streams (``correlate``), streaming;
 - ``correlation_log``: log-binned correlation 10 ns – 1 s, normalised g2 (Laurence 2006 style);
-- ``g2``: pulsed g2(0) from peak areas (seeds 000/001); ``hbt_delays``: zero delay and
-  breakdown-flash crosstalk peaks of an HBT histogram; ``g2_cw``: CW antibunching fit with IRF
-  (seed 004) and blinking bunching at long delays (seed 001 Fig. 4d);
+- ``g2``: pulsed g2(0) from peak areas (Pierini et al., D'Amato et al.); ``hbt_delays``: zero
+  delay and breakdown-flash crosstalk peaks of an HBT histogram; ``g2_cw``: CW antibunching fit
+  with IRF
+  (Baronnier et al.) and blinking bunching at long delays (D'Amato et al. Fig. 4d);
 - ``lifetime``: TCSPC histograms, maximum-likelihood multi-exponential decay fits with IRF;
 - ``flim``: per-pixel lifetime maps (vectorised MLE);
-- ``blinking``, ``flid``: intensity traces, ON fraction, change points, FLID (seeds 000/001);
-- ``saturation``: seed 001 eq. 1; ``spectra``: CEW/FWHM, series, blue-shift;
+- ``blinking``, ``flid``: intensity traces, ON fraction, change points, FLID (Pierini et al.,
+  D'Amato et al.);
+- ``saturation``: D'Amato et al. eq. 1; ``spectra``: CEW/FWHM, series, blue-shift;
 - ``images``: emitter finding, survival curves, drift registration, Gaussian refocus fits;
-- ``polarisation``: Malus fit and DOLP (seed 003).
+- ``polarisation``: Malus fit and DOLP (Farrow et al.).
 """
 
 from hbtscope.analysis.blinking import (

@@ -3,16 +3,16 @@
 Everything works on photon time tags in picoseconds (``t_ps``, sorted ascending, int64
 from a time tagger or float). Functions:
 
-* :func:`intensity_trace` / :func:`intensity_histogram` -- binned trace (seed 001 Fig. 4a:
-  10 ms bins; seed 000 Fig. 5a: 50 ms) and its histogram of counts per bin.
+* :func:`intensity_trace` / :func:`intensity_histogram` -- binned trace (D'Amato et al. Fig. 4a:
+  10 ms bins; Pierini et al. Fig. 5a: 50 ms) and its histogram of counts per bin.
 * :func:`on_fraction` -- fraction of bins above a threshold; ``threshold="auto"`` places it
   midway between the levels of a fitted two-level model (see :func:`two_level_fit`).
 * :func:`change_points` -- Watkins & Yang (J. Phys. Chem. B 109, 617 (2005)) change-point
   analysis on the individual arrival times, with :func:`cluster_levels` for the number of
   intensity states.
 * :func:`mean_arrival_time_per_bin` -- mean delay after the laser sync per bin (the lifetime
-  axis of a FLID, seed 001 SI VI), :func:`window_mask` / :func:`photons_in_windows` to pick
-  the photons of high- or low-intensity windows (seed 001 Fig. 4b).
+  axis of a FLID, D'Amato et al. SI VI), :func:`window_mask` / :func:`photons_in_windows` to pick
+  the photons of high- or low-intensity windows (D'Amato et al. Fig. 4b).
 
 Automatic ON/OFF threshold
 --------------------------
@@ -38,7 +38,7 @@ quantile) -- whether that level is an emitter or background is the caller's call
 own estimate ``w_on + w_bridge / 2`` is reported as ``TwoLevelFit.on_fraction_model``.
 Otsu's threshold is available (``threshold="otsu"``) but its between-class-variance
 criterion drifts into the larger class when the classes are very unequal, and the seeds'
-emitters are ON 90-99 % of the time (seeds 002, 004).
+emitters are ON 90-99 % of the time (Feld et al. and Baronnier et al.).
 
 Change-point analysis (Watkins & Yang 2005)
 -------------------------------------------
@@ -266,7 +266,7 @@ def intensity_trace(
 def intensity_histogram(
     counts, bins: int | np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Histogram of the counts per bin of a trace (seed 001 Fig. 4a, right panel).
+    """Histogram of the counts per bin of a trace (D'Amato et al. Fig. 4a, right panel).
 
     ``bins=None``: one bin per integer count value when the range spans <= 200 values,
     otherwise 100 equal bins. An int gives that many equal bins over ``[min - 0.5,
@@ -691,7 +691,7 @@ def mean_arrival_time_per_bin(
 def window_mask(counts, low: float | None = None, high: float | None = None) -> np.ndarray:
     """Boolean mask of trace bins with ``low <= counts < high`` (``None``: unbounded).
 
-    E.g. the high- and low-intensity windows of seed 001 Fig. 4a:
+    E.g. the high- and low-intensity windows of D'Amato et al. Fig. 4a:
     ``window_mask(c, low=thr_hi)`` and ``window_mask(c, high=thr_lo)``.
     """
     c = _finite_1d("counts", counts)
@@ -708,7 +708,7 @@ def photons_in_windows(t_ps, bin_start_ps, selected, bin_ps: float | None = None
     ``bin_start_ps`` and ``selected`` (bool mask over bins, e.g. from :func:`window_mask`)
     describe the trace; the bin width is ``bin_ps`` or the (uniform) spacing of
     ``bin_start_ps``. Use the mask on the photons' delays to build the decay of the high-
-    or low-intensity windows (seed 001 Fig. 4b).
+    or low-intensity windows (D'Amato et al. Fig. 4b).
     """
     t = _times("t_ps", t_ps, allow_empty=True)
     b = _times("bin_start_ps", bin_start_ps)

@@ -1,8 +1,8 @@
 """Fluorescence lifetime-intensity distribution (FLID) as a 2-D kernel density.
 
-Seed 001 SI VI: every trace bin (10 ms) gives a point (intensity, mean photon arrival time);
+D'Amato et al. SI VI: every trace bin (10 ms) gives a point (intensity, mean photon arrival time);
 the FLID image is a kernel density estimate of these points, drawn with the contours that
-contain 50 % (inner) and 68 % (outer) of the occurrences (seed 000 Fig. 5c,d).
+contain 50 % (inner) and 68 % (outer) of the occurrences (Pierini et al. Fig. 5c,d).
 
 Method (:func:`flid`):
 
@@ -14,7 +14,7 @@ Method (:func:`flid`):
   sampled on the grid (binned KDE; its error is second order in grid step / bandwidth).
 * Highest-density-region levels: ``levels_from="samples"`` (default) -- the level ``c_p`` is
   the ``1 - p`` quantile of the density at the data points themselves (leave-one-out), so
-  the region ``{f >= c_p}`` contains the fraction ``p`` of the occurrences, as in seed 000's
+  the region ``{f >= c_p}`` contains the fraction ``p`` of the occurrences, as in Pierini et al.'s
   caption (Hyndman 1996, "Computing and graphing highest density regions"). Unlike the
   alternative ``levels_from="density"`` (the region holding the fraction ``p`` of the KDE's
   own probability mass), it is not biased outward by the kernel's smoothing: fresh samples

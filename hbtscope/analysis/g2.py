@@ -8,9 +8,9 @@ Method (see :func:`g2_pulsed`):
 * peak areas M_k are integrated over [k*T - W/2, k*T + W/2);
 * the reference is the mean of the side peaks around tau ~ +-10 us rather than the
   k = +-1 peaks, because blinking/shelving bunches the near side peaks above 1
-  (seed 000: normalisation at 10 us);
+  (Pierini et al.: normalisation at 10 us);
 * the accidental background under each peak, M_b, is measured between the peaks and
-  removed with one of the corrections of seed 001 SI section IV (background);
+  removed with one of the corrections of D'Amato et al. SI section IV (background);
 * next to the linearised sigma, a confidence interval from the conditional binomial of
   the centre-peak counts given centre + reference side-peak counts (Clopper-Pearson),
   which stays honest at zero and few coincidences (see :func:`g2_pulsed`, "Interval").
@@ -225,7 +225,7 @@ def g2_pulsed(
     (counts assumed uniform within a bin), so W and T need not be multiples of the bin
     width; the result is exact when the window edges fall on bin edges.
 
-    Background (seed 001 SI section IV). Two background windows of width
+    Background (D'Amato et al. SI section IV). Two background windows of width
     B = ``background_window_ps`` (default 0.1*T, W + B <= T) centred at (k - 1/2)*T and
     (k + 1/2)*T, with raw counts n_-, n_+; scaled to the peak window:
 
@@ -236,12 +236,12 @@ def g2_pulsed(
     * ``"linear"``:  M_c = M - M_b  (unbiased for uniform uncorrelated accidentals,
       i.e. dark counts x signal and dark x dark);
     * ``"sqrt"``: M_c = M + M_b - 2*sqrt(M*M_b) = (sqrt(M) - sqrt(M_b))^2 where
-      M >= M_b, else 0 and ``centre_area_clipped`` (seed 001 SI section IV; it assumes
+      M >= M_b, else 0 and ``centre_area_clipped`` (D'Amato et al. SI section IV; it assumes
       the accidentals add in amplitude, and is biased low for uniform accidentals -- the
       old name ``"seed001"`` is still accepted);
     * ``"none"``:    M_c = M.
 
-    Normalisation (seed 000: normalisation at 10 us). Blinking makes the near side peaks
+    Normalisation (Pierini et al.: normalisation at 10 us). Blinking makes the near side peaks
     exceed 1, so the reference S is the mean M_c of all side peaks with
     | |k|*T - norm_delay_ps | <= norm_halfwidth_ps, on both signs of tau:
 

@@ -1,11 +1,11 @@
-"""CW antibunching fit (seed 004 eq. 4) and blinking bunching at long delays (seed 001).
+"""CW antibunching fit (Baronnier et al. eq. 4) and long-delay blinking bunching (D'Amato et al.).
 
 CW antibunching (:func:`g2_cw_fit`). Under continuous-wave excitation the HBT
 coincidence histogram of a single emitter is::
 
     g2(tau) = 1 - C exp(-|tau - tau_off| / tau0)
 
-(seed 004, eq. 4), with tau0 = 1/(k_exc + k_rad) for a two-level system and C < 1 because
+(Baronnier et al., eq. 4), with tau0 = 1/(k_exc + k_rad) for a two-level system and C < 1 because
 uncorrelated background photons and dark counts add accidental coincidences at zero
 delay (C = rho1 rho2 with rho the signal fraction on each detector). tau_off is the
 electronic delay between the channels. The measured histogram is this function convolved
@@ -35,7 +35,7 @@ bunching; tau measured from a fixed ``tau_offset_ps`` when one is given); its Po
 error sigma_A = sqrt(sum n)/n_bins is propagated to the other parameters through
 d theta/dA = -I_tt^-1 I_tA.
 
-Blinking (:func:`g2_long_delays`): g2 on log bins from 10 ns to 1 s (seed 001 Fig. 4d,
+Blinking (:func:`g2_long_delays`): g2 on log bins from 10 ns to 1 s (D'Amato et al. Fig. 4d,
 bunching 1.18 below 10 us, back to 1 by 100 us), averaged over a short-delay and a
 long-delay window, and fitted by the telegraph (two-state blinking) model
 ``g2 = A [1 + C_b exp(-tau / tau_b)]`` integrated over each log bin with the finite-duration
@@ -538,7 +538,7 @@ class G2LongResult:
     ``tau_ps``, ``g2``, ``g2_err``, ``counts``, ``expected``, ``edges_ps``: the log-binned
     g2 (``g2 = counts / expected``, ``g2_err`` from :func:`g2_log_variance`). ``g2_short``,
     ``g2_long``: pooled g2 (sum counts / sum expected) over the short- and long-delay
-    windows with Poisson errors (seed 001: 1.18 below 10 us, ~1 beyond 100 us).
+    windows with Poisson errors (D'Amato et al.: 1.18 below 10 us, ~1 beyond 100 us).
     ``C_blink``, ``tau_blink_ps``, ``fit_baseline``: telegraph-model fit
     g2 = A [1 + C_b exp(-tau/tau_b)] over tau >= ``fit_min_ps`` (NaN when not fitted).
     """

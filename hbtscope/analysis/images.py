@@ -38,7 +38,7 @@ Drift (:func:`drift_by_cross_correlation`): the cross-correlation of the two ima
 computed by FFT, its peak located on the pixel grid and refined on a grid ``upsample`` times
 finer by a matrix-multiply DFT of the cross-power spectrum around the peak (the method of
 Guizar-Sicairos, Thurman & Fienup, Opt. Lett. 33, 156 (2008)), then by a parabola through the
-finest grid's maximum. :func:`register_and_sum` aligns and sums a stack with it (seed 004's
+finest grid's maximum. :func:`register_and_sum` aligns and sums a stack with it (Baronnier et al.'s
 repeat-and-sum).
 
 Gaussian fits (:func:`gaussian2d_fit`, :func:`gaussian1d_fit`): bounded least squares

@@ -6,7 +6,7 @@ Histogram (:func:`decay_histogram`): the delay of every photon after its precedi
 ``bin_ps`` starting at delay 0; photons before the first sync or beyond the range are
 dropped.
 
-Model (:func:`fit_decay`, seeds 000 eq. 2, 001, 004 eq. 3). Bin k covers
+Model (:func:`fit_decay`, Pierini et al. eq. 2, 001, 004 eq. 3). Bin k covers
 [k*dt, (k+1)*dt), dt = ``bin_ps``. Expected counts::
 
     mu_k = sum_i a_i * u_k(tau_i, t0) + B

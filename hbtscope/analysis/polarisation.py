@@ -1,4 +1,4 @@
-"""Polarisation of the emission: Malus fit and degree of linear polarisation (seed 003).
+"""Polarisation of the emission: Malus fit and degree of linear polarisation (Farrow et al.).
 
 Model (analyser at angle theta in detection)::
 

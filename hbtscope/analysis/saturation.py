@@ -1,4 +1,4 @@
-"""Saturation curve: emitted counts versus excitation power (seed 000 eq. 1, seed 001 eq. 1).
+"""Saturation curve: counts versus excitation power (Pierini et al.; D'Amato et al. eq. 1).
 
 Model::
 

@@ -23,7 +23,7 @@ maximum in nm, from the fitted model. Why the model peak rather than an intensit
 centroid: the centroid moves with the red tail and with the window it is taken over, and is
 noisier; the peak of the fitted shape uses every pixel of the line, is independent of the
 tail (the tail only starts below half maximum), and is the quantity the seeds read off their
-spectra (seed 000 Fig. 3a, seed 001 Fig. 3b). It is also how the simulated spectrometer
+spectra (Pierini et al. Fig. 3a, D'Amato et al. Fig. 3b). It is also how the simulated spectrometer
 defines ``cew_nm``. The intensity-weighted centroid within the FWHM is reported too
 (``centroid_nm``).
 
@@ -493,7 +493,7 @@ class SeriesResult:
     slope of a weighted linear fit of CEW versus time (positive = shift to the blue), errors
     scaled up by sqrt(chi2_red) when the CEW scatters more than its errors (spectral
     diffusion). ``normalised_map[i]`` is spectrum i, despiked, background subtracted and
-    divided by its maximum (the drift map of seed 000 Fig. 4a / seed 001 Fig. 2b).
+    divided by its maximum (the drift map of Pierini et al. Fig. 4a / D'Amato et al. Fig. 2b).
     """
 
     times_s: np.ndarray
@@ -583,7 +583,7 @@ def spectrum_series(times_s, wavelength_nm, spectra, *, background="fit") -> Ser
 
 @dataclass(frozen=True, eq=False)
 class PopulationResult:
-    """CEW statistics of a set of emitters (seed 000 Fig. 3b, seed 001 Fig. 3a,d).
+    """CEW statistics of a set of emitters (Pierini et al. Fig. 3b, D'Amato et al. Fig. 3a,d).
 
     ``mean`` +- ``sd`` (sample standard deviation, ddof 1), ``sem`` = sd / sqrt(n),
     ``median``; the histogram ``hist_edges``/``hist_counts``. With ``g2s``: Pearson and

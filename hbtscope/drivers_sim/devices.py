@@ -20,7 +20,7 @@ SIM_REP_RATES_HZ = (1.0e6, 80.0e6)
 
 class SimPulsedLaser(PulsedLaser):
     """A picosecond diode laser in the simulated world; ``cw = True`` runs it continuous-wave
-    (as a PicoQuant LDH head can, and as seed 004's CW excitation needs)."""
+    (as a PicoQuant LDH head can, and as Baronnier et al.'s CW excitation needs)."""
 
     @property
     def cw(self) -> bool:
@@ -86,7 +86,8 @@ class SimPiezoStage(Stage):
 
 
 class SimLED(LED):
-    """Wide-field LED; full power gives the presets' reference illumination (seeds 000/001)."""
+    """Wide-field LED; full power gives the presets' reference illumination (Pierini et al. and
+    D'Amato et al.)."""
 
     def __init__(
         self,
@@ -184,7 +185,8 @@ class SimFlipMirror(FlipMirror):
 
 
 class SimCamera(Camera):
-    """sCMOS wide-field camera (seeds 000/001: Hamamatsu ORCA-Flash 4.0) on the world.
+    """sCMOS wide-field camera (Pierini et al. and D'Amato et al.: Hamamatsu ORCA-Flash 4.0) on the
+    world.
 
     The field of view is centred on the stage position; each emitter's brightness is its
     LED-driven emission averaged over the exposure (blinking, bleaching), times

@@ -1,9 +1,9 @@
 """The ground truth of one simulated emitter, and its three-state blinking dynamics.
 
-States (type-A blinking, seeds 000/001): 0 = bright (neutral exciton: ``qy_x``, ``tau_x_ns``),
-1 = grey (charged/trion: short lifetime, low QY; fast flicker), 2 = off/dim (slow blinking;
-``qy_off`` may be 0), 3 = bleached (absorbing). Switching is a continuous-time Markov chain
-whose rates out of the bright state grow with the excitation (photo-charging), the return
+States (type-A blinking, Pierini et al. and D'Amato et al.): 0 = bright (neutral exciton: ``qy_x``,
+``tau_x_ns``), 1 = grey (charged/trion: short lifetime, low QY; fast flicker), 2 = off/dim (slow
+blinking; ``qy_off`` may be 0), 3 = bleached (absorbing). Switching is a continuous-time Markov
+chain whose rates out of the bright state grow with the excitation (photo-charging), the return
 rates do not:
 
     k_0->j(t) = k_0->j at P_sat * (x(t)/x_sat)**blink_exponent,  x = 1 - exp(-<N>)
@@ -11,8 +11,8 @@ rates do not:
     blink_exponent is 1 by default, 0 where a seed reports rates independent of the power.
 
 Bleaching: each emitter has a dose threshold D_b (absorbed photons) drawn from a Weibull law
-S(D) = exp(-(D/D_scale)^k), k > 1, so the hazard grows with the dose (seed 000 Fig. 4b,
-seed 001 Fig. 2a); D_scale shrinks with dilution (preset table).
+S(D) = exp(-(D/D_scale)^k), k > 1, so the hazard grows with the dose (Pierini et al. Fig. 4b,
+D'Amato et al. Fig. 2a); D_scale shrinks with dilution (preset table).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Emitter:
     k_bo: float = 0.0
     k_ob: float = 1.0
     #: rates out of bright scale as (x/x_sat)**blink_exponent (1: photo-charging, linear in
-    #: the excitation; 0: independent of it, as Pierini et al. (seed 000) report up to 2 I_sat)
+    #: the excitation; 0: independent of it, as Pierini et al. report up to 2 I_sat)
     blink_exponent: float = 1.0
     bleach_dose: float = math.inf  # absorbed photons at which it bleaches
     cew_nm: float = 510.0

@@ -1,9 +1,9 @@
 """Photophysics of one quantum emitter (pure functions): the multi-exciton ladder.
 
-Pulsed excitation (Pierini et al., seed 000; D'Amato et al., seed 001; Feld et al., seed 002).
+Pulsed excitation (Pierini et al.; D'Amato et al.; Feld et al.).
 Each laser pulse creates N ~ Poisson(<N>) excitons, <N> = sigma_abs F (absorption
 cross-section times photon fluence of the pulse at the emitter); P_sat is the power where
-<N> = 1 at the centre of the focus (seed 001's definition, "N_eh = 1"). N beyond ``N_MAX``
+<N> = 1 at the centre of the focus (D'Amato et al.'s definition, "N_eh = 1"). N beyond ``N_MAX``
 relaxes (intraband, ps) to the top rung n0 = min(N, N_MAX). The n-exciton state then
 cascades n0 -> n0 - 1 -> ... -> 1 -> 0; rung n emits one photon with quantum yield QY_n (or
 loses the exciton by Auger recombination), after an exponential delay of lifetime tau_n.
@@ -27,8 +27,8 @@ all get QY_n = min(qy_xx, 1).
 Lifetimes of the rungs: the total decay rate is Gamma_n = n^2 (k_r + k_nr)(1 + beta (n-1))
 (same scaling), anchored at the measured biexciton lifetime: tau_1 = tau_x,
 tau_n = tau_xx Gamma_2/Gamma_n = tau_xx 4 (1 + beta) / (n^2 (1 + beta (n - 1))) for n >= 2
-(tau_xx given, not derived from tau_x: seeds 000 and 002 measure it). Only photon timing
-within a pulse depends on them (TCSPC, not the g2 peak areas).
+(tau_xx given, not derived from tau_x: Pierini et al. and Feld et al. measure it). Only photon
+timing within a pulse depends on them (TCSPC, not the g2 peak areas).
 
 Closed form, per pulse, with G_n = P(N >= n) = P(n, <N>) (regularised lower incomplete
 gamma function; G_N_MAX includes the relaxed remainder):
@@ -42,9 +42,9 @@ Limits: g2(0) -> QY_2/QY_1 = qy_xx/qy_x at low power (Nair et al. 2011, quoted b
 002); it rises monotonically with <N> (more rungs below the top are occupied) towards
 1 - sum p_n^2/(sum p_n)^2 (about 1 - 1/N_MAX for r = 1) when every rung is occupied.
 The count rate saturates for the exciton and keeps growing with the higher rungs, the
-A (1 - e^(-P/P_sat)) + B P of seed 001 eq. 1 with B > 0 from the emitter itself.
+A (1 - e^(-P/P_sat)) + B P of D'Amato et al. eq. 1 with B > 0 from the emitter itself.
 
-CW excitation (Baronnier et al. 2022, seed 004): absorption at rate k = sigma Phi. Ground
+CW excitation (Baronnier et al.): absorption at rate k = sigma Phi. Ground
 G -> X at k; X -> G at gamma = 1/tau_x (photon with qy_x); X -> XX at k (a second exciton
 absorbed while the first lives); XX -> X at Gamma_2 = 1/tau_xx (photon with qy_xx).
 Absorption while in XX is neglected (k tau_xx < 0.01 at any CW intensity the seeds use).
@@ -90,7 +90,7 @@ def peak_fluence_per_cm2(power_W: float, rep_rate_Hz: float, wavelength_nm: floa
 
 
 def saturation_power_W(sigma_abs_cm2: float, rep_rate_Hz: float, wavelength_nm: float, w_um: float):
-    """Average power for which <N> = 1 at the centre of the focus (P_sat, seed 001)."""
+    """Average power for which <N> = 1 at the centre of the focus (P_sat, D'Amato et al.)."""
     w_cm = w_um * 1e-4
     return (
         rep_rate_Hz * photon_energy_J(wavelength_nm) * math.pi * w_cm * w_cm / (2.0 * sigma_abs_cm2)

@@ -6,9 +6,9 @@ rates, bleaching dose and polarisation, and how single-photon purity depends on 
 Every number below cites the seed it comes from; where a seed gives no number the value is a
 typical one for the material and says so.
 
-Papers: seed 000 = Pierini et al. (CsPbBr3 nanocubes), seed 001 = D'Amato et al. (Zn-treated
-CsPbBr3), seed 002 = Feld et al. (FAPbBr3), seed 003 = Farrow et al. (CsPbI3 in a cavity),
-seed 004 = Baronnier et al. 2022 (CdSe/CdZnS in MAPbBr3); files /work/shared/seeds/00N_*.
+Papers: Pierini et al. = Pierini et al. (CsPbBr3 nanocubes), D'Amato et al. = D'Amato et al. (Zn-treated
+CsPbBr3), Feld et al. = Feld et al. (FAPbBr3), Farrow et al. = Farrow et al. (CsPbI3 in a cavity),
+Baronnier et al. = Baronnier et al. (CdSe/CdZnS in MAPbBr3); files /work/shared/seeds/00N_*.
 
 How purity follows from the preset: the biexciton-to-exciton QY ratio r = qy_xx/qy_x ≤ 1
 sets g2(0) → r at low power, and the multi-exciton ladder of ``physics`` (Auger-limited
@@ -16,7 +16,7 @@ QY_n for n ≥ 2) makes g2(0) rise with power: at P_sat (<N> = 1) g2 = 0.019, 0.
 0.38, 0.58, 1.00 for r = 0.012, 0.04, 0.05, 0.3, 0.5, 1 (``physics.g2_zero_pulsed``). r rises
 with CEW as a logistic r(λ) = r_min + (r_max − r_min)/(1 + exp(−(λ − λ_mid)/w)) with
 r_max ≤ 1, because large, weakly confined crystals emit to the red, Auger recombination
-weakens and they lose antibunching (seed 000 Fig. 6b, seed 001 Fig. 3d): r → 1 is the
+weakens and they lose antibunching (Pierini et al. Fig. 6b, D'Amato et al. Fig. 3d): r → 1 is the
 classical limit (g2 = 1 at any power), so no crystal needs qy_xx > qy_x.
 
 | preset | seed | what it encodes (values as the seed reports them) |
@@ -46,7 +46,7 @@ import numpy as np
 from hbtscope.drivers_sim.emitters import Emitter
 
 #: absorbed photons per second, for sigma_abs = 1e-13 cm², under the reference ("intense",
-#: seeds 000/001) wide-field LED illumination. Pulsed excitation at P_sat absorbs
+#: Pierini et al. and D'Amato et al.) wide-field LED illumination. Pulsed excitation at P_sat absorbs
 #: <N> f = 2.5e6 /s at 2.5 MHz whatever sigma (the dose rate, world.py), 2.5 times this, so
 #: a crystal with sigma = 1e-13 cm² lives 2.5^(-1) as long (in dose terms: the same dose) in
 #: the confocal at P_sat as in the bleaching videos. At 400 nm this is 5.0 W/cm²
@@ -60,7 +60,7 @@ LED_REFERENCE_W_PER_CM2 = (
 WEIBULL_SHAPE = 1.5  # hazard ∝ D^0.5: grows with dose (seeds give no shape; typical)
 
 #: crystals in small aggregates tolerate this much more dose (better mutual passivation): the
-#: "constant residual PL from small aggregates" of seed 001 Fig. 2a at 1:200 (model choice)
+#: "constant residual PL from small aggregates" of D'Amato et al. Fig. 2a at 1:200 (model choice)
 CLUSTER_BLEACH_ROBUSTNESS = 10.0
 
 
@@ -125,19 +125,19 @@ def _add(p: SpeciesPreset) -> SpeciesPreset:
 CSPBBR3_NANOCUBE = _add(
     SpeciesPreset(
         name="cspbbr3_nanocube",
-        seed_paper="seed 000",
-        # | CEW bimodal 485 nm (FWHM 14 nm) and 510 nm (FWHM 15 nm)       | seed 000 Fig. 3b |
+        seed_paper="Pierini et al.",
+        # | CEW bimodal 485 nm (FWHM 14 nm) and 510 nm (FWHM 15 nm)       | Pierini et al. Fig. 3b |
         cew_modes=((0.5, 485.0, 4.0), (0.5, 510.0, 3.0)),
         cew_range_nm=(470.0, 525.0),
         fwhm_nm=(14.5, 1.5),
         tail=0.15,
-        # | half of emitters g2(0) < 0.2, best 0.02; CEW > 505 nm: g2 > 0.5 | seed 000 Fig. 6b |
+        # | half of emitters g2(0) < 0.2, best 0.02; CEW > 505 nm: g2 > 0.5 | Pierini et al. Fig. 6b |
         # all measured at I_sat: the ladder gives g2 0.019 at r_min = 0.012 (the "best 0.02");
         # the 485 nm mode has r ≈ r_min (g2 < 0.2), the 510 nm mode r ≈ 1 (g2 ≈ 1, > 0.5
         # above 505 nm: r(505) = 0.92); the crossover at 500 nm splits the two modes
         r_logistic=(500.0, 2.0, 0.012, 1.0),
         qy_x=0.8,  # typical for CsPbBr3 NCs (not given)
-        # | lifetimes 14.7 ns (neutral), 6.1 ns (grey), 1.4 ns (biexciton) | seed 000 Fig. 5b |
+        # | lifetimes 14.7 ns (neutral), 6.1 ns (grey), 1.4 ns (biexciton) | Pierini et al. Fig. 5b |
         tau_x_ns=(14.7, 2.0),
         tau_xx_ns=1.4,
         qy_grey=0.3,
@@ -149,20 +149,20 @@ CSPBBR3_NANOCUBE = _add(
         # so the switching rates do not scale with the excitation: blink_exponent = 0
         k_flicker=(12.0, 30.0),
         k_blink=(0.05, 1.0),
-        # | median I_sat "0.56 W/µm²" as printed; 405 nm, 2.5 MHz               | seed 000 |
+        # | median I_sat "0.56 W/µm²" as printed; 405 nm, 2.5 MHz               | Pierini et al. |
         # 0.56 W/µm² = 5.6e7 W/cm² would need sigma = f h nu / I_sat = 2e-20 cm², and
         # would ablate the crystal: not physical. Our choice: a typo for µW/µm², i.e.
         # I_sat = 56 W/cm² (peak intensity), sigma = 2.5e6 /s × 4.905e-19 J / 56 W/cm²
         # = 2.2e-14 cm² (same order as Feld et al.'s 7e-14 for larger FAPbBr3 QDs)
         sigma_abs_cm2=(2.2e-14, 0.35),
-        # | 1:1 > 80 % alive after 20 min; 1:2 ... 1:100 half bleached in 3 min | seed 000 Fig. 4b |
+        # | 1:1 > 80 % alive after 20 min; 1:2 ... 1:100 half bleached in 3 min | Pierini et al. Fig. 4b |
         bleach_scale_s={
             1.0: _scale_from_survival(1200.0, 0.82),
             2.0: _scale_from_survival(180.0, 0.5),
             100.0: _scale_from_survival(180.0, 0.5),
         },
         # | blue-shift < 10 nm in 2 h at I_sat (2.5 MHz: <N> f = 2.5e6 absorbed/s → 1.8e10:
-        # | 8 nm)                                                               | seed 000 Fig. 4a |
+        # | 8 nm)                                                               | Pierini et al. Fig. 4a |
         blueshift_nm_per_exc=4.5e-10,
         dolp=(0.3, 0.15),  # typical (not given)
         blink_exponent=0.0,
@@ -180,8 +180,8 @@ CSPBBR3_NANOCUBE = _add(
 CSPBBR3_ZN = _add(
     SpeciesPreset(
         name="cspbbr3_zn",
-        seed_paper="seed 001",
-        # | CEW 512.5 ± 3.3 nm (504–518 nm), FWHM 15 nm                      | seed 001 Fig. 3a,b |
+        seed_paper="D'Amato et al.",
+        # | CEW 512.5 ± 3.3 nm (504–518 nm), FWHM 15 nm                      | D'Amato et al. Fig. 3a,b |
         cew_modes=((1.0, 512.5, 3.3),),
         cew_range_nm=(504.0, 518.0),
         fwhm_nm=(15.0, 1.2),
@@ -192,23 +192,23 @@ CSPBBR3_ZN = _add(
         # CEW 512.5 ± 3.3 nm population below 515 nm has g2 < 0.5 (numerical draw)
         r_logistic=(515.0, 1.2, 0.053, 1.0),
         qy_x=0.8,  # typical (not given)
-        # | tau 10.2 ns (high-intensity), 1.3 ns (low-intensity windows)     | seed 001 Fig. 4b |
+        # | tau 10.2 ns (high-intensity), 1.3 ns (low-intensity windows)     | D'Amato et al. Fig. 4b |
         tau_x_ns=(10.2, 1.0),
-        tau_xx_ns=0.8,  # CsPbBr3 biexciton, seed 002
+        tau_xx_ns=0.8,  # CsPbBr3 biexciton, Feld et al.
         qy_grey=0.08,
         tau_grey_ns=1.3,
         qy_off=0.06,
         tau_off_ns=1.3,
-        # | g2 bunching 1.18 below 10 µs, back to 1 by 100 µs                | seed 001 Fig. 4d |
+        # | g2 bunching 1.18 below 10 µs, back to 1 by 100 µs                | D'Amato et al. Fig. 4d |
         # two-state flicker: bunching 1 + p(1-p)(1-eps)^2/(1-p(1-eps))^2 = 1.19 for grey share
         # p = 0.2 at eps = qy_grey/qy_x = 0.1; correlation time 1/(k_bg+k_gb) = 25 µs gives
         # 1.18 at 2 µs, 1.13 at 10 µs, 1.003 at 100 µs
         k_flicker=(0.2 / 25e-6, 0.8 / 25e-6),
-        # | stable bright trace over 600 s, rare low-intensity windows        | seed 001 Fig. 4a |
+        # | stable bright trace over 600 s, rare low-intensity windows        | D'Amato et al. Fig. 4a |
         k_blink=(0.03, 2.0),
         sigma_abs_cm2=(1.0e-13, 0.3),
         # | alive after 1 h LED: 1:10 >70 %, 1:20 ~55 %, 1:50 40 %, 1:100 20 %;
-        # | 1:200 bleached in ~15 min                                          | seed 001 Fig. 2a |
+        # | 1:200 bleached in ~15 min                                          | D'Amato et al. Fig. 2a |
         bleach_scale_s={
             10.0: _scale_from_survival(3600.0, 0.72),
             20.0: _scale_from_survival(3600.0, 0.55),
@@ -216,13 +216,13 @@ CSPBBR3_ZN = _add(
             100.0: _scale_from_survival(3600.0, 0.20),
             200.0: _scale_from_survival(900.0, 0.05),
         },
-        # | blue-shift < 4 nm in 1 h at P_sat (2.5 MHz: 9e9 absorbed: 3.5 nm)  | seed 001 Fig. 2b |
+        # | blue-shift < 4 nm in 1 h at P_sat (2.5 MHz: 9e9 absorbed: 3.5 nm)  | D'Amato et al. Fig. 2b |
         blueshift_nm_per_exc=3.9e-10,
         dolp=(0.3, 0.15),
         # photo-charging: grey/off switching grows with the excitation (the FLID spreads at
-        # 3 P_sat, seed 001 Fig. 5c; model choice: linear)
+        # 3 P_sat, D'Amato et al. Fig. 5c; model choice: linear)
         blink_exponent=1.0,
-        # | 1:200: constant residual PL from small aggregates                 | seed 001 Fig. 2a |
+        # | 1:200: constant residual PL from small aggregates                 | D'Amato et al. Fig. 2a |
         cluster_fraction=0.05,
         excitation_nm=405.0,
         rep_rate_Hz=2.5e6,
@@ -234,28 +234,28 @@ CSPBBR3_ZN = _add(
 FAPBBR3_LARGE = _add(
     SpeciesPreset(
         name="fapbbr3_large",
-        seed_paper="seed 002",
-        cew_modes=((1.0, 530.0, 4.0),),  # FAPbBr3 green; 495–745 nm by halide (seed 002)
+        seed_paper="Feld et al.",
+        cew_modes=((1.0, 530.0, 4.0),),  # FAPbBr3 green; 495–745 nm by halide (Feld et al.)
         cew_range_nm=(515.0, 545.0),
         fwhm_nm=(20.0, 2.0),
         tail=0.1,
-        # | g2(0) 0.04; exciton QY ~0.89, biexciton QY 5 % of it            | seed 002 |
+        # | g2(0) 0.04; exciton QY ~0.89, biexciton QY 5 % of it            | Feld et al. |
         r_logistic=(600.0, 5.0, 0.04, 0.06),
         qy_x=0.89,
         tau_x_ns=(8.0, 1.0),  # typical (not given in the summary)
-        # | biexciton lifetime 0.4 ns (CsPbBr3: 0.8 ns)                        | seed 002 Fig. 4d |
+        # | biexciton lifetime 0.4 ns (CsPbBr3: 0.8 ns)                        | Feld et al. Fig. 4d |
         tau_xx_ns=0.4,
         qy_grey=0.2,
         tau_grey_ns=2.0,
         qy_off=0.0,
         tau_off_ns=1.0,
-        # | ON fraction 98 % (94 % after 1 h of irradiation)                  | seed 002 Fig. S12 |
+        # | ON fraction 98 % (94 % after 1 h of irradiation)                  | Feld et al. Fig. S12 |
         # measured as the seeds do (threshold on a binned trace: grey bins count partly as
         # OFF): grey 1 % (20 ms dwells) + off 1 % (0.5 s dwells) at P_sat give a measured
         # ON fraction of 0.98 at 10 ms bins (tests/drivers_sim/test_presets_measured.py)
         k_flicker=(0.5, 50.0),
         k_blink=(0.02, 2.0),
-        # | P_sat 70 W/cm², 1.1 Mcps max at 10 MHz                    | seed 002 Fig. 5d |
+        # | P_sat 70 W/cm², 1.1 Mcps max at 10 MHz                    | Feld et al. Fig. 5d |
         # P_sat is where <N> = sigma I/(f h nu) = 1 at the focus centre (peak intensity I):
         # sigma = f h nu / I_sat = 1e7 /s × 4.905e-19 J (405 nm) / 70 W/cm² = 7.0e-14 cm²
         sigma_abs_cm2=(7.0e-14, 0.3),
@@ -273,16 +273,16 @@ FAPBBR3_LARGE = _add(
 CSPBI3_CAVITY = _add(
     SpeciesPreset(
         name="cspbi3_cavity",
-        seed_paper="seed 003",
-        # | ~690 nm, room-temperature FWHM ~40 nm                              | seed 003 |
+        seed_paper="Farrow et al.",
+        # | ~690 nm, room-temperature FWHM ~40 nm                              | Farrow et al. |
         cew_modes=((1.0, 690.0, 6.0),),
         cew_range_nm=(670.0, 710.0),
         fwhm_nm=(40.0, 4.0),
         tail=0.1,
-        # | purity 94 % (CW and pulsed)                                        | seed 003 |
+        # | purity 94 % (CW and pulsed)                                        | Farrow et al. |
         r_logistic=(800.0, 5.0, 0.06, 0.08),
         qy_x=0.7,
-        # | lifetime 12.2 ns                                                   | seed 003 |
+        # | lifetime 12.2 ns                                                   | Farrow et al. |
         tau_x_ns=(12.2, 1.0),
         tau_xx_ns=0.8,
         qy_grey=0.15,
@@ -292,10 +292,10 @@ CSPBI3_CAVITY = _add(
         k_flicker=(5.0, 40.0),
         k_blink=(0.2, 2.0),
         sigma_abs_cm2=(1.5e-13, 0.3),
-        # | photobleaches in seconds–minutes at high field                    | seed 003 |
+        # | photobleaches in seconds–minutes at high field                    | Farrow et al. |
         bleach_scale_s={1.0: 60.0, 100.0: 20.0},
         blueshift_nm_per_exc=2.0e-9,
-        # | DOLP 40 %                                                          | seed 003 |
+        # | DOLP 40 %                                                          | Farrow et al. |
         dolp=(0.4, 0.05),
         blink_exponent=1.0,  # typical (not given)
         cluster_fraction=0.05,
@@ -307,8 +307,8 @@ CSPBI3_CAVITY = _add(
 CDSE_IN_MAPBBR3 = _add(
     SpeciesPreset(
         name="cdse_in_mapbbr3",
-        seed_paper="seed 004",
-        # | QD at 650 nm in a 530 nm emitting MAPbBr3 matrix (two bands)      | seed 004 |
+        seed_paper="Baronnier et al.",
+        # | QD at 650 nm in a 530 nm emitting MAPbBr3 matrix (two bands)      | Baronnier et al. |
         cew_modes=((1.0, 650.0, 5.0),),
         cew_range_nm=(635.0, 665.0),
         fwhm_nm=(30.0, 3.0),
@@ -316,7 +316,7 @@ CDSE_IN_MAPBBR3 = _add(
         r_logistic=(900.0, 5.0, 0.03, 0.05),
         qy_x=0.8,
         # | antibunching rise 12 ± 4 ns in the matrix (on glass 39 ± 14 ns) at 2.5 kW/cm²,
-        # | 561 nm CW, "far below saturation"                                 | seed 004 Fig. 6 |
+        # | 561 nm CW, "far below saturation"                                 | Baronnier et al. Fig. 6 |
         # the rise time is tau0 = 1/(k_exc + 1/tau_x); with sigma = 1e-15 cm² (below) the
         # seed's intensity gives k_exc = sigma I/(h nu) = 1e-15 × 2500/3.541e-19 = 7.1e6 /s
         # (k tau_x = 0.09: far below saturation indeed), so tau0 = 12 ns needs
@@ -328,7 +328,7 @@ CDSE_IN_MAPBBR3 = _add(
         qy_off=0.0,
         tau_off_ns=1.0,
         k_flicker=(0.5, 50.0),
-        # | ON fraction 99 % (QDs on glass: 90 %) at 2.5 kW/cm², 561 nm CW      | seed 004 Fig. 6d |
+        # | ON fraction 99 % (QDs on glass: 90 %) at 2.5 kW/cm², 561 nm CW      | Baronnier et al. Fig. 6d |
         # there x/x_sat = [k/(k + 1/tau_x)]/(1 - 1/e) = 0.134 (k = 7.1e6 /s, tau_x 13.1 ns);
         # off dwell 0.1 s (k_ob = 10 /s, model choice: resolved by 10 ms bins), so an off
         # share of 1 % needs k_bo x 0.134 / 10 = 0.0101: k_bo = 0.75 /s at P_sat
@@ -477,7 +477,7 @@ def draw_population(
     """Emitters at Poisson-random positions in ``area_um`` = (x0, x1, y0, y1).
 
     A fraction ``cluster_fraction`` of the spots are small clusters of 2–4 crystals within
-    30 nm, which do not antibunch (seed 001: residual PL of aggregates).
+    30 nm, which do not antibunch (D'Amato et al.: residual PL of aggregates).
     """
     x0, x1, y0, y1 = area_um
     n_spots = int(rng.poisson(density_per_um2 * (x1 - x0) * (y1 - y0)))

@@ -35,8 +35,8 @@ Steps 1-3 are drawn as a single Poisson(qe * photons + dark * exposure): a binom
 Poisson variable is Poisson with the thinned mean, and a sum of independent Poisson variables
 is Poisson, so this has exactly the same distribution and costs one random draw per pixel.
 
-Camera defaults are those of a Hamamatsu ORCA-Flash 4.0 sCMOS (seeds 000/001), from the
-manufacturer's data sheet (V2/V3, standard scan), rounded; treat them as typical:
+Camera defaults are those of a Hamamatsu ORCA-Flash 4.0 sCMOS (Pierini et al. and D'Amato et al.),
+from the manufacturer's data sheet (V2/V3, standard scan), rounded; treat them as typical:
 
 - pixel 6.5 um on the sensor, 2048 x 2048; behind a 40x objective 6.5 / 40 = 0.1625 um;
 - read noise 1.6 e- rms (V3 standard scan; the per-pixel median is lower, ~1.4 e-);

@@ -58,7 +58,7 @@ class LaserState:
     rep_rate_Hz: float = 5.0e6
     wavelength_nm: float = 405.0
     phase_ps: int = 0  # time of pulse k = 0 of the current pulse train
-    cw: bool = False  # continuous-wave instead of pulsed (seed 004)
+    cw: bool = False  # continuous-wave instead of pulsed (Baronnier et al.)
     set_power_W: float = 0.0  # what the laser was told; power_W is what it emits
 
     @property
@@ -329,7 +329,8 @@ class World:
         self._changed()
 
     def set_led(self, *, on: bool | None = None, intensity_W_cm2: float | None = None) -> None:
-        """Wide-field LED illumination of the whole field (seeds 000/001: 400 nm, pE-100)."""
+        """Wide-field LED illumination of the whole field (400 nm, CoolLED pE-100, as Pierini et
+        al. and D'Amato et al. use)."""
         self.changing()
         if intensity_W_cm2 is not None:
             self.led.intensity_W_cm2 = float(intensity_W_cm2)
@@ -516,7 +517,7 @@ class World:
     def _emitter_cw(self, rng, i: int, k_exc: float, eta: float, a_ps: int, b_ps: int):
         """Detected photons of emitter i under CW excitation over [a, b).
 
-        The G <-> X <-> XX chain of ``physics`` (Baronnier et al. 2022, seed 004, far below
+        The G <-> X <-> XX chain of ``physics`` (Baronnier et al., far below
         saturation: g2 = 1 - exp(-|tau| (k_exc + 1/tau_x)); at higher k_exc a second exciton
         is absorbed while the first lives). Every visit to X lasts Exp(gamma + k) and ends
         either in G (w.p. g = gamma/(gamma + k): X photon detected w.p. a, then a wait

@@ -13,7 +13,8 @@ from hbtscope.instruments.base import Instrument, LimitError
 
 
 class LED(Instrument):
-    """Wide-field LED illumination (seeds 000/001: CoolLED pE-100, 400 nm); power in 0..1."""
+    """Wide-field LED illumination (Pierini et al. and D'Amato et al.: CoolLED pE-100, 400 nm);
+    power in 0..1."""
 
     role = "led"
 
@@ -81,7 +82,7 @@ class PowerMeter(Instrument):
 
 
 class Polarizer(Instrument):
-    """Rotating linear analyser in the detection path (seed 003), angle in degrees."""
+    """Rotating linear analyser in the detection path (Farrow et al.), angle in degrees."""
 
     role = "polarizer"
 

@@ -1,7 +1,7 @@
 """g2 (HBT antibunching) of the emitter at the focus, pulsed excitation.
 
 Records TTTR on the two SPADs of the HBT arm through the time tagger, correlates the raw tags
-(:class:`hbtscope.analysis.CorrelationAccumulator`), and analyses the pulsed g2 as in seeds 000
+(:class:`hbtscope.analysis.CorrelationAccumulator`), and analyses the pulsed g2 as in Pierini et al.
 and 001: g2(0) = corrected centre-peak area / mean corrected side-peak area, side peaks taken
 near tau ~ 10 µs (blinking makes the near ones > 1), background from between the peaks.
 """
@@ -99,7 +99,7 @@ def analyse_g2_histogram(
 
 
 class G2Measurement(HbtProcedure):
-    """Pulsed g2 of the emitter at the focus (seed 000 Fig. 6a, seed 001 Fig. 3c)."""
+    """Pulsed g2 of the emitter at the focus (Pierini et al. Fig. 6a, D'Amato et al. Fig. 3c)."""
 
     NAME = "g2"
 

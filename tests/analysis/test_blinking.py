@@ -118,8 +118,8 @@ def test_on_fraction_auto_matches_truth():
 
 
 def test_on_fraction_rare_off_and_flickering_on_level():
-    """98 % ON (seed 002/004 regime) with a flickering ON level (rate x U(0.8, 1.2) per
-    10 ms) and background 0.5 kcps in OFF. The mixture threshold still finds the OFF bins;
+    """98 % ON (Feld et al. and Baronnier et al. regime) with a flickering ON level (rate x U(0.8,
+    1.2) per 10 ms) and background 0.5 kcps in OFF. The mixture threshold still finds the OFF bins;
     tolerance as above plus the rare Poisson tail of the OFF level."""
     rng = np.random.default_rng(2)
     T = 200.0
@@ -273,7 +273,7 @@ def test_constant_stream_has_one_level():
 
 
 def test_mean_arrival_time_and_windows():
-    """Bright state tau = 10 ns, dim state tau = 1.3 ns (seed 001 Fig. 4b): per-bin mean
+    """Bright state tau = 10 ns, dim state tau = 1.3 ns (D'Amato et al. Fig. 4b): per-bin mean
     delays follow the state; photons of the high-intensity window have mean delay 10 ns
     within 4 sigma (sigma = tau / sqrt(n) for exponential delays)."""
     rng = np.random.default_rng(61)

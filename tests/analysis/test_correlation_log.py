@@ -290,7 +290,7 @@ def telegraph_tags(rng, T_s, k_off, k_on, i_on, i_off):
 
 
 def test_g2_log_of_telegraph_source_follows_exponential_bunching():
-    """Blinking emitter (seed 001 Fig. 4d-like: bunching ~1.1 decaying in ~20 us): the
+    """Blinking emitter (D'Amato et al. Fig. 4d-like: bunching ~1.1 decaying in ~20 us): the
     log-binned g2 equals the bin average of 1 + C exp(-tau/tau_c) in every bin within
     its error (shot noise dominates; the telegraph contrast fluctuates by only
     ~C sqrt(tau_c/T) ~ 1e-4 over 5e5 blinking cycles)."""

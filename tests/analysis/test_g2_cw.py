@@ -1,4 +1,4 @@
-"""CW antibunching fit (seed 004 eq. 4) and the long-delay blinking analysis (seed 001).
+"""CW antibunching fit (Baronnier et al. eq. 4) and long-delay blinking analysis (D'Amato et al.).
 
 Synthetic CW data: a two-level emitter under CW excitation is a renewal process whose
 inter-emission times are Exp(k_exc) + Exp(k_rad) (wait for the excitation, then the
@@ -242,7 +242,7 @@ def telegraph_tags(rng, T_s, k_off, k_on, i_on, i_off):
 
 
 def test_g2_long_delays_recovers_blinking_contrast_and_time():
-    """Seed 001 Fig. 4d-like blinking: bunching above 1 below 10 us, back to 1 by 100 us.
+    """D'Amato et al. Fig. 4d-like blinking: bunching above 1 below 10 us, back to 1 by 100 us.
     The telegraph fit recovers C_b and tau_b within 3 sigma, its chi2 is ~1 with the
     slow-shot-noise variance (it would be ~50 with Poisson weights), the pooled short-delay
     window sits at 1 + C <exp> and the long-delay window at 1."""

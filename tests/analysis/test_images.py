@@ -204,7 +204,7 @@ def test_count_surviving_recovers_known_bleach_times():
     n = x.size
     bleach = rng.exponential(900.0, n)
     bleach[:5] = np.inf  # some never bleach
-    times = np.arange(0.0, 3600.0 + 1, 20.0)  # a frame every 20 s for 1 h (seeds 000/001)
+    times = np.arange(0.0, 3600.0 + 1, 20.0)  # a frame every 20 s for 1 h (as in the papers)
     frames = bleaching_video(rng, bleach, times, x, y, (180, 180))
     table = find_emitters(frames[0], sigma_px=SIGMA_PX)
     j, ok = match(table, x, y)

@@ -1,5 +1,5 @@
 """TCSPC histograms, IRF-convolved multi-exponential models and their Poisson
-maximum-likelihood fits (seeds 000 eq. 2, 001, 004 eq. 3).
+maximum-likelihood fits (Pierini et al. eq. 2, 001, 004 eq. 3).
 
 Synthetic decays are drawn photon by photon: delay = t0 + N(0, sigma) + Exp(tau_i) for a
 component i chosen with the intensity fractions, folded modulo the laser period when
@@ -220,7 +220,7 @@ def test_measured_irf_shift_is_continuous_across_bins():
 
 @pytest.mark.parametrize("period", [None, 400_000.0])
 def test_noise_free_triexponential_is_recovered(period):
-    """Expected counts of seed 000's tri-exponential (1.4, 6.1, 14.7 ns) + background are
+    """Expected counts of Pierini et al.'s tri-exponential (1.4, 6.1, 14.7 ns) + background are
     fitted back exactly (to the optimiser tolerance)."""
     dt, nb = 200.0, 2000
     edges = np.arange(nb + 1) * dt
@@ -281,7 +281,7 @@ F_TAU, F_P, F_DT, F_NB, F_SIGMA, F_BG, F_N = 10_000.0, 400_000.0, 200.0, 2000, 1
 
 @pytest.mark.slow
 def test_f_value_at_1000_photons():
-    """Design target: F = (sigma_tau / tau) sqrt(N) <= 1.1 at N = 1000 photons (seed 001
+    """Design target: F = (sigma_tau / tau) sqrt(N) <= 1.1 at N = 1000 photons (D'Amato et al.
     numbers: tau = 10 ns, 2.5 MHz, full 400 ns period with wrap-around, 200 ps bins,
     Gaussian IRF sigma 100 ps, 0.5 % background, t0 and background fitted).
 
@@ -320,8 +320,8 @@ def test_cramer_rao_f_value_of_the_f_test_configuration():
 @pytest.mark.parametrize(
     "taus,fractions,n,seed",
     [
-        ((1_300.0, 10_200.0), (0.3, 0.7), 100_000, 1),  # seed 001: dim / bright
-        ((1_400.0, 6_100.0, 14_700.0), (0.2, 0.3, 0.5), 1_000_000, 2),  # seed 000 eq. 2
+        ((1_300.0, 10_200.0), (0.3, 0.7), 100_000, 1),  # D'Amato et al.: dim / bright
+        ((1_400.0, 6_100.0, 14_700.0), (0.2, 0.3, 0.5), 1_000_000, 2),  # Pierini et al. eq. 2
     ],
 )
 def test_multiexponential_recovery_at_high_counts(taus, fractions, n, seed):

@@ -1,4 +1,4 @@
-"""Malus fit (seed 003): recovery of DOLP and theta0 with Poisson noise, honest errors."""
+"""Malus fit (Farrow et al.): recovery of DOLP and theta0 with Poisson noise, honest errors."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_noise_free_curve_is_exact():
 
 
 def test_dolp_and_angle_within_errors_over_seeds():
-    """DOLP 40 % (seed 003). Over 40 seeds the pulls (fit - truth)/error must be within
+    """DOLP 40 % (Farrow et al.). Over 40 seeds the pulls (fit - truth)/error must be within
     3.5 sigma each and have unit spread: sd in [0.7, 1.35] (the sd of 40 unit-normal
     pulls is 1 +- 0.11) and mean within 3/sqrt(40) = 0.47 of zero."""
     pulls_d, pulls_t, pulls_max = [], [], []

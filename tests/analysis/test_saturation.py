@@ -1,4 +1,4 @@
-"""Saturation fit (seed 000/001 eq. 1) on Poisson-noised curves with blinking dips.
+"""Saturation fit (D'Amato et al. eq. 1) on Poisson-noised curves with blinking dips.
 
 Truth: counts(P) = A (1 - exp(-P/P_sat)) + B P with A = 4e4, P_sat = 1, B = 3e3 per unit
 power, 14 log-spaced powers from 0.05 to 6 P_sat, 3 acquisitions per power (as the seeds).

@@ -155,8 +155,8 @@ def test_background_modes():
 
 
 def test_spectrum_series_blueshift_rate():
-    """13 spectra over 1 h (every 5 min, seed 001), CEW drifting 512 -> 509 nm (3 nm/h
-    blue-shift, < 4 nm/h as in seed 001) with a spike in some spectra: the fitted rate is
+    """13 spectra over 1 h (every 5 min, D'Amato et al.), CEW drifting 512 -> 509 nm (3 nm/h
+    blue-shift, < 4 nm/h as in D'Amato et al.) with a spike in some spectra: the fitted rate is
     3 nm/h within 3 sigma; sigma ~ 0.1 nm/h from ~0.07 nm per CEW."""
     rng = np.random.default_rng(8)
     times = np.arange(13) * 300.0
@@ -182,7 +182,7 @@ def test_spectrum_series_blueshift_rate():
 
 def test_population_stats():
     rng = np.random.default_rng(12)
-    cews = rng.normal(512.5, 3.3, 64)  # seed 001 Fig. 3a
+    cews = rng.normal(512.5, 3.3, 64)  # D'Amato et al. Fig. 3a
     g2 = np.clip(0.1 + 0.06 * (cews - 504) + rng.normal(0, 0.05, 64), 0.0, 1.2)
     r = population_stats(cews, g2)
     assert r.n == 64 and r.hist_counts.sum() == 64

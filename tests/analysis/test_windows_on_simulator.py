@@ -1,4 +1,4 @@
-"""Seed 001 Fig. 4a,b on the simulated microscope, with the analysis library only: the decays
+"""D'Amato et al. Fig. 4a,b on the simulated microscope, with the analysis library only: the decays
 of the high- and low-intensity windows of a blinking trace give the bright (10.2 ns) and dim
 (1.3 ns) lifetimes."""
 

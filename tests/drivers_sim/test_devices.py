@@ -57,7 +57,7 @@ def test_flip_mirror_sends_light_to_the_spectrometer(setup):
 
 def test_polarizer_follows_malus(setup):
     """Count rate vs analyser angle: I_min + (I_max - I_min) cos²(θ − θ0) with the emitter's
-    dipole angle and DOLP (seed 003)."""
+    dipole angle and DOLP (Farrow et al.)."""
     from dataclasses import replace
 
     w = setup.world
@@ -129,7 +129,7 @@ def test_laser_runs_cw(setup):
 
 def test_preset_emitter_saturates_at_its_own_p_sat(tmp_path):
     """A cspbbr3_zn emitter (properties drawn from the preset): count rate vs power follows
-    seed 001 eq. 1 with P_sat = the power where <N> = 1 (10 % as in test_g2_physics)."""
+    D'Amato et al. eq. 1 with P_sat = the power where <N> = 1 (10 % as in test_g2_physics)."""
     from scipy.optimize import curve_fit
 
     from hbtscope.setup import default_setup_path

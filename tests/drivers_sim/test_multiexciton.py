@@ -44,7 +44,7 @@ def _world(qy_xx: float, seed: int, jitter_ps: float = 350.0, **emitter) -> Worl
 
 @pytest.mark.parametrize("ratio", [0.05, 0.3, 0.8])
 def test_pulsed_g2_versus_power_follows_the_ladder(ratio):
-    """g2(0) at 0.25, 0.5, 1, 1.5, 2, 3 P_sat (D'Amato et al., seed 001 Fig. 5a) for
+    """g2(0) at 0.25, 0.5, 1, 1.5, 2, 3 P_sat (D'Amato et al. Fig. 5a) for
     QY_XX/QY_X = 0.05, 0.3, 0.8, measured with g2_pulsed on simulated clicks.
 
     Tolerance: g2_pulsed's sigma is the Poisson error of the centre and mean side peak;
@@ -80,7 +80,7 @@ def test_pulsed_g2_versus_power_follows_the_ladder(ratio):
 
 @pytest.mark.parametrize(("ratio", "linear_term"), [(0.3, True), (0.0, False)])
 def test_saturation_fit_of_the_emitter_alone_finds_the_linear_term(ratio, linear_term):
-    """Seed 001 eq. 1, I = A (1 - e^(-P/P_sat)) + B P, fitted (saturation_fit) to simulated
+    """D'Amato et al. eq. 1, I = A (1 - e^(-P/P_sat)) + B P, fitted (saturation_fit) to simulated
     click counts of one emitter (dark substrate, ideal detectors) at 12 powers 0.05-5 P_sat.
 
     With QY_XX/QY_X = 0.3 the higher rungs of the ladder keep the count rate growing: B
@@ -108,7 +108,7 @@ def test_saturation_fit_of_the_emitter_alone_finds_the_linear_term(ratio, linear
 
 def test_cw_g2_zero_rises_with_the_excitation_rate():
     """CW: a second exciton absorbed while the first lives gives XX-X pairs, so g2(0) of one
-    emitter rises with k_exc (physics.cw_g2_zero; Baronnier et al. 2022 work far below
+    emitter rises with k_exc (physics.cw_g2_zero; Baronnier et al. work far below
     saturation). QY_XX/QY_X = 0.1 at k tau_x = 0.1, 0.5, 2: averaged over |tau| < 1 ns the
     chain gives 0.155, 0.199, 0.329 (g2 rises from the cusp at 0 on the 1/(k + gamma) scale).
 

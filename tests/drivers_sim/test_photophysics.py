@@ -44,13 +44,13 @@ def _alive_fraction_after(world: World, seconds: float) -> tuple[float, int]:
 @pytest.mark.parametrize(
     ("preset", "dilution", "minutes", "seed_fraction"),
     [
-        # seed 001 Fig. 2a: surviving after 1 h of LED light, by dilution
+        # D'Amato et al. Fig. 2a: surviving after 1 h of LED light, by dilution
         ("cspbbr3_zn", 10, 60, 0.72),
         ("cspbbr3_zn", 20, 60, 0.55),
         ("cspbbr3_zn", 50, 60, 0.40),
         ("cspbbr3_zn", 100, 60, 0.20),
         ("cspbbr3_zn", 200, 15, 0.05),
-        # seed 000 Fig. 4b: concentrated > 80 % after 20 min; diluted: half bleached in 3 min
+        # Pierini et al. Fig. 4b: concentrated > 80 % after 20 min; diluted: half bleached in 3 min
         ("cspbbr3_nanocube", 1, 20, 0.82),
         ("cspbbr3_nanocube", 10, 3, 0.50),
     ],
@@ -92,7 +92,7 @@ def _bunching_theory(e, mean_n: float, eta: float, taus_s: np.ndarray) -> np.nda
 
 
 def test_blinking_bunching_of_zn_preset_matches_seed_001():
-    """cspbbr3_zn: g2 ≈ 1.18 below 10 µs, back to ~1 by 100 µs (seed 001 Fig. 4d).
+    """cspbbr3_zn: g2 ≈ 1.18 below 10 µs, back to ~1 by 100 µs (D'Amato et al. Fig. 4d).
 
     The measured long-delay g2 (correlation of the two SPADs, 400 ns bins = one period,
     normalised by N1 N2 bw / T) agrees with the exact g2 of the three-state chain within
@@ -124,7 +124,7 @@ def test_blinking_bunching_of_zn_preset_matches_seed_001():
     err_short = np.sqrt(counts[sel_short].sum()) / counts[sel_short].sum() * short
     th_short = _bunching_theory(e, mean_n[0], eta[0], np.array([2e-6]))[0]
     th_long = _bunching_theory(e, mean_n[0], eta[0], np.array([3e-4]))[0]
-    assert th_short == pytest.approx(1.18, abs=0.03)  # the preset reproduces seed 001
+    assert th_short == pytest.approx(1.18, abs=0.03)  # the preset reproduces D'Amato et al.
     assert th_long == pytest.approx(1.0, abs=0.01)
     assert abs(short - th_short) < 4 * err_short + 0.01, (short, th_short)
     assert abs(long_ - th_long) < 0.03, long_
@@ -139,7 +139,7 @@ def test_every_preset_names_its_paper_and_has_a_table_row():
     authors = ("Pierini", "D'Amato", "Feld", "Farrow", "Baronnier")
     for name, preset in PRESETS.items():
         cited = preset.seed_paper == "none" or any(a in preset.seed_paper for a in authors)
-        assert cited or preset.seed_paper.startswith("seed 00"), (name, preset.seed_paper)
+        assert cited, (name, preset.seed_paper)
         assert f"``{name}``" in presets.__doc__, name
 
 
@@ -149,7 +149,7 @@ def _two_spad_clicks(world: World, seconds: float, step_s: float = 0.5):
 
 
 def test_cw_antibunching_rise_time_matches_rates():
-    """CW (seed 004): g2(tau) = 1 - C exp(-|tau|/tau0) with 1/tau0 = k_exc + 1/tau_x.
+    """CW (Baronnier et al.): g2(tau) = 1 - C exp(-|tau|/tau0) with 1/tau0 = k_exc + 1/tau_x.
 
     Fit of the normalised histogram (1 ns bins, |tau| < 150 ns) with C, tau0 free; tau0
     within 4 sigma of its fit error (+ 0.5 ns for the 350 ps detector jitter) of the truth.
@@ -191,7 +191,7 @@ def test_cw_antibunching_rise_time_matches_rates():
 
 
 def test_pulsed_g2_rises_with_power_as_the_biexciton_model_says():
-    """g2(0) at 0.25, 1 and 3 P_sat (seed 001 Fig. 5a) equals E[m(m-1)]/E[m]^2 of the
+    """g2(0) at 0.25, 1 and 3 P_sat (D'Amato et al. Fig. 5a) equals E[m(m-1)]/E[m]^2 of the
     ladder (world truth; with the default detectors: dead time, dark counts). The full power
     series for three QY ratios is in test_multiexciton.py."""
     from hbtscope.analysis import g2_pulsed
@@ -256,7 +256,7 @@ def test_thermal_drift_moves_the_emitter_out_of_focus():
 
 
 def test_detection_bands_route_by_wavelength():
-    """Seed 004: one SPAD behind a 530 nm band, the other behind 650 nm: a 650 nm QD is seen
+    """Baronnier et al.: one SPAD behind a 530 nm band, the other behind 650 nm: a 650 nm QD is seen
     by the second only, in proportion to the band fractions of its line."""
     from hbtscope.drivers_sim.render import band_fraction
 
@@ -290,7 +290,7 @@ def test_detection_bands_route_by_wavelength():
 
 def test_state_resolved_decays_give_the_state_lifetimes():
     """Type-A blinking: photons sorted by the (true) state at emission decay with the bright
-    (10.2 ns) and grey (1.3 ns) lifetimes of cspbbr3_zn (seed 001 Fig. 4b).
+    (10.2 ns) and grey (1.3 ns) lifetimes of cspbbr3_zn (D'Amato et al. Fig. 4b).
 
     Exponential tail MLE (mean delay beyond a cut past the jitter, minus the cut, corrected
     for the finite window): relative error 1/sqrt(N) for N photons; tolerance 4 sigma plus
@@ -349,7 +349,7 @@ def _g2_at_psat(e) -> float:
 
 def test_nanocube_population_purity_vs_cew_as_seed_000():
     """CALIBRATION CHECK of the preset's r(CEW) (closed form, not photons): Pierini et al.
-    (seed 000) Fig. 6b at I_sat: about half the emitters g2(0) < 0.2; above 505 nm all > 0.5;
+    (Pierini et al.) Fig. 6b at I_sat: about half the emitters g2(0) < 0.2; above 505 nm all > 0.5;
     best ~0.02. Binomial tolerance on the half (n ~ 380: sigma 0.026, 3 sigma). The closed
     form itself is checked against simulated photons in test_multiexciton.py."""
     world = _population_world("cspbbr3_nanocube", 1.0)
@@ -364,7 +364,7 @@ def test_nanocube_population_purity_vs_cew_as_seed_000():
 
 def test_zn_population_purity_vs_cew_as_seed_001():
     """CALIBRATION CHECK of the preset's r(CEW) (closed form at P_sat, not photons):
-    D'Amato et al. (seed 001) Fig. 3: CEW 512.5 ± 3.3 nm; ~94 % antibunched (< 0.5) below
+    D'Amato et al. Fig. 3: CEW 512.5 ± 3.3 nm; ~94 % antibunched (< 0.5) below
     515 nm; g2 rises with CEW from ~0.08 (best) to ~1 (the ladder's classical limit at r = 1,
     reached without qy_xx > qy_x)."""
     world = _population_world("cspbbr3_zn", 10.0)
@@ -381,7 +381,7 @@ def test_zn_population_purity_vs_cew_as_seed_001():
 
 
 def test_blue_shift_under_illumination():
-    """Seed 001 Fig. 2b: CEW blue-shifts by < 4 nm in 1 h at P_sat (2.5 MHz)."""
+    """D'Amato et al. Fig. 2b: CEW blue-shifts by < 4 nm in 1 h at P_sat (2.5 MHz)."""
     spec = SimulationSpec(
         seed=2,
         sample=SampleSpec(
@@ -464,7 +464,8 @@ def test_irf_model_matches_measured_timing_of_a_fast_source():
 
 
 def test_aggregates_leave_residual_light_when_singles_have_bleached():
-    """Seed 001 Fig. 2a, 1:200: bleached in ~15 min, with constant residual PL of aggregates."""
+    """D'Amato et al. Fig. 2a, 1:200: bleached in ~15 min, with constant residual PL of
+    aggregates."""
     world = _population_world("cspbbr3_zn", 200, density=0.3)
     world.set_led(on=True, intensity_W_cm2=LED_REFERENCE_W_PER_CM2)
     world.clock.sleep(1800.0)

@@ -3,7 +3,7 @@
 Each test simulates photons of a preset emitter and puts them through
 ``hbtscope.analysis`` (saturation_fit, g2_cw_fit, intensity_trace + on_fraction); the
 numbers compared are the papers' printed ones, not the preset's inputs. Papers: Pierini et al.
-(seed 000), Feld et al. (seed 002), Baronnier et al. 2022 (seed 004).
+(Pierini et al.), Feld et al., Baronnier et al..
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim.presets import PRESETS
 from hbtscope.drivers_sim.world import World
 
-#: seed 004's CW intensity for antibunching and blinking (Fig. 6), W/cm² (peak of the focus)
+#: Baronnier et al.'s CW intensity for antibunching and blinking (Fig. 6), W/cm² (peak of the focus)
 SEED004_W_CM2 = 2.5e3
 
 
@@ -55,7 +55,7 @@ def _peak_power_W(world: World, w_cm2: float) -> float:
 
 
 def test_fapbbr3_saturates_at_70_W_per_cm2_at_10_MHz():
-    """Feld et al. (seed 002) Fig. 5d: P_sat = 70 W/cm² at 10 MHz.
+    """Feld et al. Fig. 5d: P_sat = 70 W/cm² at 10 MHz.
 
     Count rates of the median preset emitter (blinking off: the paper fits the bright ON
     state) at 12 powers 0.05-5 P_sat, 1 s each, fitted with saturation_fit (eq. 1) in peak
@@ -82,7 +82,7 @@ def test_fapbbr3_saturates_at_70_W_per_cm2_at_10_MHz():
 
 
 def test_cdse_antibunching_rise_time_is_12_ns_at_the_seed_intensity():
-    """Baronnier et al. 2022 (seed 004) Fig. 6c: rise time <tau_QD> = 12 ns at 2.5 kW/cm²
+    """Baronnier et al. Fig. 6c: rise time <tau_QD> = 12 ns at 2.5 kW/cm²
     (561 nm CW). The median preset emitter (tau_x = preset mean) at that intensity; g2_cw_fit
     (Poisson ML, Gaussian IRF of the two 350 ps detectors: sigma = 350/2.355 sqrt 2 ps) of
     the 1 ns-binned coincidences over +-150 ns. Tolerance: 4 sigma of the fitted tau0
@@ -102,7 +102,7 @@ def test_cdse_antibunching_rise_time_is_12_ns_at_the_seed_intensity():
     ("preset", "seed_on", "conditions"),
     [
         ("fapbbr3_large", 0.98, "P_sat, 10 MHz"),  # Feld et al. Fig. S12
-        ("cdse_in_mapbbr3", 0.99, "2.5 kW/cm² CW"),  # Baronnier et al. 2022 Fig. 6d
+        ("cdse_in_mapbbr3", 0.99, "2.5 kW/cm² CW"),  # Baronnier et al. Fig. 6d
     ],
 )
 def test_measured_on_fraction_matches_the_seed(preset, seed_on, conditions):
@@ -130,7 +130,7 @@ def test_measured_on_fraction_matches_the_seed(preset, seed_on, conditions):
 
 
 def test_nanocube_grey_share_is_the_same_at_half_and_twice_isat():
-    """Pierini et al. (seed 000) Fig. 5c,d: "the same proportion of bright and grey state
+    """Pierini et al. Fig. 5c,d: "the same proportion of bright and grey state
     while excited up to 2 I_sat and more". Bright fraction of 10 ms bins (on_fraction,
     threshold between the bright and grey levels) at 0.5 and 2 I_sat, 120 s each (slow
     off-blinking switched off to isolate the two levels): equal within 3 combined sigma of

@@ -368,7 +368,7 @@ def test_band_fraction_of_gaussian_equals_erf_formula():
     sl = fwhm / (2 * math.sqrt(2 * math.log(2)))
     naive = 0.5 * (erf(2.0 / (math.sqrt(2) * sl)) - erf(-1.0 / (math.sqrt(2) * sl)))
     assert render.band_fraction(cew, fwhm, 0.0, (599.0, 602.0)) == pytest.approx(naive, rel=5e-3)
-    # seed 004's bands: a 650 nm QD line barely leaks into the 530 nm matrix band
+    # Baronnier et al.'s bands: a 650 nm QD line barely leaks into the 530 nm matrix band
     assert render.band_fraction(650.0, 30.0, 0.5, (510.0, 550.0)) < 1e-6
     assert render.band_fraction(650.0, 30.0, 0.5, (600.0, 700.0)) > 0.95
 

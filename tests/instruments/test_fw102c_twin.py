@@ -1,5 +1,5 @@
 """The FW102C polariser wheel driver, unchanged, on its wire-level twin: the analyser in the
-detection path of the simulated microscope follows the wheel (seed 003, Malus's law)."""
+detection path of the simulated microscope follows the wheel (Farrow et al., Malus's law)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ driver's docstring).
 
 Physics: channel ``A`` is the world's 400 nm wide-field LED: on and selected at ``p`` % it
 illuminates the field with ``p/100 × full_power_W_cm2`` (default: the presets' reference
-illumination of seeds 000/001, ``LED_REFERENCE_W_PER_CM2``) through ``world.set_led``; dose and
-bleaching of the emitters follow from the world.
+illumination of Pierini et al. and D'Amato et al., ``LED_REFERENCE_W_PER_CM2``) through
+``world.set_led``; dose and bleaching of the emitters follow from the world.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Which driver suits which lab
 * :mod:`hbtscope.instruments.drivers.toptica_ibeam` — labs with a Toptica iBeam smart: a CW
   diode laser (serial, pymeasure's ``IBeamSmart``) that can be digitally modulated by an
   external TTL generator into ns pulses. Right for CW excitation (saturation curves, CW g2
-  as in seed 004, spectra, wide-field work); not a picosecond source, so lifetimes below a
+  as in Baronnier et al., spectra, wide-field work); not a picosecond source, so lifetimes below a
   few ns and pulsed-g2 peak analysis are not possible with it.
 
 SDK calls (all return ``int``: 0 or a negative ``SEPIA2_ERR_*`` code, decoded with

@@ -1,6 +1,6 @@
 """Detection-path polariser on a Thorlabs FW102C / FW212C motorised filter wheel, serial.
 
-Why a filter wheel: seed 003's analyser is a rotating polariser. A motorised rotation mount
+Why a filter wheel: Farrow et al.'s analyser is a rotating polariser. A motorised rotation mount
 (Thorlabs K10CR1) speaks the binary APT protocol through Kinesis; the FW102C has a short,
 published text protocol we can simulate at the wire level, and a wheel of linear polarisers
 mounted at known angles (one slot left empty for "no analyser") gives the same measurement at

@@ -27,7 +27,7 @@ it back to the laser's level (which the laser sets and reports with 1 µW resolu
 
 Which driver suits which lab: see :mod:`hbtscope.instruments.drivers.picoquant_sepia` (a Sepia
 II / LDH head for TCSPC lifetimes and pulsed g2; an iBeam for CW excitation, saturation
-curves, CW g2 as in seed 004, spectra and wide-field work).
+curves, CW g2 as in Baronnier et al., spectra and wide-field work).
 
 Hard limits: ``max_power_W`` (average power, the interface) and ``rated_power_W`` (the
 laser's maximum channel level; pymeasure's validator allows up to 200 mW) are checked before
