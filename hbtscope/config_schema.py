@@ -113,6 +113,8 @@ class EmitterSpec(_Strict):
     # photobrightening: PL starts low by this fraction, recovers with the absorbed dose
     brightening_fraction: Annotated[float, Field(ge=0, le=0.95)] = 0.0
     brightening_dose: Annotated[float, Field(gt=0, le=1e20)] = 1.0e9
+    # uncorrelated matrix light around the emitter (CW), fraction of its detected rate
+    local_background_ratio: Annotated[float, Field(ge=0, le=100)] = 0.0
 
     _known_preset = field_validator("preset")(_check_preset)
 

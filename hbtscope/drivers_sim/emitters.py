@@ -73,6 +73,10 @@ class Emitter:
     #: 1 - a exp(-dose / brightening_dose) with the absorbed dose (photons)
     brightening_fraction: float = 0.0
     brightening_dose: float = 1.0e9
+    #: uncorrelated light from the matrix around the emitter, within its detection band,
+    #: as a fraction of the emitter's own detected rate (Baronnier et al.: the QDs enhance
+    #: the perovskite's PL around them; CW antibunching contrast C = 1/(1 + ratio)^2)
+    local_background_ratio: float = 0.0
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def state_qy_tau(self) -> tuple[np.ndarray, np.ndarray]:

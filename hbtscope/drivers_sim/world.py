@@ -584,6 +584,22 @@ class World:
         det_t = np.round(det_t[keep]).astype(np.int64)
         return self._route_jitter(rng, det_t, self._route_cum[i])
 
+    def _local_rate_cps(self, i: int, k_exc: float, eta: float) -> float:
+        """Detected rate of the uncorrelated matrix light around emitter i (CW)."""
+        e = self.emitters[i]
+        if e.local_background_ratio <= 0 or k_exc <= 0:
+            return 0.0
+        tx, txx = e.tau_x_ns * 1e-9, e.tau_xx_ns * 1e-9
+        own = physics.cw_detected_rate(k_exc, tx, txx, e.qy_x, e.qy_xx, eta)
+        return e.local_background_ratio * own
+
+    def _local_background(self, rng, i: int, k_exc: float, eta: float, a_ps: int, b_ps: int):
+        """Poisson photons of the matrix light around emitter i over [a, b), in its band."""
+        rate = self._local_rate_cps(i, float(k_exc), float(eta))
+        n = rng.poisson(rate * (b_ps - a_ps) * 1e-12)
+        t = np.sort(rng.integers(a_ps, b_ps, n)) if n else np.empty(0, np.int64)
+        return self._route_jitter(rng, t, self._route_cum[i])
+
     def _route_jitter(self, rng, t_emit: np.ndarray, route_cum: np.ndarray | None = None):
         """Detector, delay and jitter of photons emitted at ``t_emit`` (their own origin)."""
         if route_cum is None:
@@ -734,6 +750,8 @@ class World:
             k_exc, eta = self._cw_rates(a_ps)
             for i in np.flatnonzero(k_exc * eta >= 1e-3):
                 add(*self._emitter_cw(rng, int(i), float(k_exc[i]), float(eta[i]), a_ps, b_ps))
+                if self.emitters[i].local_background_ratio > 0:
+                    add(*self._local_background(rng, int(i), k_exc[i], eta[i], a_ps, b_ps))
             bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
             bg_cps *= self.light_path == "spads"
             n_bg = rng.poisson(bg_cps * (b_ps - a_ps) * 1e-12)
@@ -1099,6 +1117,10 @@ class World:
                 pairs.append(r * r * physics.cw_g2_zero(k, tx, txx, e.qy_x, e.qy_xx))
                 contributing.append((e, k))
         bg = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
+        bg += sum(
+            self._local_rate_cps(i, float(k), float(eta_i))
+            for i, (k, eta_i) in enumerate(zip(k_exc, eta, strict=True))
+        )
         truth = self._truth_header([c[0] for c in contributing], sum(rates), bg)
         truth |= {
             "g2_0": physics.g2_zero_mixture(rates, pairs) if rates else float("nan"),
