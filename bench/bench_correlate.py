@@ -75,8 +75,8 @@ def bench_pycorrelate(t1: np.ndarray, t2: np.ndarray) -> dict:
             ours.size == n_bins and np.array_equal(np.rint(ref * BIN_WIDTH_PS), ours)
         )
         out["pycorrelate"] = (a.size + b.size) / median_time(run, PYC_REPEATS)
-    except Exception:  # an incompatible pycorrelate version must not break the bench
-        pass
+    except Exception as exc:  # an incompatible pycorrelate version must not break the bench
+        out["pycorrelate_error"] = repr(exc)
     return out
 
 

@@ -129,8 +129,8 @@ def bench_tttrlib(t1, t2, edges) -> dict:
         ratio = corr[sel] / np.maximum(ours, 1)
         out["tttrlib_wahl_ratio_median"] = float(np.median(ratio))
         out["tttrlib_wahl_ratio_max_dev"] = float(np.max(np.abs(ratio - 1)))
-    except Exception:  # an incompatible tttrlib version must not break the bench
-        pass
+    except Exception as exc:  # an incompatible tttrlib version must not break the bench
+        out["tttrlib_wahl_error"] = repr(exc)
 
     cut = int(TTTRLIB_LAURENCE_S * 1e12)
     a, b = t1[t1 < cut], t2[t2 < cut]
@@ -158,8 +158,8 @@ def bench_tttrlib(t1, t2, edges) -> dict:
         out["tttrlib_laurence_identical"] = bool(bad.size == 0)
         out["tttrlib_laurence_bins_differing"] = int(bad.size)
         out["tttrlib_laurence_agrees_from_ps"] = int(edges[bad[-1] + 1] if bad.size else edges[0])
-    except Exception:
-        pass
+    except Exception as exc:  # as above: the figure says why it is missing
+        out["tttrlib_laurence_error"] = repr(exc)
     return out
 
 
