@@ -241,3 +241,31 @@ def test_demo_json(tmp_path, capsys):
     centres = sorted(0.5 * (lo + hi) for lo, hi in out["crosstalk_windows_ps"])
     assert len(centres) == 2 and all(abs(abs(c) - 8000.0) < 1500.0 for c in centres)
     assert abs(out["g2_0"] - out["truth_g2_0_with_background"]) < 4 * out["g2_0_err"]
+
+
+def test_zero_delay_and_crosstalk_from_the_setup_calibration(tmp_path, ideal_stage_setup_path):
+    """A lab that measured its HBT arm once puts the zero delay and the crosstalk windows in
+    the setup file: the g2 run uses them (and says so) instead of searching the data; a
+    zero_delay_ps parameter overrides both."""
+    text = ideal_stage_setup_path.read_text().replace(
+        "  spot_area_um2: 0.098",
+        "  spot_area_um2: 0.098\n  hbt_zero_delay_ps: 2700\n"
+        "  crosstalk_windows_ps: [[-10000, -6000], [6000, 10000]]",
+    )
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(text)
+    with hbtscope.open_setup(path, data_dir=tmp_path) as setup:
+        cal = run_procedure(G2Measurement(x_um=10.0, y_um=10.0, duration_s=2.0), setup)
+        par = run_procedure(
+            G2Measurement(x_um=10.0, y_um=10.0, duration_s=2.0, zero_delay_ps=2500.0), setup
+        )
+    with h5py.File(cal.path, "r") as f:
+        a = f["analysis/g2"].attrs
+        assert a["zero_delay_source"] == "calibration" and a["zero_delay_ps"] == 2700.0
+        assert a["crosstalk_source"] == "calibration"
+        np.testing.assert_array_equal(
+            f["data/g2/crosstalk_windows_ps"][()], [[-10000, -6000], [6000, 10000]]
+        )
+    with h5py.File(par.path, "r") as f:
+        assert f["analysis/g2"].attrs["zero_delay_source"] == "parameter"
+        assert f["analysis/g2"].attrs["zero_delay_ps"] == 2500.0
