@@ -108,6 +108,9 @@ def _report(outcome, truth: dict[str, Any], as_json: bool, extra: dict | None = 
     print(f"{outcome.procedure.NAME}: {outcome.status}")
     if "g2_0" in out and out["g2_0"] == out["g2_0"]:
         print(f"  g2(0) = {out['g2_0']:.4f} ± {out['g2_0_err']:.4f}")
+        if "g2_0_ci" in out:
+            lo, hi = out["g2_0_ci"]
+            print(f"  68 % interval [{lo:.4f}, {hi:.4f}]; g2(0) < {out['g2_0_upper']:.4f} (97.7 %)")
     if truth and truth.get("g2_0") is not None:
         print(f"  simulator truth g2(0) = {truth['g2_0']:.4f}")
     print(f"  run file: {outcome.path}")

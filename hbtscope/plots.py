@@ -64,7 +64,9 @@ def plot_g2_pulsed(lag_ps, counts, result, path: str | Path, title: str = "") ->
     ax1.text(
         0.02,
         0.95,
-        f"g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}\n({result.method} background)",
+        f"g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}\n"
+        f"68 % interval [{result.g2_0_ci[0]:.3f}, {result.g2_0_ci[1]:.3f}]\n"
+        f"g²(0) < {result.g2_0_upper:.3f} (97.7 %)\n({result.method} background)",
         transform=ax1.transAxes,
         va="top",
     )
