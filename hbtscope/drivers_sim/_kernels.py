@@ -30,113 +30,104 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
 
 
 @njit(cache=True, fastmath=True)
-def plan_ladder(st, v, cum, block, top, first):
-    """Outcome class of every candidate pulse, and how many random numbers assembly needs.
-
-    Candidates were drawn with the largest per-pulse click probability q_max over the
-    emitter's states; pulse p, in blinking state ``st[p]``, falls in class c when ``v[p]``
-    lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class probabilities
-    (normalised to q_max; ``physics.ladder_outcomes``, classes ordered as
-    ``physics.ladder_classes``: top rung ``top[c]``, highest clicking rung ``first[c]``),
-    and yields nothing (thinning to the state's own q) when v >= cum[s, -1]. The top rung
-    comes first, branch-free, from ``block[s, n - 1]`` = cum at the end of the classes with
-    n0 = n, n = 1 .. LADDER_RUNGS (random branches cost more than the arithmetic); then the
-    class within its block (j = 1 first, by far the most likely: the exciton is the
-    brightest rung). Returns (class
-    per pulse or -1, exponentials needed = sum of top rungs, uniforms needed = sum of rungs
-    below the first click, photons at most).
-    """
-    n = v.shape[0]
-    cls = np.empty(n, np.int32)
-    n_exp = 0
-    n_unif = 0
-    n_ph = 0
-    for p in range(n):
-        row = block[st[p]]
-        vp = np.float64(v[p])
-        if vp >= row[LADDER_RUNGS - 1]:
-            cls[p] = -1
-            continue
-        n0 = 1
-        for b in range(LADDER_RUNGS - 1):
-            n0 += np.int64(vp >= row[b])
-        s = st[p]
-        c = n0 * (n0 - 1) // 2
-        while vp >= cum[s, c]:
-            c += 1
-        cls[p] = c
-        n_exp += n0
-        n_unif += first[c] - 1
-        n_ph += first[c]
-    return cls, n_exp, n_unif, n_ph
-
-
-@njit(cache=True, fastmath=True)
-def assemble_photons(
-    k,
-    st,
-    v,
-    cls,
+def pulsed_photons(
+    rng,
+    k0,
+    k1,
+    q,
+    path_t,
+    path_s,
     cum,
+    block,
     top,
     first,
     p_rung,
     tau_ps,
-    e,
-    u,
-    jn,
     phase_ps,
     period_ps,
     route_cum,
     jitter_sd_ps,
     delay_ps,
 ):
-    """Detected photons of one emitter from its candidate pulses ``k`` (thinned generation).
+    """Detected photons of one emitter over the pulses k0 <= k < k1 (thinned generation).
 
-    The exciton ladder (``physics`` module doc): pulse p of class ``cls[p]`` (from
-    :func:`plan_ladder`; -1: nothing) starts at rung n0 = ``top[c]`` and cascades down;
-    rung n decays after ``tau_ps[s, n-1] * e`` (the next exponential), so the photon of rung
-    n leaves at the sum of the delays of the rungs n0 .. n. The highest clicking rung is
-    ``first[c]``; each rung n below it clicks when the next uniform ``u`` < ``p_rung[s, n-1]``.
-    Each click goes to detector i by a uniform against ``route_cum``: the first reuses
-    ``v[p]`` rescaled within its class interval, the others ``u / p_rung`` (both uniform on
-    [0, 1) given the click). Each photon gets its detector's delay and Gaussian jitter (the
-    next ``jn``) and never precedes its pulse. ``e`` must hold sum of top rungs, ``u`` the
-    rungs below the first clicks, ``jn`` at least one number per photon (plan_ladder).
+    Candidate ("active") pulses come with probability ``q`` each, the largest per-pulse
+    click probability q_max over the emitter's blinking states: geometric gaps
+    1 + floor(E / -ln(1 - q)), E ~ Exp(1), so only they cost anything. Pulse k, at
+    ``phase_ps + round(k period_ps)``, is in the blinking state of the path (``path_t``
+    switch times, first <= the first pulse; ``path_s`` states) and falls in outcome class
+    c when a uniform v lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class
+    probabilities (normalised to q_max; ``physics.ladder_outcomes``, classes ordered as
+    ``physics.ladder_classes``: top rung ``top[c]``, highest clicking rung ``first[c]``);
+    it yields nothing (thinning to the state's own q) when v >= cum[s, -1]. The top rung
+    comes first, branch-free, from ``block[s, n - 1]`` = cum at the end of the classes with
+    n0 = n, n = 1 .. LADDER_RUNGS; then the class within its block (j = 1 first, by far the
+    most likely: the exciton is the brightest rung).
 
-    The random numbers come in bulk from numpy's Generator (ziggurat samplers), so this
-    kernel only does the bookkeeping. Returns (timestamps_ps, detector index, pulse time),
-    unsorted.
+    The exciton ladder (``physics`` module doc): the pulse starts at rung n0 and cascades
+    down; rung n decays after ``tau_ps[s, n-1] E``, so the photon of rung n leaves at the
+    sum of the delays of the rungs n0 .. n. Rung ``first[c]`` clicks; each rung n below it
+    clicks when a uniform u < ``p_rung[s, n-1]``. Each click goes to detector i by a
+    uniform against ``route_cum``: the first reuses v rescaled within its class interval,
+    the others ``u / p_rung`` (both uniform on [0, 1) given the click). Each photon gets
+    its detector's delay and Gaussian jitter and never precedes its pulse.
+
+    Every random number comes from ``rng`` (a numpy Generator: numba's ports of numpy's
+    ziggurat samplers), in a fixed order, so the photons depend on the generator's state
+    only. Returns (timestamps_ps, detector index, pulse time), unsorted.
     """
-    n = k.shape[0]
-    cap = jn.shape[0]
+    n_det = route_cum.shape[0]
+    n_path = path_t.shape[0]
+    cap = np.int64(max(k1 - k0, 0) * min(q, 1.0) * 1.25) + 64
     ts = np.empty(cap, np.int64)
     det = np.empty(cap, np.int64)
     origin = np.empty(cap, np.int64)
-    n_det = route_cum.shape[0]
     m = 0
-    i_e = 0
-    i_u = 0
-    for p in range(n):
-        c = cls[p]
-        if c < 0:
+    if k1 <= k0 or q <= 0.0:
+        return ts[:0], det[:0], origin[:0]
+    scale = -1.0 / np.log1p(-q) if q < 1.0 else 0.0
+    k = k0 - 1
+    ip = 0  # path segment of the current pulse
+    while True:
+        gap = rng.standard_exponential() * scale
+        if gap >= k1 - 1 - k:  # also when the gap overflows an int64
+            break
+        k += 1 + np.int64(gap)
+        t_pulse = phase_ps + np.int64(k * period_ps + 0.5)  # k, period >= 0
+        while ip + 1 < n_path and path_t[ip + 1] <= t_pulse:
+            ip += 1
+        s = path_s[ip]
+        v = rng.random()
+        row = block[s]
+        if v >= row[LADDER_RUNGS - 1]:
             continue
-        s = st[p]
+        n0 = 1
+        for b in range(LADDER_RUNGS - 1):
+            n0 += np.int64(v >= row[b])
+        c = n0 * (n0 - 1) // 2
+        while v >= cum[s, c]:
+            c += 1
+        if m + LADDER_RUNGS > cap:
+            cap = 2 * cap
+            ts2 = np.empty(cap, np.int64)
+            det2 = np.empty(cap, np.int64)
+            origin2 = np.empty(cap, np.int64)
+            ts2[:m] = ts[:m]
+            det2[:m] = det[:m]
+            origin2[:m] = origin[:m]
+            ts, det, origin = ts2, det2, origin2
         lo = cum[s, c - 1] if c > 0 else 0.0
-        r = (v[p] - lo) / (cum[s, c] - lo)
-        n0 = top[c]
+        r = (v - lo) / (cum[s, c] - lo)
         j = first[c]
-        t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
         t_emit = 0.0
         for rung in range(n0, j - 1, -1):  # the rungs above j decay unseen, then j
-            t_emit += tau_ps[s, rung - 1] * e[i_e]
-            i_e += 1
+            t_emit += tau_ps[s, rung - 1] * rng.standard_exponential()
         rung = j
         while True:  # photon of rung ``rung`` routed by r, then the rungs below j
             i = 0
-            for q in range(n_det - 1):
-                i += r >= route_cum[q]
-            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * jn[m]
+            for qq in range(n_det - 1):
+                i += r >= route_cum[qq]
+            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * rng.standard_normal()
             if t < 0.0:
                 t = 0.0
             ts[m] = t_pulse + np.int64(t + 0.5)  # t >= 0
@@ -146,10 +137,8 @@ def assemble_photons(
             clicked = False
             while rung > 1 and not clicked:
                 rung -= 1
-                t_emit += tau_ps[s, rung - 1] * e[i_e]
-                i_e += 1
-                uu = u[i_u]
-                i_u += 1
+                t_emit += tau_ps[s, rung - 1] * rng.standard_exponential()
+                uu = rng.random()
                 pr = p_rung[s, rung - 1]
                 if uu < pr:
                     clicked = True
@@ -157,6 +146,47 @@ def assemble_photons(
             if not clicked:
                 break
     return ts[:m], det[:m], origin[:m]
+
+
+@njit(cache=True)
+def crosstalk_kernel(rng, ts, ch, prob, target, shift_ps, jitter_sigma_ps):
+    """Breakdown-flash clicks of the clicks ``(ts, ch)`` (``imperfections.crosstalk_clicks``):
+    candidates at the largest probability by geometric gaps, each kept with prob[c] / that."""
+    n = ts.shape[0]
+    q = 0.0
+    for i in range(n):
+        q = max(q, prob[ch[i]])
+    out_t = np.empty(0, np.int64)
+    out_c = np.empty(0, np.int64)
+    if n == 0 or q <= 0.0:
+        return out_t, out_c
+    scale = -1.0 / np.log1p(-q) if q < 1.0 else 0.0
+    cap = np.int64(n * q + 6.0 * np.sqrt(n * q)) + 16
+    out_t = np.empty(cap, np.int64)
+    out_c = np.empty(cap, np.int64)
+    m = 0
+    i = -1
+    while True:
+        gap = rng.standard_exponential() * scale
+        if gap >= n - 1 - i:
+            break
+        i += 1 + np.int64(gap)
+        c = ch[i]
+        if q > prob[c] and rng.random() * q >= prob[c]:
+            continue
+        if m == cap:
+            cap = 2 * cap
+            t2 = np.empty(cap, np.int64)
+            c2 = np.empty(cap, np.int64)
+            t2[:m] = out_t[:m]
+            c2[:m] = out_c[:m]
+            out_t, out_c = t2, c2
+        tgt = target[c]
+        t = ts[i] + shift_ps[c] + jitter_sigma_ps[tgt] * rng.standard_normal()
+        out_t[m] = np.int64(np.round(t))
+        out_c[m] = tgt
+        m += 1
+    return out_t[:m], out_c[:m]
 
 
 @njit(cache=True)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from hbtscope.clock import PS_PER_S, VirtualClock
 from hbtscope.config_schema import SimulationSpec
@@ -27,8 +26,7 @@ from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import (
     LADDER_RUNGS,
     apply_dead_time,
-    assemble_photons,
-    plan_ladder,
+    pulsed_photons,
     spad_clicks,
 )
 from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
@@ -66,34 +64,16 @@ class LaserState:
         return PS_PER_S / self.rep_rate_Hz
 
 
-@njit(cache=True)
-def _geometric_indices(start, stop, e, scale):
-    """Pulse indices start + cumulative gaps (1 + floor(e scale)) below ``stop``; returns
-    (indices, last index reached, whether ``stop`` was reached)."""
-    out = np.empty(e.shape[0], np.int64)
-    k = start
-    n = 0
-    for j in range(e.shape[0]):
-        k += 1 + np.int64(e[j] * scale)
-        if k >= stop:
-            return out[:n], k, True
-        out[n] = k
-        n += 1
-    return out[:n], k, False
-
-
 _TOP, _FIRST = physics.ladder_classes(physics.N_MAX)
-
-
-def _block_end(top: np.ndarray) -> np.ndarray:
-    """Index of the last class of every top-rung block (classes ordered by top rung)."""
-    return np.append(np.flatnonzero(np.diff(top)), top.size - 1)
+#: index of the last class of every top-rung block (classes ordered by top rung)
+_BLOCK_END = np.append(np.flatnonzero(np.diff(_TOP)), _TOP.size - 1)
 
 
 assert LADDER_RUNGS == physics.N_MAX
 #: one photon per active pulse, delay Exp(tau): the first class of the ladder, all others
 #: empty -- the substrate background
 _CUM1 = np.ones((1, _TOP.size))
+_ST0 = np.zeros(1, np.int64)
 _P_RUNG1 = np.zeros((1, physics.N_MAX))
 _P_RUNG1[0, 0] = 1.0
 
@@ -608,48 +588,24 @@ class World:
     def _pulse_times(self, k: np.ndarray) -> np.ndarray:
         return self.laser.phase_ps + np.round(k * self.laser.period_ps).astype(np.int64)
 
-    @staticmethod
-    def _active_pulses(rng: np.random.Generator, k0: int, k1: int, q: float) -> np.ndarray:
-        """Indices of the pulses in [k0, k1) that yield something, each with probability q:
-        geometric gaps, so only those pulses cost anything."""
-        n = k1 - k0
-        if n <= 0 or q <= 0:
-            return np.empty(0, np.int64)
-        if q > 0.2:
-            return k0 + np.flatnonzero(rng.random(n) < q).astype(np.int64)
-        # geometric gaps by inversion of exponentials: gap = 1 + floor(E / -ln(1 - q))
-        scale = -1.0 / math.log1p(-q)
-        expected = n * q
-        size = int(expected + 6 * math.sqrt(expected) + 16)
-        parts, start = [], k0 - 1
-        while True:
-            idx, last, done = _geometric_indices(
-                start, k1, rng.standard_exponential(size, dtype=np.float32), scale
-            )
-            parts.append(idx)
-            if done:  # rare otherwise: draw more
-                break
-            start = last
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def _assemble(self, rng, k, st, cum, top, first, p_rung, tau_ps, route_cum, jitter, delay):
-        """Photons of candidate pulses ``k`` (states ``st``) through the ladder kernels."""
-        v = rng.random(k.size, dtype=np.float32)  # 6e-8 resolution against probabilities >= 1e-4
-        cls, n_exp, n_unif, n_ph = plan_ladder(st, v, cum, cum[:, _block_end(top)], top, first)
-        return assemble_photons(
-            k,
-            st,
-            v,
-            cls,
+    def _photons(
+        self, rng, k0, k1, q, path_t, path_s, cum, p_rung, tau_ps, route_cum, jitter, delay
+    ):
+        """Photons of the pulses in [k0, k1) with at least one click each with probability
+        ``q``, through the ladder kernel (thinned: only those pulses cost anything)."""
+        return pulsed_photons(
+            rng,
+            k0,
+            k1,
+            q,
+            path_t,
+            path_s,
             cum,
-            top,
-            first,
+            cum[:, _BLOCK_END],
+            _TOP,
+            _FIRST,
             p_rung,
             tau_ps,
-            # single precision is plenty for delays (1e-7 of ~10 ns) and halves the cost
-            rng.standard_exponential(n_exp, dtype=np.float32),
-            rng.random(n_unif, dtype=np.float32),
-            rng.standard_normal(n_ph, dtype=np.float32),
             self.laser.phase_ps,
             self.laser.period_ps,
             route_cum,
@@ -692,13 +648,19 @@ class World:
         if q_max <= 0:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
         cum /= q_max
-        k = self._active_pulses(rng, k0, k1, q_max)
-        if times.size == 1:  # no switch in this piece
-            st = np.full(k.size, states[0], np.int64)
-        else:
-            st = states[np.searchsorted(times, self._pulse_times(k), side="right") - 1]
-        return self._assemble(
-            rng, k, st, cum, _TOP, _FIRST, p_rung, tau_ps, self._route_cum[i], jitter, delay
+        return self._photons(
+            rng,
+            k0,
+            k1,
+            q_max,
+            times,
+            states,
+            cum,
+            p_rung,
+            tau_ps,
+            self._route_cum[i],
+            jitter,
+            delay,
         )
 
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
@@ -768,15 +730,15 @@ class World:
                     q = -math.expm1(-bg_cps * f / self.laser.rep_rate_Hz)
                     only_i = np.zeros(len(route))
                     only_i[i:] = 1.0
-                    k = self._active_pulses(rng, k0, k1, q)
                     add(
-                        *self._assemble(
+                        *self._photons(
                             rng,
-                            k,
-                            np.zeros(k.size, np.int64),
+                            k0,
+                            k1,
+                            q,
+                            np.array([a_ps], np.int64),
+                            _ST0,
                             _CUM1,
-                            _TOP,
-                            _FIRST,
                             _P_RUNG1,
                             np.full((1, physics.N_MAX), tau_bg),
                             only_i,
