@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 #: top rungs of the exciton ladder (physics.N_MAX): a compile-time constant, so the branch-free
-#: search over the top-rung blocks in plan_ladder is a fixed-length (vectorised) loop
+#: search over the top-rung blocks in pulsed_photons is a fixed-length (vectorised) loop
 LADDER_RUNGS = 10
 
 
@@ -32,7 +32,7 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
 @njit(cache=True, fastmath=True)
 def pulsed_photons(
     rng,
-    k0,
+    k_last,
     k1,
     q,
     path_t,
@@ -48,8 +48,11 @@ def pulsed_photons(
     route_cum,
     jitter_sd_ps,
     delay_ps,
+    ts,
+    det,
+    origin,
 ):
-    """Detected photons of one emitter over the pulses k0 <= k < k1 (thinned generation).
+    """Detected photons of one emitter over the pulses k_last < k < k1 (thinned generation).
 
     Candidate ("active") pulses come with probability ``q`` each, the largest per-pulse
     click probability q_max over the emitter's blinking states: geometric gaps
@@ -74,21 +77,24 @@ def pulsed_photons(
 
     Every random number comes from ``rng`` (a numpy Generator: numba's ports of numpy's
     ziggurat samplers), in a fixed order, so the photons depend on the generator's state
-    only. Returns (timestamps_ps, detector index, pulse time), unsorted.
+    only. The photons (timestamp ps, detector index, pulse time; unsorted) go into ``ts``,
+    ``det``, ``origin``; when they are nearly full (room for less than one cascade), the
+    kernel stops before the next pulse and returns (photons written, last pulse done,
+    False): call it again from there with new arrays (the same random numbers follow).
+    Returns (photons written, k1, True) when done.
     """
     n_det = route_cum.shape[0]
     n_path = path_t.shape[0]
-    cap = np.int64(max(k1 - k0, 0) * min(q, 1.0) * 1.25) + 64
-    ts = np.empty(cap, np.int64)
-    det = np.empty(cap, np.int64)
-    origin = np.empty(cap, np.int64)
+    cap = ts.shape[0]
     m = 0
-    if k1 <= k0 or q <= 0.0:
-        return ts[:0], det[:0], origin[:0]
+    if k1 - 1 <= k_last or q <= 0.0:
+        return m, k1, True
     scale = -1.0 / np.log1p(-q) if q < 1.0 else 0.0
-    k = k0 - 1
+    k = k_last
     ip = 0  # path segment of the current pulse
     while True:
+        if m + LADDER_RUNGS > cap:
+            return m, k, False
         gap = rng.standard_exponential() * scale
         if gap >= k1 - 1 - k:  # also when the gap overflows an int64
             break
@@ -107,15 +113,6 @@ def pulsed_photons(
         c = n0 * (n0 - 1) // 2
         while v >= cum[s, c]:
             c += 1
-        if m + LADDER_RUNGS > cap:
-            cap = 2 * cap
-            ts2 = np.empty(cap, np.int64)
-            det2 = np.empty(cap, np.int64)
-            origin2 = np.empty(cap, np.int64)
-            ts2[:m] = ts[:m]
-            det2[:m] = det[:m]
-            origin2[:m] = origin[:m]
-            ts, det, origin = ts2, det2, origin2
         lo = cum[s, c - 1] if c > 0 else 0.0
         r = (v - lo) / (cum[s, c] - lo)
         j = first[c]
@@ -145,7 +142,7 @@ def pulsed_photons(
                     r = uu / pr
             if not clicked:
                 break
-    return ts[:m], det[:m], origin[:m]
+    return m, k1, True
 
 
 @njit(cache=True)

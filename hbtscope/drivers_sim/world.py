@@ -40,6 +40,23 @@ from hbtscope.drivers_sim.presets import PRESETS, draw_emitter, draw_population
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    """The SplitMix64 output function of a 64-bit word (a bijective, well-mixing hash)."""
+    z = (z + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _hash_words(*words: int) -> int:
+    """A 64-bit hash of 64-bit words (SplitMix64 chained over them)."""
+    h = 0
+    for w in words:
+        h = _splitmix64(h ^ (w & _M64))
+    return h
 
 
 @dataclass
@@ -64,6 +81,7 @@ class LaserState:
         return PS_PER_S / self.rep_rate_Hz
 
 
+_PATH, _PIECE = 0x9A7, 0x91ECE  # tags of the per-piece seeds
 _TOP, _FIRST = physics.ladder_classes(physics.N_MAX)
 #: index of the last class of every top-rung block (classes ordered by top rung)
 _BLOCK_END = np.append(np.flatnonzero(np.diff(_TOP)), _TOP.size - 1)
@@ -129,6 +147,9 @@ class World:
                 self._xt_shift[d.tagger_channel] = (
                     d.crosstalk_delay_ps + other.delay_ps - d.delay_ps
                 )
+        self._piece_bits = np.random.PCG64(0)
+        self._piece_rng = np.random.Generator(self._piece_bits)
+        self._ap_seed = self._seed_for("afterpulse")
         self._ap_t = np.empty(64, np.int64)  # afterpulses not yet due (a heap)
         self._ap_c = np.empty(64, np.int64)
         self._ap_n = 0
@@ -137,7 +158,10 @@ class World:
         self.dynamics = [
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
         ]
-        self._brightening = any(e.brightening_fraction > 0 for e in self.emitters)
+        self._brightening_idx = [
+            j for j, e in enumerate(self.emitters) if e.brightening_fraction > 0
+        ]
+        self._brightening = bool(self._brightening_idx)
         self._paths_ahead: set[int] = set()
         self._change_listeners: list = []
         # hardware-timed scan: focus changes at known times, pixel markers into the tagger
@@ -152,6 +176,7 @@ class World:
         self._cw_last: dict[int, int] = {}  # last CW detection of each emitter (ps)
         self._cw_last_xx: dict[int, bool] = {}  # was it an XX photon (emitter left in X)
         self._ladder: dict[int, tuple] = {}  # last ladder tables of each emitter (cache)
+        self._ladder_const: dict[int, tuple] = {}  # their excitation-free parts
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         self._route_cum, self._band_factor = self._spectral_routing()
         rng_d = np.random.default_rng(self._seed_for("drift"))
@@ -170,6 +195,11 @@ class World:
         self._dolp = np.array([e.dolp for e in self.emitters])
         self._dose_rate = np.zeros(len(self.emitters))
         self._exc_ratio = np.zeros(len(self.emitters))
+
+    def _piece_seed(self, tag: int, *keys: int) -> int:
+        """A 63-bit seed of (setup seed, tag, keys): the per-piece seeds, where a
+        SeedSequence per piece would cost more than the piece's photons."""
+        return _hash_words(self.seed, tag, *keys) >> 1
 
     def _seed_for(self, *keys) -> int:
         words = [self.seed]
@@ -452,9 +482,10 @@ class World:
         coll = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], w_xy, w_z)
         if self._brightening:
             t = self.clock.now_ps() if t_ps is None else t_ps
-            pairs = zip(self.emitters, self.dynamics, strict=True)
-            b = [e.brightness(dyn.dose_at(t)) for e, dyn in pairs]
-            coll = coll * np.asarray(b)
+            b = np.ones(len(self.emitters))  # brightness() is 1 without brightening
+            for j in self._brightening_idx:
+                b[j] = self.emitters[j].brightness(self.dynamics[j].dose_at(t))
+            coll = coll * b
         return coll
 
     def _excitation(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -474,10 +505,9 @@ class World:
         fluence = physics.peak_fluence_per_cm2(
             self.laser.power_W, self.laser.rep_rate_Hz, self.laser.wavelength_nm, o.psf_w_xy_um
         )
-        sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         coll = self._collection(d, t_ps)
         eta = self.detection_efficiency * coll * self._band_factor * self._detection_factor()
-        return sigma * fluence * weight, eta
+        return self._sigma * fluence * weight, eta
 
     def _cw_rates(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """CW: absorption rate k_exc = sigma Phi (1/s) at each emitter, detection efficiency.
@@ -510,7 +540,7 @@ class World:
         the bright lifetime (grey-state antibunching is approximated).
         """
         e = self.emitters[i]
-        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._piece_seed(_PATH, i, a_ps))
         self._paths_ahead.add(i)
         qy, _ = e.state_qy_tau()
         qy4 = np.append(qy, 0.0)
@@ -576,7 +606,16 @@ class World:
 
     # ------------------------------------------------------------------ generation
     def _rng(self, start_ps: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, start_ps & 0xFFFFFFFF, start_ps >> 32])
+        """The generator of the piece starting at ``start_ps``: PCG64 with its 128-bit state
+        and increment hashed from (seed, start) -- one reused bit generator, re-seeded."""
+        h = [_hash_words(self.seed, _PIECE, start_ps, j) for j in range(4)]
+        self._piece_bits.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": (h[0] << 64) | h[1], "inc": ((h[2] << 64) | h[3]) | 1},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return self._piece_rng
 
     def _pulse_range(self, a_ps: int, b_ps: int) -> tuple[int, int]:
         """Pulse indices k with a <= phase + k T < b."""
@@ -593,25 +632,39 @@ class World:
     ):
         """Photons of the pulses in [k0, k1) with at least one click each with probability
         ``q``, through the ladder kernel (thinned: only those pulses cost anything)."""
-        return pulsed_photons(
-            rng,
-            k0,
-            k1,
-            q,
-            path_t,
-            path_s,
-            cum,
-            cum[:, _BLOCK_END],
-            _TOP,
-            _FIRST,
-            p_rung,
-            tau_ps,
-            self.laser.phase_ps,
-            self.laser.period_ps,
-            route_cum,
-            jitter,
-            delay,
-        )
+        if k1 <= k0 or q <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        n = (k1 - k0) * min(q, 1.0)
+        cap = int(1.2 * n + 6 * math.sqrt(n)) + 64  # rarely not enough: then more calls
+        block = cum[:, _BLOCK_END]
+        parts = []
+        k, done = k0 - 1, False
+        while not done:
+            out = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64)
+            m, k, done = pulsed_photons(
+                rng,
+                k,
+                k1,
+                q,
+                path_t,
+                path_s,
+                cum,
+                block,
+                _TOP,
+                _FIRST,
+                p_rung,
+                tau_ps,
+                self.laser.phase_ps,
+                self.laser.period_ps,
+                route_cum,
+                jitter,
+                delay,
+                *out,
+            )
+            parts.append(tuple(a[:m] for a in out))
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(a) for a in zip(*parts, strict=True))
 
     def _ladder_tables(self, i: int, n_e: float, eta_e: float):
         """Per blinking state (bright, grey, off, bleached): rung click probabilities, rung
@@ -621,14 +674,18 @@ class World:
         cached = self._ladder.get(i)
         if cached is not None and cached[0] == (n_e, eta_e):
             return cached[1]
-        e = self.emitters[i]
-        qy, tau = e.state_qy_tau()
-        qy_n = physics.ladder_qy(e.qy_x, e.qy_xx)
-        tau_n = physics.ladder_tau(e.tau_x_ns, e.tau_xx_ns, e.qy_x, e.qy_xx) * 1e3
+        const = self._ladder_const.get(i)
+        if const is None:  # what does not depend on the excitation
+            e = self.emitters[i]
+            qy, tau = e.state_qy_tau()
+            qy_n = physics.ladder_qy(e.qy_x, e.qy_xx)
+            tau_n = physics.ladder_tau(e.tau_x_ns, e.tau_xx_ns, e.qy_x, e.qy_xx) * 1e3
+            tau_ps = np.tile(tau_n, (4, 1))
+            tau_ps[:3, 0] = tau
+            const = self._ladder_const[i] = ((qy / e.qy_x)[:, None] * qy_n[None, :], tau_ps)
+        rel, tau_ps = const
         p_rung = np.zeros((4, physics.N_MAX))
-        p_rung[:3] = (qy / e.qy_x)[:, None] * qy_n[None, :] * eta_e
-        tau_ps = np.tile(tau_n, (4, 1))
-        tau_ps[:3, 0] = tau
+        p_rung[:3] = rel * eta_e
         probs = np.zeros((4, _TOP.size))
         probs[:3] = physics.ladder_outcomes(n_e, p_rung[:3])
         self._ladder[i] = ((n_e, eta_e), (p_rung, tau_ps, probs))
@@ -636,15 +693,14 @@ class World:
 
     def _emitter_pulses(self, rng, i, n_e, eta_e, a_ps, b_ps, k0, k1, route_cum, jitter, delay):
         """Detected photons of emitter i over [a, b): blinking path, then thinned pulses."""
-        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._piece_seed(_PATH, i, a_ps))
         self._paths_ahead.add(i)
         if self.record_paths:
             self.recorded_paths.setdefault(i, []).append((times, states))
         p_rung, tau_ps, probs = self._ladder_tables(i, n_e, eta_e)
         cum = np.cumsum(probs, axis=1)
         q_state = cum[:, -1]
-        visited = np.unique(states)
-        q_max = float(q_state[visited].max())
+        q_max = float(q_state[states[0]] if states.size == 1 else q_state[states].max())
         if q_max <= 0:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
         cum /= q_max
@@ -832,7 +888,7 @@ class World:
             self._ap_t,
             self._ap_c,
             self._ap_n,
-            self._seed_for("afterpulse"),
+            self._ap_seed,
         )
         return ts_k, ch_k.astype(np.int16)
 
@@ -896,7 +952,7 @@ class World:
 
     def mean_qy_over(self, i: int, a_ps: int, b_ps: int) -> float:
         """Time-averaged QY of emitter i over [a, b): its blinking path, 0 once bleached."""
-        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._piece_seed(_PATH, i, a_ps))
         qy, _ = self.emitters[i].state_qy_tau()
         qy4 = np.append(qy, 0.0)
         durations = np.diff(np.append(times, b_ps)).astype(float)
