@@ -5,6 +5,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# numpy's ziggurat tables (as numba ships them for its port of numpy's Generator)
+from numba.np.random._constants import (
+    fe_double,
+    fi_double,
+    ke_double,
+    ki_double,
+    we_double,
+    wi_double,
+    ziggurat_exp_r,
+    ziggurat_nor_inv_r,
+    ziggurat_nor_r,
+)
+
 #: top rungs of the exciton ladder (physics.N_MAX): a compile-time constant, so the branch-free
 #: search over the top-rung blocks in pulsed_photons is a fixed-length (vectorised) loop
 LADDER_RUNGS = 10
@@ -27,6 +40,110 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
         else:
             keep[i] = False
     return keep
+
+
+# ---------------------------------------------------------------- inline random numbers
+# xoshiro256** (Blackman & Vigna) with its state in a uint64[4] array, seeded by SplitMix64,
+# and numpy's ziggurat samplers on top of it (the code of numpy's / numba's
+# random_standard_normal and random_standard_exponential): inlined in the kernels, a draw
+# costs a few ns instead of a call through the bit generator's function pointer.
+
+
+@njit(cache=True)
+def rng_state(seed):
+    """xoshiro256** state (uint64[4]) from a 64-bit seed, by SplitMix64 (never all zero)."""
+    s = np.empty(4, np.uint64)
+    z = np.uint64(seed)
+    for j in range(4):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        x = z
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        s[j] = x ^ (x >> np.uint64(31))
+    return s
+
+
+@njit(inline="always")
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(inline="always")
+def _next_u64(s):
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+    return result
+
+
+@njit(inline="always")
+def _uniform(s):
+    """Uniform on [0, 1), 53 bits."""
+    return np.float64(_next_u64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(inline="always")
+def _exponential(s):
+    """Standard exponential (numpy's ziggurat)."""
+    while True:
+        ri = _next_u64(s) >> np.uint64(3)
+        idx = np.int64(ri & np.uint64(0xFF))
+        ri >>= np.uint64(8)
+        x = np.float64(ri) * we_double[idx]
+        if ri < ke_double[idx]:
+            return x
+        if idx == 0:
+            return ziggurat_exp_r - np.log1p(-_uniform(s))
+        if (fe_double[idx - 1] - fe_double[idx]) * _uniform(s) + fe_double[idx] < np.exp(-x):
+            return x
+
+
+@njit(inline="always")
+def _normal(s):
+    """Standard normal (numpy's ziggurat)."""
+    while True:
+        r = _next_u64(s)
+        idx = np.int64(r & np.uint64(0xFF))
+        r >>= np.uint64(8)
+        rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
+        x = np.float64(rabs) * wi_double[idx]
+        if r & np.uint64(1):
+            x = -x
+        if rabs < ki_double[idx]:
+            return x
+        if idx == 0:
+            while True:
+                xx = -ziggurat_nor_inv_r * np.log1p(-_uniform(s))
+                yy = -np.log1p(-_uniform(s))
+                if yy + yy > xx * xx:
+                    if (rabs >> np.uint64(8)) & np.uint64(1):
+                        return -(ziggurat_nor_r + xx)
+                    return ziggurat_nor_r + xx
+        elif (fi_double[idx - 1] - fi_double[idx]) * _uniform(s) + fi_double[idx] < np.exp(
+            -0.5 * x * x
+        ):
+            return x
+
+
+@njit(cache=True)
+def rng_draws(state, n, kind):
+    """n draws of the inline generator (kind 0 uniform, 1 exponential, 2 normal): tests."""
+    out = np.empty(n)
+    for i in range(n):
+        if kind == 0:
+            out[i] = _uniform(state)
+        elif kind == 1:
+            out[i] = _exponential(state)
+        else:
+            out[i] = _normal(state)
+    return out
 
 
 @njit(cache=True, fastmath=True)
@@ -75,13 +192,13 @@ def pulsed_photons(
     the others ``u / p_rung`` (both uniform on [0, 1) given the click). Each photon gets
     its detector's delay and Gaussian jitter and never precedes its pulse.
 
-    Every random number comes from ``rng`` (a numpy Generator: numba's ports of numpy's
-    ziggurat samplers), in a fixed order, so the photons depend on the generator's state
-    only. The photons (timestamp ps, detector index, pulse time; unsorted) go into ``ts``,
-    ``det``, ``origin``; when they are nearly full (room for less than one cascade), the
-    kernel stops before the next pulse and returns (photons written, last pulse done,
-    False): call it again from there with new arrays (the same random numbers follow).
-    Returns (photons written, k1, True) when done.
+    Every random number comes from ``rng``, an inline generator state (:func:`rng_state`,
+    advanced in place), in a fixed order, so the photons depend on that state only. The
+    photons (timestamp ps, detector index, pulse time; unsorted) go into ``ts``, ``det``,
+    ``origin``; when they are nearly full (room for less than one cascade), the kernel
+    stops before the next pulse and returns (photons written, last pulse done, False):
+    call it again from there with new arrays (the same random numbers follow). Returns
+    (photons written, k1, True) when done.
     """
     n_det = route_cum.shape[0]
     n_path = path_t.shape[0]
@@ -95,7 +212,7 @@ def pulsed_photons(
     while True:
         if m + LADDER_RUNGS > cap:
             return m, k, False
-        gap = rng.standard_exponential() * scale
+        gap = _exponential(rng) * scale
         if gap >= k1 - 1 - k:  # also when the gap overflows an int64
             break
         k += 1 + np.int64(gap)
@@ -103,7 +220,7 @@ def pulsed_photons(
         while ip + 1 < n_path and path_t[ip + 1] <= t_pulse:
             ip += 1
         s = path_s[ip]
-        v = rng.random()
+        v = _uniform(rng)
         row = block[s]
         if v >= row[LADDER_RUNGS - 1]:
             continue
@@ -118,13 +235,13 @@ def pulsed_photons(
         j = first[c]
         t_emit = 0.0
         for rung in range(n0, j - 1, -1):  # the rungs above j decay unseen, then j
-            t_emit += tau_ps[s, rung - 1] * rng.standard_exponential()
+            t_emit += tau_ps[s, rung - 1] * _exponential(rng)
         rung = j
         while True:  # photon of rung ``rung`` routed by r, then the rungs below j
             i = 0
             for qq in range(n_det - 1):
                 i += r >= route_cum[qq]
-            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * rng.standard_normal()
+            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * _normal(rng)
             if t < 0.0:
                 t = 0.0
             ts[m] = t_pulse + np.int64(t + 0.5)  # t >= 0
@@ -134,8 +251,8 @@ def pulsed_photons(
             clicked = False
             while rung > 1 and not clicked:
                 rung -= 1
-                t_emit += tau_ps[s, rung - 1] * rng.standard_exponential()
-                uu = rng.random()
+                t_emit += tau_ps[s, rung - 1] * _exponential(rng)
+                uu = _uniform(rng)
                 pr = p_rung[s, rung - 1]
                 if uu < pr:
                     clicked = True
@@ -148,7 +265,8 @@ def pulsed_photons(
 @njit(cache=True)
 def crosstalk_kernel(rng, ts, ch, prob, target, shift_ps, jitter_sigma_ps):
     """Breakdown-flash clicks of the clicks ``(ts, ch)`` (``imperfections.crosstalk_clicks``):
-    candidates at the largest probability by geometric gaps, each kept with prob[c] / that."""
+    candidates at the largest probability by geometric gaps, each kept with prob[c] / that.
+    ``rng``: an inline generator state (:func:`rng_state`)."""
     n = ts.shape[0]
     q = 0.0
     for i in range(n):
@@ -164,12 +282,12 @@ def crosstalk_kernel(rng, ts, ch, prob, target, shift_ps, jitter_sigma_ps):
     m = 0
     i = -1
     while True:
-        gap = rng.standard_exponential() * scale
+        gap = _exponential(rng) * scale
         if gap >= n - 1 - i:
             break
         i += 1 + np.int64(gap)
         c = ch[i]
-        if q > prob[c] and rng.random() * q >= prob[c]:
+        if q > prob[c] and _uniform(rng) * q >= prob[c]:
             continue
         if m == cap:
             cap = 2 * cap
@@ -179,7 +297,7 @@ def crosstalk_kernel(rng, ts, ch, prob, target, shift_ps, jitter_sigma_ps):
             c2[:m] = out_c[:m]
             out_t, out_c = t2, c2
         tgt = target[c]
-        t = ts[i] + shift_ps[c] + jitter_sigma_ps[tgt] * rng.standard_normal()
+        t = ts[i] + shift_ps[c] + jitter_sigma_ps[tgt] * _normal(rng)
         out_t[m] = np.int64(np.round(t))
         out_c[m] = tgt
         m += 1

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from hbtscope.drivers_sim._kernels import crosstalk_kernel
+from hbtscope.drivers_sim._kernels import crosstalk_kernel, rng_state
 
 __all__ = ["OpenLoopPiezo", "crosstalk_clicks", "laser_emitted_power_W"]
 
@@ -63,7 +63,7 @@ def crosstalk_clicks(
     if ts.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.int16)
     t, c = crosstalk_kernel(
-        rng,
+        rng_state(int(rng.integers(2**63))),
         np.asarray(ts, np.int64),
         np.asarray(ch, np.int64),
         np.asarray(prob, np.float64),

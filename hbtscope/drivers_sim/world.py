@@ -27,6 +27,7 @@ from hbtscope.drivers_sim._kernels import (
     LADDER_RUNGS,
     apply_dead_time,
     pulsed_photons,
+    rng_state,
     spad_clicks,
 )
 from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
@@ -637,12 +638,13 @@ class World:
         n = (k1 - k0) * min(q, 1.0)
         cap = int(1.2 * n + 6 * math.sqrt(n)) + 64  # rarely not enough: then more calls
         block = cum[:, _BLOCK_END]
+        state = rng_state(int(rng.integers(2**63)))  # the kernel's own generator
         parts = []
         k, done = k0 - 1, False
         while not done:
             out = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64)
             m, k, done = pulsed_photons(
-                rng,
+                state,
                 k,
                 k1,
                 q,
