@@ -155,6 +155,18 @@ class World:
         self._ap_c = np.empty(64, np.int64)
         self._ap_n = 0
         self._eta_split = self._detector_split()
+        # per detector, for the generation of every piece
+        self._det_channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
+        self._det_jitter = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
+        self._det_delay = np.array([d.delay_ps for d in self.detectors], np.float64)
+        self._det_tail_f = np.array([d.jitter_tail_fraction for d in self.detectors])
+        self._det_tail_ps = np.array([d.jitter_tail_ps for d in self.detectors])
+        self._det_dark_cps = np.array([float(d.dark_cps) for d in self.detectors])
+        self._xt_on = bool(self._xt_prob.any())
+        self._route = self._eta_split / self._eta_split.sum()
+        self._route_all = np.cumsum(self._route)
+        self._route_all[-1] = 1.0
+        self._ap_on = bool(self._ap_prob.any())
         t0 = clock.now_ps()
         self.dynamics = [
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
@@ -485,7 +497,8 @@ class World:
             t = self.clock.now_ps() if t_ps is None else t_ps
             b = np.ones(len(self.emitters))  # brightness() is 1 without brightening
             for j in self._brightening_idx:
-                b[j] = self.emitters[j].brightness(self.dynamics[j].dose_at(t))
+                if coll[j] != 0.0:  # (the others' weight is 0 whatever their brightness)
+                    b[j] = self.emitters[j].brightness(self.dynamics[j].dose_at(t))
             coll = coll * b
         return coll
 
@@ -609,7 +622,8 @@ class World:
     def _rng(self, start_ps: int) -> np.random.Generator:
         """The generator of the piece starting at ``start_ps``: PCG64 with its 128-bit state
         and increment hashed from (seed, start) -- one reused bit generator, re-seeded."""
-        h = [_hash_words(self.seed, _PIECE, start_ps, j) for j in range(4)]
+        h0 = _hash_words(self.seed, _PIECE, start_ps)
+        h = [h0, _splitmix64(h0 ^ 1), _splitmix64(h0 ^ 2), _splitmix64(h0 ^ 3)]
         self._piece_bits.state = {
             "bit_generator": "PCG64",
             "state": {"state": (h[0] << 64) | h[1], "inc": ((h[2] << 64) | h[3]) | 1},
@@ -723,23 +737,20 @@ class World:
 
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
         rng = self._rng(a_ps)
-        channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
+        channels = self._det_channels
         laser_on = self.laser.on and self.laser.power_W > 0
         pulsed = self.laser.on and not self.laser.cw
         k0, k1 = self._pulse_range(a_ps, b_ps) if pulsed else (0, 0)
         ts_list, ch_list, or_list = [], [], []
-        route = self._eta_split / self._eta_split.sum()
-        route_cum = np.cumsum(route)
-        route_cum[-1] = 1.0
-        jitter = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
-        delay = np.array([d.delay_ps for d in self.detectors], np.float64)
-
-        tail_f = np.array([d.jitter_tail_fraction for d in self.detectors])
-        tail_ps = np.array([d.jitter_tail_ps for d in self.detectors])
+        route = self._route
+        route_cum = self._route_all
+        jitter, delay = self._det_jitter, self._det_delay
+        tail_f, tail_ps = self._det_tail_f, self._det_tail_ps
+        tail = bool(tail_f.any())
 
         def add(ts, det, origin):
             if ts.size:
-                if tail_f.any():  # SPAD diffusion tail of the timing response (IRF)
+                if tail:  # SPAD diffusion tail of the timing response (IRF)
                     slow = rng.random(ts.size) < tail_f[det]
                     ts = ts + np.where(
                         slow, np.round(rng.exponential(1.0, ts.size) * tail_ps[det]), 0
@@ -806,14 +817,13 @@ class World:
                     )
 
         # dark counts: a uniform Poisson process per detector
-        span_s = (b_ps - a_ps) / PS_PER_S
-        for d in self.detectors:
-            n_dark = rng.poisson(d.dark_cps * span_s)
-            if n_dark:
-                td = rng.integers(a_ps, b_ps, n_dark, dtype=np.int64)
-                ts_list.append(td)
-                ch_list.append(np.full(n_dark, d.tagger_channel, np.int16))
-                or_list.append(td)
+        n_dark = rng.poisson(self._det_dark_cps * ((b_ps - a_ps) / PS_PER_S))
+        n_all = int(n_dark.sum())
+        if n_all:
+            td = rng.integers(a_ps, b_ps, n_all, dtype=np.int64)
+            ts_list.append(td)
+            ch_list.append(np.repeat(channels, n_dark))
+            or_list.append(td)
 
         if self._marker_t.size:
             lo, hi = np.searchsorted(self._marker_t, [a_ps, b_ps], side="left")
@@ -830,24 +840,30 @@ class World:
             ch_list.append(np.full(tsync.size, self.sync_channel, np.int16))
             or_list.append(tsync - self.sync_delay_ps)
 
-        if ts_list and self._xt_prob.any():  # breakdown flashes of this piece's clicks
+        if not ts_list:
+            return
+        ts = np.concatenate(ts_list) if len(ts_list) > 1 else ts_list[0]
+        ch = np.concatenate(ch_list) if len(ch_list) > 1 else ch_list[0]
+        origin = np.concatenate(or_list) if len(or_list) > 1 else or_list[0]
+        parts_ts, parts_ch, parts_or = (
+            [self._pending_ts, ts],
+            [self._pending_ch, ch],
+            [
+                self._pending_origin,
+                origin,
+            ],
+        )
+        if self._xt_on:  # breakdown flashes of this piece's clicks
             xt_t, xt_c = crosstalk_clicks(
-                rng,
-                np.concatenate(ts_list),
-                np.concatenate(ch_list),
-                self._xt_prob,
-                self._xt_target,
-                self._xt_shift,
-                self._xt_jitter,
+                rng, ts, ch, self._xt_prob, self._xt_target, self._xt_shift, self._xt_jitter
             )
-            ts_list.append(xt_t)
-            ch_list.append(xt_c)
-            or_list.append(xt_t)
-
-        if ts_list:
-            self._pending_ts = np.concatenate([self._pending_ts, *ts_list])
-            self._pending_ch = np.concatenate([self._pending_ch, *ch_list])
-            self._pending_origin = np.concatenate([self._pending_origin, *or_list])
+            if xt_t.size:
+                parts_ts.append(xt_t)
+                parts_ch.append(xt_c)
+                parts_or.append(xt_t)
+        self._pending_ts = np.concatenate(parts_ts)
+        self._pending_ch = np.concatenate(parts_ch)
+        self._pending_origin = np.concatenate(parts_or)
 
     def _ensure_generated(self, t_ps: int) -> None:
         while self._generated_until_ps < t_ps:
@@ -876,7 +892,7 @@ class World:
         out_ts, out_ch = ts[:cut], ch[:cut]
         self._pending_ts, self._pending_ch, self._pending_origin = ts[cut:], ch[cut:], origin[cut:]
         self._released_until_ps = t_ps
-        if not self._ap_prob.any() and self._ap_n == 0:  # no afterpulsing: the fast path
+        if not self._ap_on and self._ap_n == 0:  # no afterpulsing: the fast path
             keep = apply_dead_time(out_ts, out_ch.astype(np.int64), self._dead_ps, self._last_kept)
             return out_ts[keep], out_ch[keep]
         ts_k, ch_k, self._ap_t, self._ap_c, self._ap_n = spad_clicks(
