@@ -42,6 +42,22 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
     return keep
 
 
+@njit(cache=True)
+def ladder_class_probs(p_top, p, top, first, out):
+    """``physics.ladder_outcomes`` for p of shape (n_states, n_max), given p_top[n - 1] =
+    P(top rung n): out[s, c] = p_top[top[c] - 1] p[s, first[c] - 1]
+    prod_{first[c] < n <= top[c]} (1 - p[s, n - 1]), the product as the exponential of
+    the difference of cumulative log1p sums (the same arithmetic, in the same order)."""
+    n_states, n_max = p.shape
+    cum = np.empty(n_max + 1)
+    for s in range(n_states):
+        cum[0] = 0.0
+        for n in range(n_max):
+            cum[n + 1] = cum[n] + np.log1p(-min(p[s, n], 1.0 - 1e-15))
+        for c in range(top.shape[0]):
+            out[s, c] = p_top[top[c] - 1] * p[s, first[c] - 1] * np.exp(cum[top[c]] - cum[first[c]])
+
+
 # ---------------------------------------------------------------- inline random numbers
 # xoshiro256** (Blackman & Vigna) with its state in a uint64[4] array, seeded by SplitMix64,
 # and numpy's ziggurat samplers on top of it (the code of numpy's / numba's

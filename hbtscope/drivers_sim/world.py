@@ -26,6 +26,7 @@ from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import (
     LADDER_RUNGS,
     apply_dead_time,
+    ladder_class_probs,
     pulsed_photons,
     rng_state,
     spad_clicks,
@@ -703,7 +704,9 @@ class World:
         p_rung = np.zeros((4, physics.N_MAX))
         p_rung[:3] = rel * eta_e
         probs = np.zeros((4, _TOP.size))
-        probs[:3] = physics.ladder_outcomes(n_e, p_rung[:3])
+        # physics.ladder_outcomes(n_e, p_rung[:3]), without its dozen numpy calls
+        g = np.append(physics.rung_occupation(n_e, physics.N_MAX), 0.0)
+        ladder_class_probs(np.maximum(g[:-1] - g[1:], 0.0), p_rung[:3], _TOP, _FIRST, probs)
         self._ladder[i] = ((n_e, eta_e), (p_rung, tau_ps, probs))
         return p_rung, tau_ps, probs
 
