@@ -94,6 +94,7 @@ assert LADDER_RUNGS == physics.N_MAX
 #: empty -- the substrate background
 _CUM1 = np.ones((1, _TOP.size))
 _ST0 = np.zeros(1, np.int64)
+_PATH0 = np.zeros(1, np.int64)  # a path of one state (its start time is not used)
 _P_RUNG1 = np.zeros((1, physics.N_MAX))
 _P_RUNG1[0, 0] = 1.0
 
@@ -193,6 +194,7 @@ class World:
         self._ladder_const: dict[int, tuple] = {}  # their excitation-free parts
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         self._route_cum, self._band_factor = self._spectral_routing()
+        self._bg_tables: tuple | None = None
         rng_d = np.random.default_rng(self._seed_for("drift"))
         angle = rng_d.uniform(0, 2 * np.pi)
         v = spec.optics.drift_nm_per_min * 1e-3 / 60.0  # µm/s
@@ -738,6 +740,16 @@ class World:
             delay,
         )
 
+    def _background_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Substrate background through the ladder kernel: one rung of the substrate
+        lifetime, and per detector i a routing that sends every photon to i."""
+        tau_bg = self.spec.sample.substrate_lifetime_ns * 1e3
+        if self._bg_tables is None or self._bg_tables[0] != tau_bg:
+            n = len(self.detectors)
+            only = np.triu(np.ones((n, n)))  # row i: 0 before i, 1 from i on
+            self._bg_tables = (tau_bg, np.full((1, physics.N_MAX), tau_bg), only)
+        return self._bg_tables[1], self._bg_tables[2]
+
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
         rng = self._rng(a_ps)
         channels = self._det_channels
@@ -797,23 +809,21 @@ class World:
             bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
             bg_cps *= self.light_path == "spads"
             if bg_cps > 0:
-                tau_bg = self.spec.sample.substrate_lifetime_ns * 1e3
+                tau_bg, only = self._background_tables()
                 for i, f in enumerate(route):
                     q = -math.expm1(-bg_cps * f / self.laser.rep_rate_Hz)
-                    only_i = np.zeros(len(route))
-                    only_i[i:] = 1.0
                     add(
                         *self._photons(
                             rng,
                             k0,
                             k1,
                             q,
-                            np.array([a_ps], np.int64),
+                            _PATH0,
                             _ST0,
                             _CUM1,
                             _P_RUNG1,
-                            np.full((1, physics.N_MAX), tau_bg),
-                            only_i,
+                            tau_bg,
+                            only[i],
                             jitter,
                             delay,
                         )
