@@ -43,6 +43,41 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
 
 
 @njit(cache=True)
+def release_clicks(order, ts, ch, origin, t_end, dead_ps, last_ps):
+    """The pending clicks in time order (``order``: a stable argsort of ``ts``): those before
+    ``t_end`` through the channels' dead time (:func:`apply_dead_time`, ``last_ps`` updated
+    in place), and the rest, still pending. Returns (kept times, kept channels, pending
+    times, channels, origins), in time order."""
+    n = order.shape[0]
+    out_t = np.empty(n, np.int64)
+    out_c = np.empty(n, ch.dtype)
+    m = 0
+    cut = n
+    for j in range(n):
+        i = order[j]
+        t = ts[i]
+        if t >= t_end:
+            cut = j
+            break
+        c = ch[i]
+        if t - last_ps[c] >= dead_ps[c]:
+            last_ps[c] = t
+            out_t[m] = t
+            out_c[m] = c
+            m += 1
+    rest = n - cut
+    rt = np.empty(rest, np.int64)
+    rc = np.empty(rest, ch.dtype)
+    ro = np.empty(rest, np.int64)
+    for j in range(rest):
+        i = order[cut + j]
+        rt[j] = ts[i]
+        rc[j] = ch[i]
+        ro[j] = origin[i]
+    return out_t[:m], out_c[:m], rt, rc, ro
+
+
+@njit(cache=True)
 def ladder_class_probs(p_top, p, top, first, out):
     """``physics.ladder_outcomes`` for p of shape (n_states, n_max), given p_top[n - 1] =
     P(top rung n): out[s, c] = p_top[top[c] - 1] p[s, first[c] - 1]

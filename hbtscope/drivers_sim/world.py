@@ -25,9 +25,9 @@ from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import (
     LADDER_RUNGS,
-    apply_dead_time,
     ladder_class_probs,
     pulsed_photons,
+    release_clicks,
     rng_state,
     spad_clicks,
 )
@@ -898,6 +898,19 @@ class World:
             return np.empty(0, np.int64), np.empty(0, np.int16)
         self._ensure_generated(t_ps)
         order = np.argsort(self._pending_ts, kind="stable")
+        if not self._ap_on and self._ap_n == 0:  # no afterpulsing: the fast path
+            out_ts, out_ch, *pending = release_clicks(
+                order,
+                self._pending_ts,
+                self._pending_ch,
+                self._pending_origin,
+                t_ps,
+                self._dead_ps,
+                self._last_kept,
+            )
+            self._pending_ts, self._pending_ch, self._pending_origin = pending
+            self._released_until_ps = t_ps
+            return out_ts, out_ch
         ts = self._pending_ts[order]
         ch = self._pending_ch[order]
         origin = self._pending_origin[order]
@@ -905,9 +918,6 @@ class World:
         out_ts, out_ch = ts[:cut], ch[:cut]
         self._pending_ts, self._pending_ch, self._pending_origin = ts[cut:], ch[cut:], origin[cut:]
         self._released_until_ps = t_ps
-        if not self._ap_on and self._ap_n == 0:  # no afterpulsing: the fast path
-            keep = apply_dead_time(out_ts, out_ch.astype(np.int64), self._dead_ps, self._last_kept)
-            return out_ts[keep], out_ch[keep]
         ts_k, ch_k, self._ap_t, self._ap_c, self._ap_n = spad_clicks(
             out_ts,
             out_ch.astype(np.int64),
