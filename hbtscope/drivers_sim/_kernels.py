@@ -5,8 +5,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# numpy's ziggurat tables (as numba ships them for its port of numpy's Generator)
+from numba.np.random._constants import (
+    fe_double,
+    fi_double,
+    ke_double,
+    ki_double,
+    we_double,
+    wi_double,
+    ziggurat_exp_r,
+    ziggurat_nor_inv_r,
+    ziggurat_nor_r,
+)
+
 #: top rungs of the exciton ladder (physics.N_MAX): a compile-time constant, so the branch-free
-#: search over the top-rung blocks in plan_ladder is a fixed-length (vectorised) loop
+#: search over the top-rung blocks in pulsed_photons is a fixed-length (vectorised) loop
 LADDER_RUNGS = 10
 
 
@@ -29,114 +42,257 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
     return keep
 
 
+@njit(cache=True)
+def release_clicks(order, ts, ch, origin, t_end, dead_ps, last_ps):
+    """The pending clicks in time order (``order``: a stable argsort of ``ts``): those before
+    ``t_end`` through the channels' dead time (:func:`apply_dead_time`, ``last_ps`` updated
+    in place), and the rest, still pending. Returns (kept times, kept channels, pending
+    times, channels, origins), in time order."""
+    n = order.shape[0]
+    out_t = np.empty(n, np.int64)
+    out_c = np.empty(n, ch.dtype)
+    m = 0
+    cut = n
+    for j in range(n):
+        i = order[j]
+        t = ts[i]
+        if t >= t_end:
+            cut = j
+            break
+        c = ch[i]
+        if t - last_ps[c] >= dead_ps[c]:
+            last_ps[c] = t
+            out_t[m] = t
+            out_c[m] = c
+            m += 1
+    rest = n - cut
+    rt = np.empty(rest, np.int64)
+    rc = np.empty(rest, ch.dtype)
+    ro = np.empty(rest, np.int64)
+    for j in range(rest):
+        i = order[cut + j]
+        rt[j] = ts[i]
+        rc[j] = ch[i]
+        ro[j] = origin[i]
+    return out_t[:m], out_c[:m], rt, rc, ro
+
+
+@njit(cache=True)
+def ladder_class_probs(p_top, p, top, first, out):
+    """``physics.ladder_outcomes`` for p of shape (n_states, n_max), given p_top[n - 1] =
+    P(top rung n): out[s, c] = p_top[top[c] - 1] p[s, first[c] - 1]
+    prod_{first[c] < n <= top[c]} (1 - p[s, n - 1]), the product as the exponential of
+    the difference of cumulative log1p sums (the same arithmetic, in the same order)."""
+    n_states, n_max = p.shape
+    cum = np.empty(n_max + 1)
+    for s in range(n_states):
+        cum[0] = 0.0
+        for n in range(n_max):
+            cum[n + 1] = cum[n] + np.log1p(-min(p[s, n], 1.0 - 1e-15))
+        for c in range(top.shape[0]):
+            out[s, c] = p_top[top[c] - 1] * p[s, first[c] - 1] * np.exp(cum[top[c]] - cum[first[c]])
+
+
+# ---------------------------------------------------------------- inline random numbers
+# xoshiro256** (Blackman & Vigna) with its state in a uint64[4] array, seeded by SplitMix64,
+# and numpy's ziggurat samplers on top of it (the code of numpy's / numba's
+# random_standard_normal and random_standard_exponential): inlined in the kernels, a draw
+# costs a few ns instead of a call through the bit generator's function pointer.
+
+
+@njit(cache=True)
+def rng_state(seed):
+    """xoshiro256** state (uint64[4]) from a 64-bit seed, by SplitMix64 (never all zero)."""
+    s = np.empty(4, np.uint64)
+    z = np.uint64(seed)
+    for j in range(4):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        x = z
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        s[j] = x ^ (x >> np.uint64(31))
+    return s
+
+
+@njit(inline="always")
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(inline="always")
+def _next_u64(s):
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+    return result
+
+
+@njit(inline="always")
+def _uniform(s):
+    """Uniform on [0, 1), 53 bits."""
+    return np.float64(_next_u64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(inline="always")
+def _exponential(s):
+    """Standard exponential (numpy's ziggurat)."""
+    while True:
+        ri = _next_u64(s) >> np.uint64(3)
+        idx = np.int64(ri & np.uint64(0xFF))
+        ri >>= np.uint64(8)
+        x = np.float64(ri) * we_double[idx]
+        if ri < ke_double[idx]:
+            return x
+        if idx == 0:
+            return ziggurat_exp_r - np.log1p(-_uniform(s))
+        if (fe_double[idx - 1] - fe_double[idx]) * _uniform(s) + fe_double[idx] < np.exp(-x):
+            return x
+
+
+@njit(inline="always")
+def _normal(s):
+    """Standard normal (numpy's ziggurat)."""
+    while True:
+        r = _next_u64(s)
+        idx = np.int64(r & np.uint64(0xFF))
+        r >>= np.uint64(8)
+        rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
+        x = np.float64(rabs) * wi_double[idx]
+        if r & np.uint64(1):
+            x = -x
+        if rabs < ki_double[idx]:
+            return x
+        if idx == 0:
+            while True:
+                xx = -ziggurat_nor_inv_r * np.log1p(-_uniform(s))
+                yy = -np.log1p(-_uniform(s))
+                if yy + yy > xx * xx:
+                    if (rabs >> np.uint64(8)) & np.uint64(1):
+                        return -(ziggurat_nor_r + xx)
+                    return ziggurat_nor_r + xx
+        elif (fi_double[idx - 1] - fi_double[idx]) * _uniform(s) + fi_double[idx] < np.exp(
+            -0.5 * x * x
+        ):
+            return x
+
+
+@njit(cache=True)
+def rng_draws(state, n, kind):
+    """n draws of the inline generator (kind 0 uniform, 1 exponential, 2 normal): tests."""
+    out = np.empty(n)
+    for i in range(n):
+        if kind == 0:
+            out[i] = _uniform(state)
+        elif kind == 1:
+            out[i] = _exponential(state)
+        else:
+            out[i] = _normal(state)
+    return out
+
+
 @njit(cache=True, fastmath=True)
-def plan_ladder(st, v, cum, block, top, first):
-    """Outcome class of every candidate pulse, and how many random numbers assembly needs.
-
-    Candidates were drawn with the largest per-pulse click probability q_max over the
-    emitter's states; pulse p, in blinking state ``st[p]``, falls in class c when ``v[p]``
-    lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class probabilities
-    (normalised to q_max; ``physics.ladder_outcomes``, classes ordered as
-    ``physics.ladder_classes``: top rung ``top[c]``, highest clicking rung ``first[c]``),
-    and yields nothing (thinning to the state's own q) when v >= cum[s, -1]. The top rung
-    comes first, branch-free, from ``block[s, n - 1]`` = cum at the end of the classes with
-    n0 = n, n = 1 .. LADDER_RUNGS (random branches cost more than the arithmetic); then the
-    class within its block (j = 1 first, by far the most likely: the exciton is the
-    brightest rung). Returns (class
-    per pulse or -1, exponentials needed = sum of top rungs, uniforms needed = sum of rungs
-    below the first click, photons at most).
-    """
-    n = v.shape[0]
-    cls = np.empty(n, np.int32)
-    n_exp = 0
-    n_unif = 0
-    n_ph = 0
-    for p in range(n):
-        row = block[st[p]]
-        vp = np.float64(v[p])
-        if vp >= row[LADDER_RUNGS - 1]:
-            cls[p] = -1
-            continue
-        n0 = 1
-        for b in range(LADDER_RUNGS - 1):
-            n0 += np.int64(vp >= row[b])
-        s = st[p]
-        c = n0 * (n0 - 1) // 2
-        while vp >= cum[s, c]:
-            c += 1
-        cls[p] = c
-        n_exp += n0
-        n_unif += first[c] - 1
-        n_ph += first[c]
-    return cls, n_exp, n_unif, n_ph
-
-
-@njit(cache=True, fastmath=True)
-def assemble_photons(
-    k,
-    st,
-    v,
-    cls,
+def pulsed_photons(
+    rng,
+    k_last,
+    k1,
+    q,
+    path_t,
+    path_s,
     cum,
+    block,
     top,
     first,
     p_rung,
     tau_ps,
-    e,
-    u,
-    jn,
     phase_ps,
     period_ps,
     route_cum,
     jitter_sd_ps,
     delay_ps,
+    ts,
+    det,
+    origin,
 ):
-    """Detected photons of one emitter from its candidate pulses ``k`` (thinned generation).
+    """Detected photons of one emitter over the pulses k_last < k < k1 (thinned generation).
 
-    The exciton ladder (``physics`` module doc): pulse p of class ``cls[p]`` (from
-    :func:`plan_ladder`; -1: nothing) starts at rung n0 = ``top[c]`` and cascades down;
-    rung n decays after ``tau_ps[s, n-1] * e`` (the next exponential), so the photon of rung
-    n leaves at the sum of the delays of the rungs n0 .. n. The highest clicking rung is
-    ``first[c]``; each rung n below it clicks when the next uniform ``u`` < ``p_rung[s, n-1]``.
-    Each click goes to detector i by a uniform against ``route_cum``: the first reuses
-    ``v[p]`` rescaled within its class interval, the others ``u / p_rung`` (both uniform on
-    [0, 1) given the click). Each photon gets its detector's delay and Gaussian jitter (the
-    next ``jn``) and never precedes its pulse. ``e`` must hold sum of top rungs, ``u`` the
-    rungs below the first clicks, ``jn`` at least one number per photon (plan_ladder).
+    Candidate ("active") pulses come with probability ``q`` each, the largest per-pulse
+    click probability q_max over the emitter's blinking states: geometric gaps
+    1 + floor(E / -ln(1 - q)), E ~ Exp(1), so only they cost anything. Pulse k, at
+    ``phase_ps + round(k period_ps)``, is in the blinking state of the path (``path_t``
+    switch times, first <= the first pulse; ``path_s`` states) and falls in outcome class
+    c when a uniform v lies in [cum[s, c-1], cum[s, c]) of that state's cumulative class
+    probabilities (normalised to q_max; ``physics.ladder_outcomes``, classes ordered as
+    ``physics.ladder_classes``: top rung ``top[c]``, highest clicking rung ``first[c]``);
+    it yields nothing (thinning to the state's own q) when v >= cum[s, -1]. The top rung
+    comes first, branch-free, from ``block[s, n - 1]`` = cum at the end of the classes with
+    n0 = n, n = 1 .. LADDER_RUNGS; then the class within its block (j = 1 first, by far the
+    most likely: the exciton is the brightest rung).
 
-    The random numbers come in bulk from numpy's Generator (ziggurat samplers), so this
-    kernel only does the bookkeeping. Returns (timestamps_ps, detector index, pulse time),
-    unsorted.
+    The exciton ladder (``physics`` module doc): the pulse starts at rung n0 and cascades
+    down; rung n decays after ``tau_ps[s, n-1] E``, so the photon of rung n leaves at the
+    sum of the delays of the rungs n0 .. n. Rung ``first[c]`` clicks; each rung n below it
+    clicks when a uniform u < ``p_rung[s, n-1]``. Each click goes to detector i by a
+    uniform against ``route_cum``: the first reuses v rescaled within its class interval,
+    the others ``u / p_rung`` (both uniform on [0, 1) given the click). Each photon gets
+    its detector's delay and Gaussian jitter and never precedes its pulse.
+
+    Every random number comes from ``rng``, an inline generator state (:func:`rng_state`,
+    advanced in place), in a fixed order, so the photons depend on that state only. The
+    photons (timestamp ps, detector index, pulse time; unsorted) go into ``ts``, ``det``,
+    ``origin``; when they are nearly full (room for less than one cascade), the kernel
+    stops before the next pulse and returns (photons written, last pulse done, False):
+    call it again from there with new arrays (the same random numbers follow). Returns
+    (photons written, k1, True) when done.
     """
-    n = k.shape[0]
-    cap = jn.shape[0]
-    ts = np.empty(cap, np.int64)
-    det = np.empty(cap, np.int64)
-    origin = np.empty(cap, np.int64)
     n_det = route_cum.shape[0]
+    n_path = path_t.shape[0]
+    cap = ts.shape[0]
     m = 0
-    i_e = 0
-    i_u = 0
-    for p in range(n):
-        c = cls[p]
-        if c < 0:
+    if k1 - 1 <= k_last or q <= 0.0:
+        return m, k1, True
+    scale = -1.0 / np.log1p(-q) if q < 1.0 else 0.0
+    k = k_last
+    ip = 0  # path segment of the current pulse
+    while True:
+        if m + LADDER_RUNGS > cap:
+            return m, k, False
+        gap = _exponential(rng) * scale
+        if gap >= k1 - 1 - k:  # also when the gap overflows an int64
+            break
+        k += 1 + np.int64(gap)
+        t_pulse = phase_ps + np.int64(k * period_ps + 0.5)  # k, period >= 0
+        while ip + 1 < n_path and path_t[ip + 1] <= t_pulse:
+            ip += 1
+        s = path_s[ip]
+        v = _uniform(rng)
+        row = block[s]
+        if v >= row[LADDER_RUNGS - 1]:
             continue
-        s = st[p]
+        n0 = 1
+        for b in range(LADDER_RUNGS - 1):
+            n0 += np.int64(v >= row[b])
+        c = n0 * (n0 - 1) // 2
+        while v >= cum[s, c]:
+            c += 1
         lo = cum[s, c - 1] if c > 0 else 0.0
-        r = (v[p] - lo) / (cum[s, c] - lo)
-        n0 = top[c]
+        r = (v - lo) / (cum[s, c] - lo)
         j = first[c]
-        t_pulse = phase_ps + np.int64(k[p] * period_ps + 0.5)  # k, period >= 0
         t_emit = 0.0
         for rung in range(n0, j - 1, -1):  # the rungs above j decay unseen, then j
-            t_emit += tau_ps[s, rung - 1] * e[i_e]
-            i_e += 1
+            t_emit += tau_ps[s, rung - 1] * _exponential(rng)
         rung = j
         while True:  # photon of rung ``rung`` routed by r, then the rungs below j
             i = 0
-            for q in range(n_det - 1):
-                i += r >= route_cum[q]
-            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * jn[m]
+            for qq in range(n_det - 1):
+                i += r >= route_cum[qq]
+            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * _normal(rng)
             if t < 0.0:
                 t = 0.0
             ts[m] = t_pulse + np.int64(t + 0.5)  # t >= 0
@@ -146,17 +302,57 @@ def assemble_photons(
             clicked = False
             while rung > 1 and not clicked:
                 rung -= 1
-                t_emit += tau_ps[s, rung - 1] * e[i_e]
-                i_e += 1
-                uu = u[i_u]
-                i_u += 1
+                t_emit += tau_ps[s, rung - 1] * _exponential(rng)
+                uu = _uniform(rng)
                 pr = p_rung[s, rung - 1]
                 if uu < pr:
                     clicked = True
                     r = uu / pr
             if not clicked:
                 break
-    return ts[:m], det[:m], origin[:m]
+    return m, k1, True
+
+
+@njit(cache=True)
+def crosstalk_kernel(rng, ts, ch, prob, target, shift_ps, jitter_sigma_ps):
+    """Breakdown-flash clicks of the clicks ``(ts, ch)`` (``imperfections.crosstalk_clicks``):
+    candidates at the largest probability by geometric gaps, each kept with prob[c] / that.
+    ``rng``: an inline generator state (:func:`rng_state`)."""
+    n = ts.shape[0]
+    q = 0.0
+    for i in range(n):
+        q = max(q, prob[ch[i]])
+    out_t = np.empty(0, np.int64)
+    out_c = np.empty(0, np.int64)
+    if n == 0 or q <= 0.0:
+        return out_t, out_c
+    scale = -1.0 / np.log1p(-q) if q < 1.0 else 0.0
+    cap = np.int64(n * q + 6.0 * np.sqrt(n * q)) + 16
+    out_t = np.empty(cap, np.int64)
+    out_c = np.empty(cap, np.int64)
+    m = 0
+    i = -1
+    while True:
+        gap = _exponential(rng) * scale
+        if gap >= n - 1 - i:
+            break
+        i += 1 + np.int64(gap)
+        c = ch[i]
+        if q > prob[c] and _uniform(rng) * q >= prob[c]:
+            continue
+        if m == cap:
+            cap = 2 * cap
+            t2 = np.empty(cap, np.int64)
+            c2 = np.empty(cap, np.int64)
+            t2[:m] = out_t[:m]
+            c2[:m] = out_c[:m]
+            out_t, out_c = t2, c2
+        tgt = target[c]
+        t = ts[i] + shift_ps[c] + jitter_sigma_ps[tgt] * _normal(rng)
+        out_t[m] = np.int64(np.round(t))
+        out_c[m] = tgt
+        m += 1
+    return out_t[:m], out_c[:m]
 
 
 @njit(cache=True)

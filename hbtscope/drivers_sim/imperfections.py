@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from hbtscope.drivers_sim._kernels import crosstalk_kernel, rng_state
+
 __all__ = ["OpenLoopPiezo", "crosstalk_clicks", "laser_emitted_power_W"]
 
 
@@ -60,15 +62,16 @@ def crosstalk_clicks(
     """
     if ts.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.int16)
-    c = ch.astype(np.int64)
-    p = prob[c]
-    hit = rng.random(ts.size) < p
-    if not hit.any():
-        return np.empty(0, np.int64), np.empty(0, np.int16)
-    src = c[hit]
-    tgt = target[src]
-    t = ts[hit] + shift_ps[src] + jitter_sigma_ps[tgt] * rng.standard_normal(src.size)
-    return np.round(t).astype(np.int64), tgt.astype(np.int16)
+    t, c = crosstalk_kernel(
+        rng_state(int(rng.integers(2**63))),
+        np.asarray(ts, np.int64),
+        np.asarray(ch, np.int64),
+        np.asarray(prob, np.float64),
+        np.asarray(target, np.int64),
+        np.asarray(shift_ps, np.float64),
+        np.asarray(jitter_sigma_ps, np.float64),
+    )
+    return t, c.astype(np.int16)
 
 
 class OpenLoopPiezo:

@@ -59,6 +59,7 @@ G). It rises from qy_xx/qy_x at low k. g2(tau) of the chain is :func:`cw_g2_tau`
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -194,6 +195,14 @@ def ladder_classes(n_max: int = N_MAX) -> tuple[np.ndarray, np.ndarray]:
     return np.array(tops, np.int64), np.array(firsts, np.int64)
 
 
+@functools.lru_cache(maxsize=8)
+def _ladder_classes_cached(n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    top, first = ladder_classes(n_max)
+    top.flags.writeable = False
+    first.flags.writeable = False
+    return top, first
+
+
 def ladder_outcomes(mean_n: float, p) -> np.ndarray:
     """Probabilities of the outcome classes of a pulse with at least one click.
 
@@ -205,7 +214,7 @@ def ladder_outcomes(mean_n: float, p) -> np.ndarray:
     """
     p = np.asarray(p, float)
     n_max = p.shape[-1]
-    top, first = ladder_classes(n_max)
+    top, first = _ladder_classes_cached(n_max)
     g = np.append(rung_occupation(mean_n, n_max), 0.0)
     p_top = np.maximum(g[:-1] - g[1:], 0.0)  # P(n0 = n); the last one holds N >= n_max
     log_miss = np.log1p(-np.minimum(p, 1.0 - 1e-15))

@@ -19,16 +19,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from hbtscope.clock import PS_PER_S, VirtualClock
 from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import (
     LADDER_RUNGS,
-    apply_dead_time,
-    assemble_photons,
-    plan_ladder,
+    ladder_class_probs,
+    pulsed_photons,
+    release_clicks,
+    rng_state,
     spad_clicks,
 )
 from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
@@ -42,6 +42,23 @@ from hbtscope.drivers_sim.presets import PRESETS, draw_emitter, draw_population
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    """The SplitMix64 output function of a 64-bit word (a bijective, well-mixing hash)."""
+    z = (z + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _hash_words(*words: int) -> int:
+    """A 64-bit hash of 64-bit words (SplitMix64 chained over them)."""
+    h = 0
+    for w in words:
+        h = _splitmix64(h ^ (w & _M64))
+    return h
 
 
 @dataclass
@@ -66,34 +83,18 @@ class LaserState:
         return PS_PER_S / self.rep_rate_Hz
 
 
-@njit(cache=True)
-def _geometric_indices(start, stop, e, scale):
-    """Pulse indices start + cumulative gaps (1 + floor(e scale)) below ``stop``; returns
-    (indices, last index reached, whether ``stop`` was reached)."""
-    out = np.empty(e.shape[0], np.int64)
-    k = start
-    n = 0
-    for j in range(e.shape[0]):
-        k += 1 + np.int64(e[j] * scale)
-        if k >= stop:
-            return out[:n], k, True
-        out[n] = k
-        n += 1
-    return out[:n], k, False
-
-
+_PATH, _PIECE = 0x9A7, 0x91ECE  # tags of the per-piece seeds
 _TOP, _FIRST = physics.ladder_classes(physics.N_MAX)
-
-
-def _block_end(top: np.ndarray) -> np.ndarray:
-    """Index of the last class of every top-rung block (classes ordered by top rung)."""
-    return np.append(np.flatnonzero(np.diff(top)), top.size - 1)
+#: index of the last class of every top-rung block (classes ordered by top rung)
+_BLOCK_END = np.append(np.flatnonzero(np.diff(_TOP)), _TOP.size - 1)
 
 
 assert LADDER_RUNGS == physics.N_MAX
 #: one photon per active pulse, delay Exp(tau): the first class of the ladder, all others
 #: empty -- the substrate background
 _CUM1 = np.ones((1, _TOP.size))
+_ST0 = np.zeros(1, np.int64)
+_PATH0 = np.zeros(1, np.int64)  # a path of one state (its start time is not used)
 _P_RUNG1 = np.zeros((1, physics.N_MAX))
 _P_RUNG1[0, 0] = 1.0
 
@@ -149,15 +150,33 @@ class World:
                 self._xt_shift[d.tagger_channel] = (
                     d.crosstalk_delay_ps + other.delay_ps - d.delay_ps
                 )
+        self._piece_bits = np.random.PCG64(0)
+        self._piece_rng = np.random.Generator(self._piece_bits)
+        self._ap_seed = self._seed_for("afterpulse")
         self._ap_t = np.empty(64, np.int64)  # afterpulses not yet due (a heap)
         self._ap_c = np.empty(64, np.int64)
         self._ap_n = 0
         self._eta_split = self._detector_split()
+        # per detector, for the generation of every piece
+        self._det_channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
+        self._det_jitter = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
+        self._det_delay = np.array([d.delay_ps for d in self.detectors], np.float64)
+        self._det_tail_f = np.array([d.jitter_tail_fraction for d in self.detectors])
+        self._det_tail_ps = np.array([d.jitter_tail_ps for d in self.detectors])
+        self._det_dark_cps = np.array([float(d.dark_cps) for d in self.detectors])
+        self._xt_on = bool(self._xt_prob.any())
+        self._route = self._eta_split / self._eta_split.sum()
+        self._route_all = np.cumsum(self._route)
+        self._route_all[-1] = 1.0
+        self._ap_on = bool(self._ap_prob.any())
         t0 = clock.now_ps()
         self.dynamics = [
             EmitterDynamics(e, self._seed_for("emitter", e.index), t0) for e in self.emitters
         ]
-        self._brightening = any(e.brightening_fraction > 0 for e in self.emitters)
+        self._brightening_idx = [
+            j for j, e in enumerate(self.emitters) if e.brightening_fraction > 0
+        ]
+        self._brightening = bool(self._brightening_idx)
         self._paths_ahead: set[int] = set()
         self._change_listeners: list = []
         # hardware-timed scan: focus changes at known times, pixel markers into the tagger
@@ -172,8 +191,10 @@ class World:
         self._cw_last: dict[int, int] = {}  # last CW detection of each emitter (ps)
         self._cw_last_xx: dict[int, bool] = {}  # was it an XX photon (emitter left in X)
         self._ladder: dict[int, tuple] = {}  # last ladder tables of each emitter (cache)
+        self._ladder_const: dict[int, tuple] = {}  # their excitation-free parts
         self._sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         self._route_cum, self._band_factor = self._spectral_routing()
+        self._bg_tables: tuple | None = None
         rng_d = np.random.default_rng(self._seed_for("drift"))
         angle = rng_d.uniform(0, 2 * np.pi)
         v = spec.optics.drift_nm_per_min * 1e-3 / 60.0  # µm/s
@@ -190,6 +211,11 @@ class World:
         self._dolp = np.array([e.dolp for e in self.emitters])
         self._dose_rate = np.zeros(len(self.emitters))
         self._exc_ratio = np.zeros(len(self.emitters))
+
+    def _piece_seed(self, tag: int, *keys: int) -> int:
+        """A 63-bit seed of (setup seed, tag, keys): the per-piece seeds, where a
+        SeedSequence per piece would cost more than the piece's photons."""
+        return _hash_words(self.seed, tag, *keys) >> 1
 
     def _seed_for(self, *keys) -> int:
         words = [self.seed]
@@ -472,9 +498,11 @@ class World:
         coll = physics.focus_weight(d[:, 0], d[:, 1], d[:, 2], w_xy, w_z)
         if self._brightening:
             t = self.clock.now_ps() if t_ps is None else t_ps
-            pairs = zip(self.emitters, self.dynamics, strict=True)
-            b = [e.brightness(dyn.dose_at(t)) for e, dyn in pairs]
-            coll = coll * np.asarray(b)
+            b = np.ones(len(self.emitters))  # brightness() is 1 without brightening
+            for j in self._brightening_idx:
+                if coll[j] != 0.0:  # (the others' weight is 0 whatever their brightness)
+                    b[j] = self.emitters[j].brightness(self.dynamics[j].dose_at(t))
+            coll = coll * b
         return coll
 
     def _excitation(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -494,10 +522,9 @@ class World:
         fluence = physics.peak_fluence_per_cm2(
             self.laser.power_W, self.laser.rep_rate_Hz, self.laser.wavelength_nm, o.psf_w_xy_um
         )
-        sigma = np.array([e.sigma_abs_cm2 for e in self.emitters])
         coll = self._collection(d, t_ps)
         eta = self.detection_efficiency * coll * self._band_factor * self._detection_factor()
-        return sigma * fluence * weight, eta
+        return self._sigma * fluence * weight, eta
 
     def _cw_rates(self, t_ps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """CW: absorption rate k_exc = sigma Phi (1/s) at each emitter, detection efficiency.
@@ -530,7 +557,7 @@ class World:
         the bright lifetime (grey-state antibunching is approximated).
         """
         e = self.emitters[i]
-        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._piece_seed(_PATH, i, a_ps))
         self._paths_ahead.add(i)
         qy, _ = e.state_qy_tau()
         qy4 = np.append(qy, 0.0)
@@ -612,7 +639,17 @@ class World:
 
     # ------------------------------------------------------------------ generation
     def _rng(self, start_ps: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, start_ps & 0xFFFFFFFF, start_ps >> 32])
+        """The generator of the piece starting at ``start_ps``: PCG64 with its 128-bit state
+        and increment hashed from (seed, start) -- one reused bit generator, re-seeded."""
+        h0 = _hash_words(self.seed, _PIECE, start_ps)
+        h = [h0, _splitmix64(h0 ^ 1), _splitmix64(h0 ^ 2), _splitmix64(h0 ^ 3)]
+        self._piece_bits.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": (h[0] << 64) | h[1], "inc": ((h[2] << 64) | h[3]) | 1},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return self._piece_rng
 
     def _pulse_range(self, a_ps: int, b_ps: int) -> tuple[int, int]:
         """Pulse indices k with a <= phase + k T < b."""
@@ -624,54 +661,45 @@ class World:
     def _pulse_times(self, k: np.ndarray) -> np.ndarray:
         return self.laser.phase_ps + np.round(k * self.laser.period_ps).astype(np.int64)
 
-    @staticmethod
-    def _active_pulses(rng: np.random.Generator, k0: int, k1: int, q: float) -> np.ndarray:
-        """Indices of the pulses in [k0, k1) that yield something, each with probability q:
-        geometric gaps, so only those pulses cost anything."""
-        n = k1 - k0
-        if n <= 0 or q <= 0:
-            return np.empty(0, np.int64)
-        if q > 0.2:
-            return k0 + np.flatnonzero(rng.random(n) < q).astype(np.int64)
-        # geometric gaps by inversion of exponentials: gap = 1 + floor(E / -ln(1 - q))
-        scale = -1.0 / math.log1p(-q)
-        expected = n * q
-        size = int(expected + 6 * math.sqrt(expected) + 16)
-        parts, start = [], k0 - 1
-        while True:
-            idx, last, done = _geometric_indices(
-                start, k1, rng.standard_exponential(size, dtype=np.float32), scale
+    def _photons(
+        self, rng, k0, k1, q, path_t, path_s, cum, p_rung, tau_ps, route_cum, jitter, delay
+    ):
+        """Photons of the pulses in [k0, k1) with at least one click each with probability
+        ``q``, through the ladder kernel (thinned: only those pulses cost anything)."""
+        if k1 <= k0 or q <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        n = (k1 - k0) * min(q, 1.0)
+        cap = int(1.2 * n + 6 * math.sqrt(n)) + 64  # rarely not enough: then more calls
+        block = cum[:, _BLOCK_END]
+        state = rng_state(int(rng.integers(2**63)))  # the kernel's own generator
+        parts = []
+        k, done = k0 - 1, False
+        while not done:
+            out = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64)
+            m, k, done = pulsed_photons(
+                state,
+                k,
+                k1,
+                q,
+                path_t,
+                path_s,
+                cum,
+                block,
+                _TOP,
+                _FIRST,
+                p_rung,
+                tau_ps,
+                self.laser.phase_ps,
+                self.laser.period_ps,
+                route_cum,
+                jitter,
+                delay,
+                *out,
             )
-            parts.append(idx)
-            if done:  # rare otherwise: draw more
-                break
-            start = last
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def _assemble(self, rng, k, st, cum, top, first, p_rung, tau_ps, route_cum, jitter, delay):
-        """Photons of candidate pulses ``k`` (states ``st``) through the ladder kernels."""
-        v = rng.random(k.size, dtype=np.float32)  # 6e-8 resolution against probabilities >= 1e-4
-        cls, n_exp, n_unif, n_ph = plan_ladder(st, v, cum, cum[:, _block_end(top)], top, first)
-        return assemble_photons(
-            k,
-            st,
-            v,
-            cls,
-            cum,
-            top,
-            first,
-            p_rung,
-            tau_ps,
-            # single precision is plenty for delays (1e-7 of ~10 ns) and halves the cost
-            rng.standard_exponential(n_exp, dtype=np.float32),
-            rng.random(n_unif, dtype=np.float32),
-            rng.standard_normal(n_ph, dtype=np.float32),
-            self.laser.phase_ps,
-            self.laser.period_ps,
-            route_cum,
-            jitter,
-            delay,
-        )
+            parts.append(tuple(a[:m] for a in out))
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(a) for a in zip(*parts, strict=True))
 
     def _ladder_tables(self, i: int, n_e: float, eta_e: float):
         """Per blinking state (bright, grey, off, bleached): rung click probabilities, rung
@@ -681,61 +709,79 @@ class World:
         cached = self._ladder.get(i)
         if cached is not None and cached[0] == (n_e, eta_e):
             return cached[1]
-        e = self.emitters[i]
-        qy, tau = e.state_qy_tau()
-        qy_n = physics.ladder_qy(e.qy_x, e.qy_xx)
-        tau_n = physics.ladder_tau(e.tau_x_ns, e.tau_xx_ns, e.qy_x, e.qy_xx) * 1e3
+        const = self._ladder_const.get(i)
+        if const is None:  # what does not depend on the excitation
+            e = self.emitters[i]
+            qy, tau = e.state_qy_tau()
+            qy_n = physics.ladder_qy(e.qy_x, e.qy_xx)
+            tau_n = physics.ladder_tau(e.tau_x_ns, e.tau_xx_ns, e.qy_x, e.qy_xx) * 1e3
+            tau_ps = np.tile(tau_n, (4, 1))
+            tau_ps[:3, 0] = tau
+            const = self._ladder_const[i] = ((qy / e.qy_x)[:, None] * qy_n[None, :], tau_ps)
+        rel, tau_ps = const
         p_rung = np.zeros((4, physics.N_MAX))
-        p_rung[:3] = (qy / e.qy_x)[:, None] * qy_n[None, :] * eta_e
-        tau_ps = np.tile(tau_n, (4, 1))
-        tau_ps[:3, 0] = tau
+        p_rung[:3] = rel * eta_e
         probs = np.zeros((4, _TOP.size))
-        probs[:3] = physics.ladder_outcomes(n_e, p_rung[:3])
+        # physics.ladder_outcomes(n_e, p_rung[:3]), without its dozen numpy calls
+        g = np.append(physics.rung_occupation(n_e, physics.N_MAX), 0.0)
+        ladder_class_probs(np.maximum(g[:-1] - g[1:], 0.0), p_rung[:3], _TOP, _FIRST, probs)
         self._ladder[i] = ((n_e, eta_e), (p_rung, tau_ps, probs))
         return p_rung, tau_ps, probs
 
     def _emitter_pulses(self, rng, i, n_e, eta_e, a_ps, b_ps, k0, k1, route_cum, jitter, delay):
         """Detected photons of emitter i over [a, b): blinking path, then thinned pulses."""
-        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._piece_seed(_PATH, i, a_ps))
         self._paths_ahead.add(i)
         if self.record_paths:
             self.recorded_paths.setdefault(i, []).append((times, states))
         p_rung, tau_ps, probs = self._ladder_tables(i, n_e, eta_e)
         cum = np.cumsum(probs, axis=1)
         q_state = cum[:, -1]
-        visited = np.unique(states)
-        q_max = float(q_state[visited].max())
+        q_max = float(q_state[states[0]] if states.size == 1 else q_state[states].max())
         if q_max <= 0:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
         cum /= q_max
-        k = self._active_pulses(rng, k0, k1, q_max)
-        if times.size == 1:  # no switch in this piece
-            st = np.full(k.size, states[0], np.int64)
-        else:
-            st = states[np.searchsorted(times, self._pulse_times(k), side="right") - 1]
-        return self._assemble(
-            rng, k, st, cum, _TOP, _FIRST, p_rung, tau_ps, self._route_cum[i], jitter, delay
+        return self._photons(
+            rng,
+            k0,
+            k1,
+            q_max,
+            times,
+            states,
+            cum,
+            p_rung,
+            tau_ps,
+            self._route_cum[i],
+            jitter,
+            delay,
         )
+
+    def _background_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Substrate background through the ladder kernel: one rung of the substrate
+        lifetime, and per detector i a routing that sends every photon to i."""
+        tau_bg = self.spec.sample.substrate_lifetime_ns * 1e3
+        if self._bg_tables is None or self._bg_tables[0] != tau_bg:
+            n = len(self.detectors)
+            only = np.triu(np.ones((n, n)))  # row i: 0 before i, 1 from i on
+            self._bg_tables = (tau_bg, np.full((1, physics.N_MAX), tau_bg), only)
+        return self._bg_tables[1], self._bg_tables[2]
 
     def _generate_piece(self, a_ps: int, b_ps: int) -> None:
         rng = self._rng(a_ps)
-        channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
+        channels = self._det_channels
         laser_on = self.laser.on and self.laser.power_W > 0
         pulsed = self.laser.on and not self.laser.cw
         k0, k1 = self._pulse_range(a_ps, b_ps) if pulsed else (0, 0)
         ts_list, ch_list, or_list = [], [], []
-        route = self._eta_split / self._eta_split.sum()
-        route_cum = np.cumsum(route)
-        route_cum[-1] = 1.0
-        jitter = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
-        delay = np.array([d.delay_ps for d in self.detectors], np.float64)
-
-        tail_f = np.array([d.jitter_tail_fraction for d in self.detectors])
-        tail_ps = np.array([d.jitter_tail_ps for d in self.detectors])
+        route = self._route
+        route_cum = self._route_all
+        jitter, delay = self._det_jitter, self._det_delay
+        tail_f, tail_ps = self._det_tail_f, self._det_tail_ps
+        tail = bool(tail_f.any())
 
         def add(ts, det, origin):
             if ts.size:
-                if tail_f.any():  # SPAD diffusion tail of the timing response (IRF)
+                if tail:  # SPAD diffusion tail of the timing response (IRF)
                     slow = rng.random(ts.size) < tail_f[det]
                     ts = ts + np.where(
                         slow, np.round(rng.exponential(1.0, ts.size) * tail_ps[det]), 0
@@ -781,37 +827,34 @@ class World:
             bg_cps = self.spec.sample.substrate_background_cps_per_W * self.laser.power_W
             bg_cps *= self.light_path == "spads"
             if bg_cps > 0:
-                tau_bg = self.spec.sample.substrate_lifetime_ns * 1e3
+                tau_bg, only = self._background_tables()
                 for i, f in enumerate(route):
                     q = -math.expm1(-bg_cps * f / self.laser.rep_rate_Hz)
-                    only_i = np.zeros(len(route))
-                    only_i[i:] = 1.0
-                    k = self._active_pulses(rng, k0, k1, q)
                     add(
-                        *self._assemble(
+                        *self._photons(
                             rng,
-                            k,
-                            np.zeros(k.size, np.int64),
+                            k0,
+                            k1,
+                            q,
+                            _PATH0,
+                            _ST0,
                             _CUM1,
-                            _TOP,
-                            _FIRST,
                             _P_RUNG1,
-                            np.full((1, physics.N_MAX), tau_bg),
-                            only_i,
+                            tau_bg,
+                            only[i],
                             jitter,
                             delay,
                         )
                     )
 
         # dark counts: a uniform Poisson process per detector
-        span_s = (b_ps - a_ps) / PS_PER_S
-        for d in self.detectors:
-            n_dark = rng.poisson(d.dark_cps * span_s)
-            if n_dark:
-                td = rng.integers(a_ps, b_ps, n_dark, dtype=np.int64)
-                ts_list.append(td)
-                ch_list.append(np.full(n_dark, d.tagger_channel, np.int16))
-                or_list.append(td)
+        n_dark = rng.poisson(self._det_dark_cps * ((b_ps - a_ps) / PS_PER_S))
+        n_all = int(n_dark.sum())
+        if n_all:
+            td = rng.integers(a_ps, b_ps, n_all, dtype=np.int64)
+            ts_list.append(td)
+            ch_list.append(np.repeat(channels, n_dark))
+            or_list.append(td)
 
         if self._marker_t.size:
             lo, hi = np.searchsorted(self._marker_t, [a_ps, b_ps], side="left")
@@ -828,24 +871,30 @@ class World:
             ch_list.append(np.full(tsync.size, self.sync_channel, np.int16))
             or_list.append(tsync - self.sync_delay_ps)
 
-        if ts_list and self._xt_prob.any():  # breakdown flashes of this piece's clicks
+        if not ts_list:
+            return
+        ts = np.concatenate(ts_list) if len(ts_list) > 1 else ts_list[0]
+        ch = np.concatenate(ch_list) if len(ch_list) > 1 else ch_list[0]
+        origin = np.concatenate(or_list) if len(or_list) > 1 else or_list[0]
+        parts_ts, parts_ch, parts_or = (
+            [self._pending_ts, ts],
+            [self._pending_ch, ch],
+            [
+                self._pending_origin,
+                origin,
+            ],
+        )
+        if self._xt_on:  # breakdown flashes of this piece's clicks
             xt_t, xt_c = crosstalk_clicks(
-                rng,
-                np.concatenate(ts_list),
-                np.concatenate(ch_list),
-                self._xt_prob,
-                self._xt_target,
-                self._xt_shift,
-                self._xt_jitter,
+                rng, ts, ch, self._xt_prob, self._xt_target, self._xt_shift, self._xt_jitter
             )
-            ts_list.append(xt_t)
-            ch_list.append(xt_c)
-            or_list.append(xt_t)
-
-        if ts_list:
-            self._pending_ts = np.concatenate([self._pending_ts, *ts_list])
-            self._pending_ch = np.concatenate([self._pending_ch, *ch_list])
-            self._pending_origin = np.concatenate([self._pending_origin, *or_list])
+            if xt_t.size:
+                parts_ts.append(xt_t)
+                parts_ch.append(xt_c)
+                parts_or.append(xt_t)
+        self._pending_ts = np.concatenate(parts_ts)
+        self._pending_ch = np.concatenate(parts_ch)
+        self._pending_origin = np.concatenate(parts_or)
 
     def _ensure_generated(self, t_ps: int) -> None:
         while self._generated_until_ps < t_ps:
@@ -867,6 +916,19 @@ class World:
             return np.empty(0, np.int64), np.empty(0, np.int16)
         self._ensure_generated(t_ps)
         order = np.argsort(self._pending_ts, kind="stable")
+        if not self._ap_on and self._ap_n == 0:  # no afterpulsing: the fast path
+            out_ts, out_ch, *pending = release_clicks(
+                order,
+                self._pending_ts,
+                self._pending_ch,
+                self._pending_origin,
+                t_ps,
+                self._dead_ps,
+                self._last_kept,
+            )
+            self._pending_ts, self._pending_ch, self._pending_origin = pending
+            self._released_until_ps = t_ps
+            return out_ts, out_ch
         ts = self._pending_ts[order]
         ch = self._pending_ch[order]
         origin = self._pending_origin[order]
@@ -874,9 +936,6 @@ class World:
         out_ts, out_ch = ts[:cut], ch[:cut]
         self._pending_ts, self._pending_ch, self._pending_origin = ts[cut:], ch[cut:], origin[cut:]
         self._released_until_ps = t_ps
-        if not self._ap_prob.any() and self._ap_n == 0:  # no afterpulsing: the fast path
-            keep = apply_dead_time(out_ts, out_ch.astype(np.int64), self._dead_ps, self._last_kept)
-            return out_ts[keep], out_ch[keep]
         ts_k, ch_k, self._ap_t, self._ap_c, self._ap_n = spad_clicks(
             out_ts,
             out_ch.astype(np.int64),
@@ -888,7 +947,7 @@ class World:
             self._ap_t,
             self._ap_c,
             self._ap_n,
-            self._seed_for("afterpulse"),
+            self._ap_seed,
         )
         return ts_k, ch_k.astype(np.int16)
 
@@ -952,7 +1011,7 @@ class World:
 
     def mean_qy_over(self, i: int, a_ps: int, b_ps: int) -> float:
         """Time-averaged QY of emitter i over [a, b): its blinking path, 0 once bleached."""
-        times, states = self.dynamics[i].path(a_ps, b_ps, self._seed_for("path", i, a_ps))
+        times, states = self.dynamics[i].path(a_ps, b_ps, self._piece_seed(_PATH, i, a_ps))
         qy, _ = self.emitters[i].state_qy_tau()
         qy4 = np.append(qy, 0.0)
         durations = np.diff(np.append(times, b_ps)).astype(float)

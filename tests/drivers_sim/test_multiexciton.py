@@ -144,3 +144,19 @@ def test_cw_g2_zero_rises_with_the_excitation_rate():
         errors.append(err)
     assert measured[2] - measured[0] > 5 * np.hypot(errors[0], errors[2])
     assert measured[0] < measured[1] < measured[2]
+
+
+def test_ladder_class_kernel_equals_ladder_outcomes():
+    """The world's kernel for the outcome-class probabilities is physics.ladder_outcomes."""
+    from hbtscope.drivers_sim._kernels import ladder_class_probs
+
+    rng = np.random.default_rng(5)
+    top, first = physics.ladder_classes(physics.N_MAX)
+    for mean_n in [1e-4, 0.03, 0.5, 2.0, 30.0]:
+        p = rng.random((3, physics.N_MAX)) * rng.choice([1e-3, 0.1, 1.0])
+        p[0, 0] = 1.0  # clipped to 1 - 1e-15 in both
+        g = np.append(physics.rung_occupation(mean_n, physics.N_MAX), 0.0)
+        out = np.zeros((4, top.size))
+        ladder_class_probs(np.maximum(g[:-1] - g[1:], 0.0), p, top, first, out)
+        np.testing.assert_allclose(out[:3], physics.ladder_outcomes(mean_n, p), rtol=1e-12)
+        assert not out[3].any()
