@@ -317,6 +317,46 @@ def test_histogram_log_bins_counts_every_pair_in_its_bin(fake):
     np.testing.assert_array_equal(hlb.getData(), expected)
 
 
+# ----------------------------------------------------------------------------- Correlation
+def test_correlation_sign_of_tau_and_bin_edges(fake):
+    """Swabian semantics: tau = t(channel_2) - t(channel_1); n_bins bins of binwidth centred
+    on zero delay, each left-closed, so tau = -n*bw/2 is in the first bin and +n*bw/2 in
+    none; ``getIndex()`` is the bin centre.
+
+    One channel-2 tag and one channel-3 tag per millisecond (no other pair within the range),
+    at the delays below: each lands in the bin computed by hand.
+    """
+    delays = [2300, -5000, 5000, -1, 0, 4999, -2300]
+    # bins [-5000, -4000), ..., [4000, 5000): index = floor((tau + 5000) / 1000)
+    expected_bin = {2300: 7, -5000: 0, 5000: None, -1: 4, 0: 5, 4999: 9, -2300: 2}
+    t0 = 10 * US + 1000 * US * np.arange(len(delays), dtype=np.int64)
+    ts = np.concatenate([t0, t0 + np.array(delays, np.int64)])
+    ch = np.concatenate([np.full(t0.size, 2), np.full(t0.size, 3)])
+    world, tagger = fake(ts, ch)
+    corr = tt.Correlation(tagger, 2, 3, binwidth=1000, n_bins=10)
+    swapped = tt.Correlation(tagger, 3, 2, binwidth=1000, n_bins=10)
+    world.clock.advance_to_ps(int(ts.max()) + 1000 * US)
+    expected = np.zeros(10, np.int64)
+    for k in expected_bin.values():
+        if k is not None:
+            expected[k] += 1
+    np.testing.assert_array_equal(corr.getData(), expected)
+    index = corr.getIndex()
+    np.testing.assert_array_equal(index, np.arange(-4500, 5000, 1000))
+    for tau, k in expected_bin.items():
+        if k is not None:
+            assert index[k] - 500 <= tau < index[k] + 500
+    # swapped channels see -tau; the half-open edges are not mirror images: -5000 becomes
+    # +5000 (out of range) and +5000 becomes -5000 (first bin)
+    swapped_bin = {-2300: 2, 5000: None, -5000: 0, 1: 5, 0: 5, -4999: 0, 2300: 7}
+    assert sorted(swapped_bin) == sorted(-d for d in delays)
+    expected_swapped = np.zeros(10, np.int64)
+    for k in swapped_bin.values():
+        if k is not None:
+            expected_swapped[k] += 1
+    np.testing.assert_array_equal(swapped.getData(), expected_swapped)
+
+
 # ---------------------------------------------------------------- SynchronizedMeasurements
 def test_synchronized_measurements_start_all_children_on_the_same_tag(setup):
     dev = setup.tagger.device
