@@ -19,7 +19,8 @@ class Correlation(_Binned):
     (left-closed, right-open: tau = -n*bw/2 counts in bin 0, tau = +n*bw/2 in none);
     ``getIndex()`` gives the bin centres, so with an even ``n_bins`` zero delay is the edge
     between the two middle bins. With ``channel_2`` unused it is the autocorrelation of
-    ``channel_1`` (each tag paired with the others, not itself).
+    ``channel_1``; the simulation then also pairs each tag with itself, so the bin holding
+    tau = 0 has one extra count per tag (whether the SDK does is not documented).
 
     Simplification: pairs that straddle an overflow gap are still counted (both tags are
     real); ``getDataNormalized`` uses the capture time minus the time spent in overflow.
