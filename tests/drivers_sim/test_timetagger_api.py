@@ -302,6 +302,9 @@ def test_histogram_log_bins_of_independent_poisson_streams_is_flat(fake):
     obj = hlb.getDataObject()
     g2 = obj.getG2()
     assert np.all(np.abs(g2 - 1) < 5 / np.sqrt(counts))
+    # normalisation = what uncorrelated streams give: N_clicks * start rate * bin width
+    np.testing.assert_allclose(obj.getG2Normalization() * g2, counts)
+    np.testing.assert_array_equal(hlb.getDataNormalizedG2(), g2)
     assert obj.accumulation_time_click == int(seconds * PS_PER_S) - 10_000_000
 
 
@@ -474,7 +477,10 @@ def test_overflow_above_the_max_rate_accounts_for_every_lost_tag(fake):
     for c in (2, 3):
         tagger.setDeadtime(c, 0)
     tagger._max_rate = 1.0e6
-    tagger._buffer_tags = 1000
+    with pytest.raises(ValueError, match="buffer size"):
+        tagger.setHardwareBufferSize(0)
+    tagger.setHardwareBufferSize(1000)
+    assert tagger.getHardwareBufferSize() == 1000
     stream = tt.TimeTagStream(tagger, 10**6, [2, 3])
     rate = tt.Countrate(tagger, [2, 3])
     counter = tt.Counter(tagger, [2, 3], binwidth=100 * US, n_values=40)
@@ -510,7 +516,16 @@ def test_overflow_above_the_max_rate_accounts_for_every_lost_tag(fake):
     for b, e in zip(begins, ends, strict=True):
         overlaps |= (bins < e) & (bins + 100 * US > b)
     np.testing.assert_array_equal(np.isnan(norm[0]), overlaps)
+    # the data object flags the same bins (its window: the last n_values completed bins)
+    obj = counter.getDataObject()
+    assert obj.overflow
+    np.testing.assert_array_equal(obj.getOverflowMask().astype(bool), overlaps)
     assert tagger.getOverflowsAndClear() == begins.size and tagger.getOverflows() == 0
+    tagger._force_overflow(5 * 10**9, 6 * 10**9)
+    world.clock.advance_to_ps(7 * 10**9)
+    assert tagger.getOverflows() == 1
+    tagger.clearOverflows()
+    assert tagger.getOverflows() == 0
 
 
 def test_forced_overflow_interval(fake):
@@ -671,3 +686,28 @@ def test_file_format_header_and_crash_tolerance(tmp_path):
     bad.write_bytes(b"NOTATAGS" + raw[8:])
     with pytest.raises(OSError, match="magic"):
         tt.FileReader(str(bad))
+
+
+def test_file_writer_splits_at_the_maximum_file_size(fake, tmp_path):
+    """Past ``setMaxFileSize`` bytes the writer continues in ``<stem>.<i><suffix>``; the reader
+    follows the chain and ``getTotalSize`` is the bytes of all files on disk."""
+    rng = np.random.default_rng(5)
+    ts = np.sort(rng.choice(np.arange(0, 10 * 10**9, 10_000), 20_000, replace=False))
+    world, tagger = fake(ts, rng.choice([2, 3], ts.size))
+    group = tt.SynchronizedMeasurements(tagger)
+    writer = tt.FileWriter(group.getTagger(), str(tmp_path / "run.htt"), [2, 3])
+    stream = tt.TimeTagStream(group.getTagger(), 10**6, [2, 3])
+    writer.setMaxFileSize(50_000)  # ~3300 tags of 15 bytes
+    assert writer.getMaxFileSize() == 50_000
+    group.start()
+    for _ in range(40):
+        world.clock.sleep(250e-6)  # 40 records of ~500 tags
+        writer.getTotalEvents()
+    group.stop()
+    writer.close()
+    files = sorted(tmp_path.glob("run*.htt"))
+    assert len(files) >= 5
+    assert writer.getTotalSize() == sum(f.stat().st_size for f in files)
+    buf = tt.FileReader(str(tmp_path / "run.htt")).getData(10**6)
+    np.testing.assert_array_equal(buf.getTimestamps(), stream.getData().getTimestamps())
+    assert buf.size == ts.size == writer.getTotalEvents()

@@ -52,6 +52,8 @@ class SynchronizedMeasurements:
     Measurements created on :meth:`getTagger` (or added with :meth:`registerMeasurement`)
     are controlled together: every call acts on all of them at one stream position, so they
     process exactly the same tags. As a context manager it stops the group on exit.
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(self, tagger):

@@ -33,11 +33,18 @@ class Countrate(_Measurement):
 
     @caught_up
     def getCountsTotal(self) -> np.ndarray:  # noqa: N802
+        """Counts per channel since the start (int64).
+
+        API completeness: used by no procedure, only by tests.
+        """
         return self._counts.copy()
 
 
 class CounterData:
-    """Return value of ``Counter.getDataObject``: the bins fetched by one call."""
+    """Return value of ``Counter.getDataObject``: the bins fetched by one call.
+
+    API completeness: used by no procedure, only by tests.
+    """
 
     def __init__(self, counts, valid, t_bins, channels, binwidth, total, dropped, k_first):
         self._counts = counts
@@ -83,6 +90,8 @@ class Counter(_Binned):
     recent *completed* bin; bins not yet acquired are 0 (NaN in ``getDataNormalized``, as are
     bins that overlap an overflow). Bins are aligned to the start: a restart after ``stop``
     drops the partial bin and aligns the next bins to the new start.
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(
@@ -213,6 +222,8 @@ class CountBetweenMarkers(_Measurement):
     bin, tagger time in ps) int64; unfilled entries are 0. The measurement stops when all
     n_values are filled (``ready()``). On an overflow the bin being counted is abandoned and
     counting resumes at the next begin tag.
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(

@@ -63,7 +63,10 @@ class TagType(IntEnum):
 
 
 class ChannelEdge(IntEnum):
-    """Selector of ``getChannelList`` (the simulation only has rising edges)."""
+    """Selector of ``getChannelList`` (the simulation only has rising edges).
+
+    API completeness: used by no procedure, only in the getChannelList signature.
+    """
 
     All = 0
     Rising = 1
@@ -86,7 +89,10 @@ def detach_world(serial: str) -> None:
 
 
 def scanTimeTagger() -> list[str]:  # noqa: N802 - Swabian API name
-    """Serial numbers of the attached (simulated) taggers."""
+    """Serial numbers of the attached (simulated) taggers.
+
+    API completeness: used by no procedure, only by tests.
+    """
     return list(_DEVICES)
 
 
@@ -221,6 +227,10 @@ class TimeTagger:
         return list(self._channels)
 
     def getPsPerClock(self) -> int:  # noqa: N802
+        """Picoseconds per tick of the time base: 1, times are already ps.
+
+        API completeness: used by no procedure and by no test.
+        """
         return 1
 
     def _check_channel(self, channel: int) -> int:
@@ -277,35 +287,60 @@ class TimeTagger:
             self._test_signal[self._check_channel(c)] = bool(state)
 
     def getTestSignal(self, channel: int) -> bool:  # noqa: N802
+        """Whether the channel gets the built-in test signal.
+
+        API completeness: used by no procedure, only by tests.
+        """
         return self._test_signal[self._check_channel(channel)]
 
     def setHardwareBufferSize(self, size: int) -> None:  # noqa: N802
-        """Size of the on-device FIFO in tags (the overflow model's capacity)."""
+        """Size of the on-device FIFO in tags (the overflow model's capacity).
+
+        API completeness: used by no procedure, only by tests.
+        """
         self._catch_up()
         if int(size) < 1:
             raise ValueError("hardware buffer size must be >= 1 tag")
         self._buffer_tags = int(size)
 
     def getHardwareBufferSize(self) -> int:  # noqa: N802
+        """Size of the on-device FIFO in tags.
+
+        API completeness: used by no procedure, only by tests.
+        """
         return int(self._buffer_tags)
 
     def getOverflows(self) -> int:  # noqa: N802
-        """Number of overflow intervals since creation or the last ``clearOverflows``."""
+        """Number of overflow intervals since creation or the last ``clearOverflows``.
+
+        API completeness: used by no procedure, only by tests.
+        """
         self._catch_up()
         return self._overflows
 
     def clearOverflows(self) -> None:  # noqa: N802
+        """Reset the ``getOverflows`` count to 0.
+
+        API completeness: used by no procedure, only by tests.
+        """
         self._catch_up()
         self._overflows = 0
 
     def getOverflowsAndClear(self) -> int:  # noqa: N802
+        """``getOverflows`` then ``clearOverflows``, atomically.
+
+        API completeness: used by no procedure, only by tests.
+        """
         with self._lock:
             self._catch_up()
             n, self._overflows = self._overflows, 0
             return n
 
     def getConfiguration(self) -> str:  # noqa: N802
-        """JSON text of the tagger's settings (the SDK's is a JSON string too, richer)."""
+        """JSON text of the tagger's settings (the SDK's is a JSON string too, richer).
+
+        API completeness: used by no procedure, only by tests.
+        """
         chans = {
             str(c): {
                 "trigger_level_V": self._trigger_V[c],
@@ -328,7 +363,10 @@ class TimeTagger:
         )
 
     def sync(self, timeout: int = -1) -> None:
-        """Make sure every tag up to now has reached the measurements."""
+        """Make sure every tag up to now has reached the measurements.
+
+        API completeness: used by no procedure, only by tests.
+        """
         self._catch_up()
 
     # -- fault injection

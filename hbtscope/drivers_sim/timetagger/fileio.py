@@ -45,6 +45,8 @@ class FileWriter(_Measurement):
     last complete record. ``split()`` (or the automatic split at ``setMaxFileSize``) continues
     in ``<stem>.<i><suffix>`` next to the first file. Tags reach the file when the tagger
     catches up (any API call), and on ``stop()``.
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(self, tagger, filename: str, channels: list[int]):
@@ -188,6 +190,8 @@ class FileReader:
     first and last event. ``getConfiguration()`` returns the header's tagger configuration as
     a dict (the SDK returns JSON text). Split files are followed through their ``NEXT``
     records; several file names are read one after the other.
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(self, filenames):

@@ -24,6 +24,8 @@ class Correlation(_Binned):
 
     Simplification: pairs that straddle an overflow gap are still counted (both tags are
     real); ``getDataNormalized`` uses the capture time minus the time spent in overflow.
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(
@@ -79,6 +81,8 @@ class Histogram(_Binned):
 
     Simplification: each click is paired with the last start only (the SDK pairs it with
     every start in range; identical when the range is shorter than the start period).
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(
@@ -115,7 +119,10 @@ class Histogram(_Binned):
 
 
 class HistogramLogBinsData:
-    """Return value of ``HistogramLogBins.getDataObject``."""
+    """Return value of ``HistogramLogBins.getDataObject``.
+
+    API completeness: used by no procedure, only by tests.
+    """
 
     def __init__(self, counts, g2_norm, t_start, t_click):
         self._counts = counts
@@ -145,6 +152,8 @@ class HistogramLogBins(_Measurement):
     balanced over all bins. ``getBinEdges()`` gives the n_bins + 1 edges in ps (int64).
     Counts are uint64 as in the SDK. Simplification: no ``click_gate``/``start_gate``; the
     g2 normalisation is ``N_clicks_accepted * (N_starts / T_starts) * bin width``.
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(
@@ -246,6 +255,8 @@ class TimeDifferences(_Binned):
     accumulating; ``setMaxCounts(n)`` stops the measurement when n is reached (``ready()``).
     On an overflow the start history is dropped and, with a sync channel, the index waits for
     the next sync (the SDK's recovery is not documented; this is the simulation's choice).
+
+    API completeness: used by no procedure, only by tests.
     """
 
     def __init__(

@@ -40,6 +40,10 @@ class TimeTagStreamBuffer:
         return self._types
 
     def getOverflows(self) -> np.ndarray:  # noqa: N802 - deprecated SDK alias
+        """The event types, under the SDK's deprecated name (= ``getEventTypes``).
+
+        API completeness: used by no procedure and by no test.
+        """
         return self._types
 
     def getMissedEvents(self) -> np.ndarray:  # noqa: N802
@@ -129,7 +133,10 @@ class TimeTagStream(_Measurement):
 
     @caught_up
     def getCounts(self) -> int:  # noqa: N802
-        """Number of events currently buffered."""
+        """Number of events currently buffered.
+
+        API completeness: used by no procedure, only by tests.
+        """
         return self._buf.n
 
     @caught_up
