@@ -24,7 +24,7 @@ _F = TypeVar("_F", bound=Callable)
 
 
 def caught_up(method: _F) -> _F:
-    """Decorator of a measurement's read-out: bring its tagger up to the clock's now first."""
+    """Decorator of a measurement method: bring its tagger up to the clock's now first."""
 
     @functools.wraps(method)
     def caught_up(self, *args, **kwargs):

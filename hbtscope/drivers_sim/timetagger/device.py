@@ -84,6 +84,7 @@ def attach_world(world, serial: str = "SIM-TT20-0001") -> str:
 
 
 def detach_world(serial: str) -> None:
+    """Unplug the simulated tagger ``serial`` (no error if it is not attached)."""
     _DEVICES.pop(serial, None)
     _OPEN.pop(serial, None)
 
@@ -203,7 +204,7 @@ class TimeTagger:
         self._last_kept = {c: -(2**62) for c in self._channels}
         self._t_ps = self._clock.now_ps()
         self._overflows = 0
-        # device FIFO state (see _tagger_kernels.device_buffer)
+        # device FIFO state (see _kernels.device_buffer)
         self._dev_f = np.zeros(1, np.float64)
         self._dev_i = np.array([self._t_ps, 0, 0, 0, 0], np.int64)
         self._forced: list[tuple[int, int]] = []
