@@ -302,6 +302,9 @@ def test_histogram_log_bins_of_independent_poisson_streams_is_flat(fake):
     obj = hlb.getDataObject()
     g2 = obj.getG2()
     assert np.all(np.abs(g2 - 1) < 5 / np.sqrt(counts))
+    # normalisation = what uncorrelated streams give: N_clicks * start rate * bin width
+    np.testing.assert_allclose(obj.getG2Normalization() * g2, counts)
+    np.testing.assert_array_equal(hlb.getDataNormalizedG2(), g2)
     assert obj.accumulation_time_click == int(seconds * PS_PER_S) - 10_000_000
 
 
@@ -315,6 +318,46 @@ def test_histogram_log_bins_counts_every_pair_in_its_bin(fake):
     delays = [c - s for c in clicks for s in starts if 100 <= c - s < 1_000_000]
     expected = np.histogram(delays, bins=hlb.getBinEdges())[0]
     np.testing.assert_array_equal(hlb.getData(), expected)
+
+
+# ----------------------------------------------------------------------------- Correlation
+def test_correlation_sign_of_tau_and_bin_edges(fake):
+    """Swabian semantics: tau = t(channel_2) - t(channel_1); n_bins bins of binwidth centred
+    on zero delay, each left-closed, so tau = -n*bw/2 is in the first bin and +n*bw/2 in
+    none; ``getIndex()`` is the bin centre.
+
+    One channel-2 tag and one channel-3 tag per millisecond (no other pair within the range),
+    at the delays below: each lands in the bin computed by hand.
+    """
+    delays = [2300, -5000, 5000, -1, 0, 4999, -2300]
+    # bins [-5000, -4000), ..., [4000, 5000): index = floor((tau + 5000) / 1000)
+    expected_bin = {2300: 7, -5000: 0, 5000: None, -1: 4, 0: 5, 4999: 9, -2300: 2}
+    t0 = 10 * US + 1000 * US * np.arange(len(delays), dtype=np.int64)
+    ts = np.concatenate([t0, t0 + np.array(delays, np.int64)])
+    ch = np.concatenate([np.full(t0.size, 2), np.full(t0.size, 3)])
+    world, tagger = fake(ts, ch)
+    corr = tt.Correlation(tagger, 2, 3, binwidth=1000, n_bins=10)
+    swapped = tt.Correlation(tagger, 3, 2, binwidth=1000, n_bins=10)
+    world.clock.advance_to_ps(int(ts.max()) + 1000 * US)
+    expected = np.zeros(10, np.int64)
+    for k in expected_bin.values():
+        if k is not None:
+            expected[k] += 1
+    np.testing.assert_array_equal(corr.getData(), expected)
+    index = corr.getIndex()
+    np.testing.assert_array_equal(index, np.arange(-4500, 5000, 1000))
+    for tau, k in expected_bin.items():
+        if k is not None:
+            assert index[k] - 500 <= tau < index[k] + 500
+    # swapped channels see -tau; the half-open edges are not mirror images: -5000 becomes
+    # +5000 (out of range) and +5000 becomes -5000 (first bin)
+    swapped_bin = {-2300: 2, 5000: None, -5000: 0, 1: 5, 0: 5, -4999: 0, 2300: 7}
+    assert sorted(swapped_bin) == sorted(-d for d in delays)
+    expected_swapped = np.zeros(10, np.int64)
+    for k in swapped_bin.values():
+        if k is not None:
+            expected_swapped[k] += 1
+    np.testing.assert_array_equal(swapped.getData(), expected_swapped)
 
 
 # ---------------------------------------------------------------- SynchronizedMeasurements
@@ -434,7 +477,10 @@ def test_overflow_above_the_max_rate_accounts_for_every_lost_tag(fake):
     for c in (2, 3):
         tagger.setDeadtime(c, 0)
     tagger._max_rate = 1.0e6
-    tagger._buffer_tags = 1000
+    with pytest.raises(ValueError, match="buffer size"):
+        tagger.setHardwareBufferSize(0)
+    tagger.setHardwareBufferSize(1000)
+    assert tagger.getHardwareBufferSize() == 1000
     stream = tt.TimeTagStream(tagger, 10**6, [2, 3])
     rate = tt.Countrate(tagger, [2, 3])
     counter = tt.Counter(tagger, [2, 3], binwidth=100 * US, n_values=40)
@@ -470,7 +516,16 @@ def test_overflow_above_the_max_rate_accounts_for_every_lost_tag(fake):
     for b, e in zip(begins, ends, strict=True):
         overlaps |= (bins < e) & (bins + 100 * US > b)
     np.testing.assert_array_equal(np.isnan(norm[0]), overlaps)
+    # the data object flags the same bins (its window: the last n_values completed bins)
+    obj = counter.getDataObject()
+    assert obj.overflow
+    np.testing.assert_array_equal(obj.getOverflowMask().astype(bool), overlaps)
     assert tagger.getOverflowsAndClear() == begins.size and tagger.getOverflows() == 0
+    tagger._force_overflow(5 * 10**9, 6 * 10**9)
+    world.clock.advance_to_ps(7 * 10**9)
+    assert tagger.getOverflows() == 1
+    tagger.clearOverflows()
+    assert tagger.getOverflows() == 0
 
 
 def test_forced_overflow_interval(fake):
@@ -631,3 +686,28 @@ def test_file_format_header_and_crash_tolerance(tmp_path):
     bad.write_bytes(b"NOTATAGS" + raw[8:])
     with pytest.raises(OSError, match="magic"):
         tt.FileReader(str(bad))
+
+
+def test_file_writer_splits_at_the_maximum_file_size(fake, tmp_path):
+    """Past ``setMaxFileSize`` bytes the writer continues in ``<stem>.<i><suffix>``; the reader
+    follows the chain and ``getTotalSize`` is the bytes of all files on disk."""
+    rng = np.random.default_rng(5)
+    ts = np.sort(rng.choice(np.arange(0, 10 * 10**9, 10_000), 20_000, replace=False))
+    world, tagger = fake(ts, rng.choice([2, 3], ts.size))
+    group = tt.SynchronizedMeasurements(tagger)
+    writer = tt.FileWriter(group.getTagger(), str(tmp_path / "run.htt"), [2, 3])
+    stream = tt.TimeTagStream(group.getTagger(), 10**6, [2, 3])
+    writer.setMaxFileSize(50_000)  # ~3300 tags of 15 bytes
+    assert writer.getMaxFileSize() == 50_000
+    group.start()
+    for _ in range(40):
+        world.clock.sleep(250e-6)  # 40 records of ~500 tags
+        writer.getTotalEvents()
+    group.stop()
+    writer.close()
+    files = sorted(tmp_path.glob("run*.htt"))
+    assert len(files) >= 5
+    assert writer.getTotalSize() == sum(f.stat().st_size for f in files)
+    buf = tt.FileReader(str(tmp_path / "run.htt")).getData(10**6)
+    np.testing.assert_array_equal(buf.getTimestamps(), stream.getData().getTimestamps())
+    assert buf.size == ts.size == writer.getTotalEvents()

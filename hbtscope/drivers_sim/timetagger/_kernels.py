@@ -274,3 +274,20 @@ def log_bin_sums(clicks, starts, edges):
             total += p
         out[j] = total
     return out
+
+
+@njit(cache=True)
+def start_stop(ts, is_start, is_click, binwidth, data, last_start):
+    """Single-start histogram: each click adds one count at ``(t - last start) // binwidth``.
+
+    ``last_start[0]`` (-1: none yet) carries the last start across blocks; clicks beyond the
+    last bin are not counted.
+    """
+    n_bins = data.shape[0]
+    for i in range(ts.shape[0]):
+        if is_start[i]:
+            last_start[0] = ts[i]
+        if is_click[i] and last_start[0] >= 0:
+            k = (ts[i] - last_start[0]) // binwidth
+            if k < n_bins:
+                data[k] += 1
