@@ -3,6 +3,11 @@
 ``hbtscope.open_setup(path=None)`` builds it; ``None`` means the bundled simulated microscope
 (``hbtscope/config/sim.yaml``). One Setup lives for a whole session, so instrument state (and the
 simulated sample's history) persists across procedures.
+
+This module is the composition root: it joins the driver catalogue (real drivers and simulated
+devices, :func:`driver_catalogue`) with the twin registry of :mod:`hbtscope.drivers_sim`, so that
+a real driver with ``backend: sim`` is handed its twin's connection and never imports the
+simulation itself.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ def driver_catalogue() -> dict[tuple[str, str], DriverInfo]:
 
 #: every driver a setup file may name (see :func:`driver_catalogue`)
 DRIVERS: dict[tuple[str, str], DriverInfo] = driver_catalogue()
+#: the real drivers among them: with ``backend: sim`` these get their twin's connection
+REAL_DRIVERS: frozenset[tuple[str, str]] = frozenset(all_drivers(DRIVER_PACKAGE))
 
 
 def _number(value: Any) -> float | None:
@@ -213,17 +220,11 @@ class Setup:
         """What the driver gets for its backend: for a real driver on ``backend: sim`` the
         twin registry's connector on this setup's world; else None (a real driver opens its
         port or SDK itself; a simulated behaviour-level device is the simulation)."""
-        if inst.backend != "sim" or (info.role, info.name) in self._simulated_devices():
+        if inst.backend != "sim" or (info.role, info.name) not in REAL_DRIVERS:
             return None
         from hbtscope.drivers_sim.registry import twin_connector
 
         return twin_connector(info.name, self.world)
-
-    @staticmethod
-    def _simulated_devices() -> set[tuple[str, str]]:
-        from hbtscope.drivers_sim.registry import simulated_drivers
-
-        return set(simulated_drivers())
 
     @property
     def is_simulated(self) -> bool:

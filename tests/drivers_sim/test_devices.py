@@ -55,7 +55,7 @@ def test_flip_mirror_sends_light_to_the_spectrometer(setup):
         setup.flip_mirror.position = "camera"
 
 
-def test_polarizer_follows_malus(setup):
+def test_polariser_follows_malus(setup):
     """Count rate vs analyser angle: I_min + (I_max - I_min) cos²(θ − θ0) with the emitter's
     dipole angle and DOLP (Farrow et al.)."""
     from dataclasses import replace
