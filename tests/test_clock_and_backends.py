@@ -72,3 +72,33 @@ def test_missing_sdk_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "TimeTagger", None)
     with pytest.raises(MissingSDKError, match="pip install Swabian-TimeTagger"):
         load_swabian_api()
+
+
+def test_real_tagger_backend_opens_the_vendor_sdk_by_serial(tmp_path, monkeypatch):
+    """`backend: real`: the same driver gets no twin; it loads the vendor SDK (mocked at the
+    import), opens the tagger by the setup file's serial, applies the channel settings to it
+    and frees it when the setup closes; nothing is plugged into the simulated API."""
+    from unittest.mock import MagicMock
+
+    import hbtscope
+    import hbtscope.drivers_sim.timetagger as simtt
+    from hbtscope.setup import default_setup_path
+
+    sdk = MagicMock(name="Swabian.TimeTagger")
+    swabian = types.ModuleType("Swabian")
+    swabian.TimeTagger = sdk
+    monkeypatch.setitem(sys.modules, "Swabian", swabian)
+    old = '    backend: sim\n    address: ""                   # serial number'
+    text = default_setup_path().read_text()
+    assert old in text
+    path = tmp_path / "real_tagger.yaml"
+    path.write_text(text.replace(old, '    backend: real\n    address: "1910000ABC"  # serial'))
+    attached_before = dict(simtt._DEVICES)
+    with hbtscope.open_setup(path, data_dir=tmp_path) as setup:
+        assert setup.tagger.api is sdk
+        sdk.createTimeTagger.assert_called_once_with("1910000ABC")
+        device = sdk.createTimeTagger.return_value
+        device.setDeadtime.assert_any_call(2, 6000)
+        device.setTriggerLevel.assert_any_call(1, 0.5)
+        assert simtt._DEVICES == attached_before
+    sdk.freeTimeTagger.assert_called_once_with(device)
