@@ -294,7 +294,7 @@ def _device_selector(address: str) -> int | str:
 
 
 class SepiaPulsedLaser(ExcitationLaser):
-    """An LDH head on an SLM 828 in a Sepia II, as a :class:`ExcitationLaser`.
+    """An LDH head on an SLM 828 in a Sepia II, as an :class:`ExcitationLaser`.
 
     Power model (calibrated in the setup file): average power at the sample
     ``P = E_full * f * max(0, I - I_th) / (1000 - I_th)`` for intensity ``I`` per mille,
