@@ -30,7 +30,7 @@ ROLES = (
     "camera",
     "tagger",
     "powermeter",
-    "polarizer",
+    "polariser",
     "flip_mirror",
     "daq",
 )
@@ -476,11 +476,12 @@ def parse_setup_text(text: str, path: str | Path = "<setup>") -> SetupSpec:
         for role in instruments:
             if role not in ROLES:
                 line = _nearest_line(_line_map(text), ("instruments", role))
+                hint = "the role is spelt 'polariser' now; " if role == "polarizer" else ""
                 raise SetupFileError(
                     path,
                     line,
                     f"instruments.{role}",
-                    f"unknown role {role!r}; allowed roles: {', '.join(ROLES)}",
+                    f"unknown role {role!r}; {hint}allowed roles: {', '.join(ROLES)}",
                 )
     try:
         spec = SetupSpec.model_validate(data)

@@ -3,6 +3,11 @@
 ``hbtscope.open_setup(path=None)`` builds it; ``None`` means the bundled simulated microscope
 (``hbtscope/config/sim.yaml``). One Setup lives for a whole session, so instrument state (and the
 simulated sample's history) persists across procedures.
+
+This module is the composition root: it joins the driver catalogue (real drivers and simulated
+devices, :func:`driver_catalogue`) with the twin registry of :mod:`hbtscope.drivers_sim`, so that
+a real driver with ``backend: sim`` is handed its twin's connection and never imports the
+simulation itself.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from hbtscope.config_schema import (
     load_setup_file,
 )
 from hbtscope.instruments.base import Instrument
-from hbtscope.instruments.registry import DriverInfo, LimitRule, all_drivers
+from hbtscope.instruments.registry import (
+    DRIVER_PACKAGE,
+    DriverInfo,
+    LimitRule,
+    SimConnector,
+    all_drivers,
+)
 
 
 def default_setup_path() -> Path:
@@ -32,158 +43,24 @@ def default_setup_path() -> Path:
     return Path(str(files("hbtscope") / "config" / "sim.yaml"))
 
 
-def _build_sim_laser(setup: Setup, spec: InstrumentSpec) -> Instrument:
-    from hbtscope.drivers_sim.devices import SimPulsedLaser
+def driver_catalogue() -> dict[tuple[str, str], DriverInfo]:
+    """Every driver a setup file may name, (role, name) -> DriverInfo: the real drivers
+    (:mod:`hbtscope.instruments.drivers`) and the simulated behaviour-level devices
+    (:mod:`hbtscope.drivers_sim.devices`), both collected from their modules' ``DRIVERS`` lists
+    by :func:`~hbtscope.instruments.registry.all_drivers`."""
+    from hbtscope.drivers_sim.registry import simulated_drivers
 
-    rep = setup.settings["laser"].get("rep_rate_Hz", 5.0e6)
-    return SimPulsedLaser(setup.world, setup.limits["laser"]["max_power_W"], rep_rate_Hz=rep)
-
-
-def _build_sim_stage(setup: Setup, spec: InstrumentSpec) -> Instrument:
-    from hbtscope.drivers_sim.devices import SimPiezoStage
-
-    travel = {axis: setup.limits["stage"][f"{axis}_um"] for axis in ("x", "y", "z")}
-    return SimPiezoStage(setup.world, travel)
-
-
-def _build_scan_clock(setup: Setup, spec: InstrumentSpec) -> Instrument:
-    from hbtscope.drivers_sim.devices import SimScanClock
-
-    travel = (
-        {axis: setup.limits["stage"][f"{axis}_um"] for axis in ("x", "y", "z")}
-        if "stage" in setup.limits
-        else {}
-    )
-    return SimScanClock(setup.world, travel)
+    simulated, real = simulated_drivers(), all_drivers(DRIVER_PACKAGE)
+    both = set(simulated) & set(real)
+    if both:
+        raise RuntimeError(f"drivers registered both as simulated devices and as real: {both}")
+    return {**simulated, **real}
 
 
-def _build_tagger(setup: Setup, spec: InstrumentSpec) -> Instrument:
-    from hbtscope.instruments.timetagger import TimeTaggerInstrument, load_swabian_api
-
-    api = load_swabian_api(spec.backend)
-    serial = spec.address
-    if spec.backend == "sim":
-        serial = api.attach_world(setup.world, serial or "SIM-TT20-0001")
-    return TimeTaggerInstrument(
-        api, serial, setup.spec.calibrations.detector_channels, settings=spec.settings or None
-    )
-
-
-def _build_sim(cls_name: str):
-    """Builder of a simulated device class taking the world and optional settings/limits."""
-
-    def build(setup: Setup, spec: InstrumentSpec) -> Instrument:
-        from hbtscope.drivers_sim import devices
-
-        role = next(r for r, s in setup.spec.instruments.items() if s is spec)
-        kwargs = {**setup.limits.get(role, {}), **setup.settings.get(role, {})}
-        if "n_pixels" in kwargs:
-            kwargs["n_pixels"] = int(kwargs["n_pixels"])
-        return getattr(devices, cls_name)(setup.world, **kwargs)
-
-    return build
-
-
-_BUILTIN: dict[tuple[str, str], DriverInfo] = {
-    ("laser", "PulsedLaser"): DriverInfo(
-        "laser",
-        "PulsedLaser",
-        ("sim",),
-        (LimitRule("max_power_W", "value", 1e-12, 1e-2, unit="W"),),
-        _build_sim_laser,
-        "picosecond pulsed diode laser (simulated)",
-        settings=(LimitRule("rep_rate_Hz", "value", 1.0e6, 80.0e6, required=False, unit="Hz"),),
-    ),
-    ("stage", "PiezoStage"): DriverInfo(
-        "stage",
-        "PiezoStage",
-        ("sim",),
-        (
-            LimitRule("x_um", "range", 0.0, 100.0, unit="µm"),
-            LimitRule("y_um", "range", 0.0, 100.0, unit="µm"),
-            LimitRule("z_um", "range", -50.0, 50.0, unit="µm"),
-        ),
-        _build_sim_stage,
-        "closed-loop xyz piezo stage (simulated)",
-    ),
-    ("led", "WidefieldLED"): DriverInfo(
-        "led",
-        "WidefieldLED",
-        ("sim",),
-        (LimitRule("max_fraction", "value", 1e-6, 1.0, required=False),),
-        _build_sim("SimLED"),
-        "wide-field LED, 400 nm (seeds: CoolLED pE-100), simulated",
-    ),
-    ("camera", "SCMOSCamera"): DriverInfo(
-        "camera",
-        "SCMOSCamera",
-        ("sim",),
-        (),
-        _build_sim("SimCamera"),
-        "sCMOS camera (seeds: Hamamatsu ORCA-Flash 4.0), simulated",
-        settings=(
-            LimitRule("pixel_um", "value", 0.01, 10.0, required=False, unit="µm"),
-            LimitRule("collection_efficiency", "value", 1e-6, 1.0, required=False),
-        ),
-    ),
-    ("spectrometer", "GratingSpectrometer"): DriverInfo(
-        "spectrometer",
-        "GratingSpectrometer",
-        ("sim",),
-        (),
-        _build_sim("SimSpectrometer"),
-        "grating spectrometer with CCD, simulated",
-        settings=(
-            LimitRule("n_pixels", "value", 16, 8192, required=False),
-            LimitRule("efficiency", "value", 1e-6, 1.0, required=False),
-        ),
-    ),
-    ("powermeter", "PowerMeter"): DriverInfo(
-        "powermeter",
-        "PowerMeter",
-        ("sim",),
-        (),
-        _build_sim("SimPowerMeter"),
-        "power meter at the sample plane, simulated",
-    ),
-    ("polarizer", "RotatingPolarizer"): DriverInfo(
-        "polarizer",
-        "RotatingPolarizer",
-        ("sim",),
-        (),
-        _build_sim("SimPolarizer"),
-        "motorised rotating analyser in the detection path, simulated",
-    ),
-    ("flip_mirror", "FlipMirror"): DriverInfo(
-        "flip_mirror",
-        "FlipMirror",
-        ("sim",),
-        (),
-        _build_sim("SimFlipMirror"),
-        "flip mirror SPADs / spectrometer, simulated",
-    ),
-    ("daq", "ScanClock"): DriverInfo(
-        "daq",
-        "ScanClock",
-        ("sim",),
-        (),
-        _build_scan_clock,
-        "NI-DAQ-like hardware-timed raster with pixel markers into the tagger, simulated",
-    ),
-    ("tagger", "SwabianTimeTagger"): DriverInfo(
-        "tagger",
-        "SwabianTimeTagger",
-        ("sim", "real"),
-        (),
-        _build_tagger,
-        "Swabian Time Tagger (real SDK or the simulated twin)",
-    ),
-}
-
-
-#: every driver a setup file may name: the simulated devices above plus the driver modules in
-#: hbtscope.instruments.drivers (real devices with their wire-level twins)
-DRIVERS: dict[tuple[str, str], DriverInfo] = {**_BUILTIN, **all_drivers()}
+#: every driver a setup file may name (see :func:`driver_catalogue`)
+DRIVERS: dict[tuple[str, str], DriverInfo] = driver_catalogue()
+#: the real drivers among them: with ``backend: sim`` these get their twin's connection
+REAL_DRIVERS: frozenset[tuple[str, str]] = frozenset(all_drivers(DRIVER_PACKAGE))
 
 
 def _number(value: Any) -> float | None:
@@ -324,7 +201,7 @@ class Setup:
             for role, inst in spec.instruments.items():
                 info = DRIVERS[(role, inst.driver)]
                 try:
-                    self.instruments[role] = info.build(self, inst)
+                    self.instruments[role] = info.build(self, inst, self._connector(info, inst))
                 except Exception as exc:
                     if not keep_going:
                         raise
@@ -338,6 +215,16 @@ class Setup:
         except Exception:
             self.close()
             raise
+
+    def _connector(self, info: DriverInfo, inst: InstrumentSpec) -> SimConnector | None:
+        """What the driver gets for its backend: for a real driver on ``backend: sim`` the
+        twin registry's connector on this setup's world; else None (a real driver opens its
+        port or SDK itself; a simulated behaviour-level device is the simulation)."""
+        if inst.backend != "sim" or (info.role, info.name) not in REAL_DRIVERS:
+            return None
+        from hbtscope.drivers_sim.registry import twin_connector
+
+        return twin_connector(info.name, self.world)
 
     @property
     def is_simulated(self) -> bool:
@@ -386,11 +273,9 @@ class Setup:
             with contextlib.suppress(Exception):
                 inst.close()
         if self.world is not None:
-            from hbtscope.drivers_sim import timetagger as simtt
+            from hbtscope.drivers_sim.registry import release
 
-            for serial, world in list(simtt._DEVICES.items()):
-                if world is self.world:
-                    simtt.detach_world(serial)
+            release(self.world)
         self.instruments = {}
 
     def __enter__(self) -> Setup:

@@ -71,3 +71,18 @@ def test_cli_devices_lists_roles_state_and_settings(capsys):
     data = json.loads(capsys.readouterr().out)
     roles = {d["role"] for d in data["devices"]}
     assert {"laser", "stage", "tagger", "daq"} <= roles
+
+
+def test_report_of_the_lab_drivers_on_their_twins(tmp_path):
+    """config/lab-sim.yaml: every role answers through its real driver, and the report says
+    which device it is (the Sepia II's and the tagger's own identification)."""
+    from pathlib import Path
+
+    lab_sim = Path(__file__).resolve().parents[1] / "config" / "lab-sim.yaml"
+    with hbtscope.open_setup(lab_sim, data_dir=tmp_path) as s:
+        report = {e["role"]: e for e in devices_report(s)}
+    assert all(e["connected"] for e in report.values()), [e.get("error") for e in report.values()]
+    assert report["laser"]["driver"] == "PicoQuantSepia2"
+    assert report["laser"]["snapshot"]["model"] == "Sepia II"
+    assert report["stage"]["snapshot"]["controller"] == "MDT693B"
+    assert report["tagger"]["snapshot"]["serial"].startswith("SIM")

@@ -61,6 +61,19 @@ def test_missing_role_is_named(tmp_path):
     [
         ("  stage:\n", "  stagee:\n", "stagee:", r"unknown role 'stagee'; allowed roles: laser"),
         (
+            "  polariser:\n    driver: RotatingPolariser",
+            "  polarizer:\n    driver: RotatingPolariser",
+            "polarizer:",
+            r"unknown role 'polarizer'; the role is spelt 'polariser' now; allowed roles:",
+        ),
+        (
+            "driver: RotatingPolariser",
+            "driver: RotatingPolarizer",
+            "RotatingPolarizer",
+            r"unknown driver 'RotatingPolarizer' for role 'polariser'; allowed: "
+            r"RotatingPolariser, ThorlabsFW102C",
+        ),
+        (
             "driver: PiezoStage",
             "driver: NoSuchStage",
             "NoSuchStage",

@@ -25,7 +25,7 @@ VISA_ROLES = {
     "stage",
     "led",
     "powermeter",
-    "polarizer",
+    "polariser",
     "flip_mirror",
     "spectrometer",
     "camera",

@@ -15,6 +15,8 @@ with pyvisa's ``VI_ERROR_TMO``), a *disconnect* fails every later request with
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from pymeasure.adapters import Adapter
 
@@ -142,3 +144,24 @@ class SimAdapter(Adapter):
 
     def __repr__(self) -> str:
         return f"<SimAdapter({type(self.twin).__name__})>"
+
+
+def sessions(twin: WireTwin, visa_settings: dict[str, Any]) -> Callable[[], SimAdapter]:
+    """A factory of fresh :class:`SimAdapter` sessions on ``twin``, framed as a VISA session
+    with the driver's ``visa_settings`` would be (its terminations and ``timeout`` in ms; the
+    serial-port settings do not matter on a simulated wire).
+
+    This is what a wire-level twin's connector returns: the driver opens its first session with
+    it, and a new one after a lost connection (``VisaRole.reconnect``).
+    """
+    framing: dict[str, Any] = {}
+    for key in ("read_termination", "write_termination"):
+        if key in visa_settings:
+            framing[key] = visa_settings[key]
+    if "timeout" in visa_settings:
+        framing["timeout_s"] = visa_settings["timeout"] / 1000.0
+
+    def open_session() -> SimAdapter:
+        return SimAdapter(twin, **framing)
+
+    return open_session

@@ -1,4 +1,8 @@
-"""Pulsed excitation laser: the interface procedures use, with its hard power limit.
+"""The excitation laser: the interface procedures use, with its hard power limit.
+
+One interface for every laser that excites the sample: a picosecond pulsed diode (PicoQuant
+Sepia II, the simulated ``PulsedLaser``) and a CW diode, free-running or digitally modulated
+(Toptica iBeam smart: ``rep_rate_Hz`` then reads its modulation frequency, 0 for CW).
 
 The limit is enforced here, in the interface every driver inherits, so no procedure and no
 driver subclass can set more than ``max_power_W`` from the setup file.
@@ -13,8 +17,8 @@ from typing import Any
 from hbtscope.instruments.base import Instrument, LimitError
 
 
-class PulsedLaser(Instrument):
-    """A pulsed laser with settable average power (W) and repetition rate (Hz)."""
+class ExcitationLaser(Instrument):
+    """A laser with settable average power (W) and repetition rate (Hz; 0 for CW)."""
 
     role = "laser"
 

@@ -81,10 +81,10 @@ class PowerMeter(Instrument):
         return {"power_W": self.read_power_W()}
 
 
-class Polarizer(Instrument):
+class Polariser(Instrument):
     """Rotating linear analyser in the detection path (Farrow et al.), angle in degrees."""
 
-    role = "polarizer"
+    role = "polariser"
 
     @property
     def angle_deg(self) -> float:

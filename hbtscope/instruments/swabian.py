@@ -1,9 +1,9 @@
 """Thin driver for a Swabian Time Tagger through the vendor SDK's Python module.
 
 The driver never imports the SDK: it is handed the module that provides the Swabian API —
-the real one (``from Swabian import TimeTagger``; :meth:`SwabianTimeTaggerDriver.from_backend`
-loads it lazily through :func:`hbtscope.instruments.timetagger.load_swabian_api`), the
-simulated twin :mod:`hbtscope.drivers_sim.timetagger`, or a mock in tests. It only makes these
+the real one (``from Swabian import TimeTagger``, loaded when needed by
+:func:`load_swabian_api`; :meth:`SwabianTimeTaggerDriver.from_sdk`), the simulated one from the
+twin registry (``backend: sim``), or a mock in tests. It only makes these
 SDK calls: ``createTimeTagger(serial)``, ``freeTimeTagger(tagger)`` and, on the tagger,
 ``setTriggerLevel``/``getTriggerLevel``, ``setInputDelay``/``getInputDelay``,
 ``setDeadtime``/``getDeadtime``, ``setEventDivider``/``getEventDivider``, ``setTestSignal``,
@@ -18,6 +18,7 @@ Settings are a plain dict, e.g. from a setup file::
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +30,30 @@ CHANNEL_SETTINGS: dict[str, tuple[str, str, type]] = {
     "event_divider": ("setEventDivider", "getEventDivider", int),
 }
 _MAX_DIVIDER = 65535
+
+
+class MissingSDKError(RuntimeError):
+    """The vendor SDK a real driver needs is not installed."""
+
+
+def load_swabian_api() -> ModuleType:
+    """The vendor's Swabian Time Tagger API module (PyPI ``Swabian-TimeTagger``:
+    ``from Swabian import TimeTagger``; older installs: ``import TimeTagger``), imported now,
+    never at import time of hbtscope. The simulated API is not loaded here: with
+    ``backend: sim`` the Setup takes it from the twin registry."""
+    try:
+        from Swabian import TimeTagger  # type: ignore[import-not-found]
+
+        return TimeTagger
+    except ImportError:
+        pass
+    try:
+        return importlib.import_module("TimeTagger")
+    except ImportError:
+        raise MissingSDKError(
+            "the Swabian Time Tagger SDK is not installed: `pip install Swabian-TimeTagger` "
+            "(or install the vendor software), or use backend: sim"
+        ) from None
 
 
 class SettingsError(ValueError):
@@ -122,11 +147,9 @@ class SwabianTimeTaggerDriver:
         self._configured: list[int] = []
 
     @classmethod
-    def from_backend(cls, backend: str = "real", serial: str = "") -> SwabianTimeTaggerDriver:
-        """Load the SDK (``real``) or the simulated twin (``sim``) now, not at import time."""
-        from hbtscope.instruments.timetagger import load_swabian_api
-
-        return cls(load_swabian_api(backend), serial)
+    def from_sdk(cls, serial: str = "") -> SwabianTimeTaggerDriver:
+        """Open the tagger ``serial`` (empty: the first found) through the vendor SDK."""
+        return cls(load_swabian_api(), serial)
 
     def _device(self):
         if self.tagger is None:

@@ -2,41 +2,23 @@
 
 Procedures use ``setup.tagger.api`` (the module: ``Correlation``, ``TimeTagStream``, ...) and
 ``setup.tagger.device`` (the object from ``createTimeTagger``). With ``backend: real`` the API is
-the vendor SDK (PyPI ``Swabian-TimeTagger``: ``from Swabian import TimeTagger``, older installs
-``import TimeTagger``); with ``backend: sim`` it is :mod:`hbtscope.drivers_sim.timetagger`, which
-has the same names and signatures. Procedures cannot tell which.
+the vendor SDK (:func:`~hbtscope.instruments.swabian.load_swabian_api`); with ``backend: sim``
+it is the simulated module the twin registry hands the driver, which has the same names and
+signatures. Procedures cannot tell which. The driver module that builds this role is
+:mod:`hbtscope.instruments.drivers.swabian_timetagger`.
 """
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any
 
 from hbtscope.instruments.base import Instrument
-
-
-class MissingSDKError(RuntimeError):
-    """The vendor SDK a real driver needs is not installed."""
-
-
-def load_swabian_api(backend: str) -> ModuleType:
-    """The module providing the Swabian Time Tagger API for this backend."""
-    if backend == "sim":
-        return importlib.import_module("hbtscope.drivers_sim.timetagger")
-    try:
-        from Swabian import TimeTagger  # type: ignore[import-not-found]
-
-        return TimeTagger
-    except ImportError:
-        pass
-    try:
-        return importlib.import_module("TimeTagger")
-    except ImportError:
-        raise MissingSDKError(
-            "the Swabian Time Tagger SDK is not installed: `pip install Swabian-TimeTagger` "
-            "(or install the vendor software), or use backend: sim"
-        ) from None
+from hbtscope.instruments.swabian import (  # noqa: F401 - re-exported, as before
+    MissingSDKError,
+    SwabianTimeTaggerDriver,
+    load_swabian_api,
+)
 
 
 class TimeTaggerInstrument(Instrument):
@@ -52,8 +34,6 @@ class TimeTaggerInstrument(Instrument):
         channels: dict[str, int],
         settings: dict[str, Any] | None = None,
     ):
-        from hbtscope.instruments.swabian import SwabianTimeTaggerDriver
-
         self.api = api
         self.driver = SwabianTimeTaggerDriver(api, serial)
         self.channels = dict(channels)

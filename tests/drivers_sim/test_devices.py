@@ -55,7 +55,7 @@ def test_flip_mirror_sends_light_to_the_spectrometer(setup):
         setup.flip_mirror.position = "camera"
 
 
-def test_polarizer_follows_malus(setup):
+def test_polariser_follows_malus(setup):
     """Count rate vs analyser angle: I_min + (I_max - I_min) cos²(θ − θ0) with the emitter's
     dipole angle and DOLP (Farrow et al.)."""
     from dataclasses import replace
@@ -67,10 +67,10 @@ def test_polarizer_follows_malus(setup):
     setup.laser.power_W = 24e-9
     setup.laser.enable()
     total = setup.world.truth_at_focus()["emitter_rate_cps"]  # no analyser yet
-    setup.polarizer.in_path = True
+    setup.polariser.in_path = True
     rates = {}
     for angle in (30.0, 120.0):
-        setup.polarizer.angle_deg = angle
+        setup.polariser.angle_deg = angle
         rates[angle] = _spad_rate(setup, 5.0) - 200.0
     assert rates[30.0] == pytest.approx(total * 0.7, rel=0.03)
     assert rates[120.0] == pytest.approx(total * 0.3, rel=0.03)

@@ -15,7 +15,7 @@ from pyvisa.errors import VisaIOError
 from hbtscope.instruments.base import LimitError
 from hbtscope.instruments.drivers.thorlabs_fw102c import (
     FilterWheelError,
-    FW102CPolarizer,
+    FW102CPolariser,
     ThorlabsFW102C,
     slot_angles,
 )
@@ -83,8 +83,8 @@ def test_validators_send_nothing():
 
 
 # ----------------------------------------------------------------------------- polariser role
-def _polarizer(inst, **kw):
-    return FW102CPolarizer(inst, ANGLES, open_slot=1, tolerance_deg=1.0, **kw)
+def _polariser(inst, **kw):
+    return FW102CPolariser(inst, ANGLES, open_slot=1, tolerance_deg=1.0, **kw)
 
 
 def test_angle_then_in_path_moves_to_the_slot():
@@ -102,7 +102,7 @@ def test_angle_then_in_path_moves_to_the_slot():
             ("pos=1", " pos=1\r"),
         ],
     ) as inst:
-        pol = _polarizer(inst)
+        pol = _polariser(inst)
         pol.angle_deg = 72.4
         pol.in_path = True
         assert pol.angle_deg == 72.0
@@ -112,7 +112,7 @@ def test_angle_then_in_path_moves_to_the_slot():
 
 def test_angle_not_in_the_wheel_raises_and_sends_nothing():
     with expected_protocol(ThorlabsFW102C, OPEN) as inst:
-        pol = _polarizer(inst)
+        pol = _polariser(inst)
         for bad in (50.0, 18.0, 180.0 + 37.5, float("nan")):
             with pytest.raises(LimitError):
                 pol.angle_deg = bad
@@ -121,7 +121,7 @@ def test_angle_not_in_the_wheel_raises_and_sends_nothing():
 def test_no_empty_slot_keeps_the_analyser_in():
     angles = slot_angles(6, 0, 0.0, 30.0)
     with expected_protocol(ThorlabsFW102C, [*OPEN[:1], ("pos?", "pos?\r2\r")]) as inst:
-        pol = FW102CPolarizer(inst, angles, open_slot=0)
+        pol = FW102CPolariser(inst, angles, open_slot=0)
         with pytest.raises(LimitError, match="no empty slot"):
             pol.in_path = False
 
@@ -129,12 +129,12 @@ def test_no_empty_slot_keeps_the_analyser_in():
 def test_slots_must_fit_the_wheel():
     with expected_protocol(ThorlabsFW102C, [("pcount?", "pcount?\r6\r")]) as inst:
         with pytest.raises(ValueError, match="do not fit the wheel's 6 positions"):
-            FW102CPolarizer(inst, slot_angles(12, 1, 0.0, 15.0), open_slot=1)
+            FW102CPolariser(inst, slot_angles(12, 1, 0.0, 15.0), open_slot=1)
 
 
 def test_snapshot():
     with expected_protocol(ThorlabsFW102C, [*OPEN, ("pos?", "pos?\r3\r")]) as inst:
-        snap = _polarizer(inst).snapshot()
+        snap = _polariser(inst).snapshot()
         assert snap["angle_deg"] == 36.0 and snap["in_path"] and snap["slot"] == 3
 
 
@@ -161,7 +161,7 @@ def test_timeout_on_a_move_repeats_it_once():
             ("pos=3", " pos=3\r"),
         ],
     ) as inst:
-        pol = _polarizer(inst)
+        pol = _polariser(inst)
         pol.angle_deg = 36.0
         # the reply to pos? arrives, the one to pos=3 is lost
         _fail_next(inst.adapter, "_read", [None, VisaIOError(constants.StatusCode.error_timeout)])
@@ -172,7 +172,7 @@ def test_timeout_on_a_move_repeats_it_once():
 def test_lost_connection_reconnects_once():
     fresh = ProtocolAdapter([("pos?", " pos?\r5\r")])
     with expected_protocol(ThorlabsFW102C, OPEN) as inst:
-        pol = _polarizer(inst, reopen=lambda: fresh)
+        pol = _polariser(inst, reopen=lambda: fresh)
         _fail_next(
             inst.adapter, "_write", [VisaIOError(constants.StatusCode.error_connection_lost)]
         )

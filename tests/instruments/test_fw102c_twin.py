@@ -17,7 +17,7 @@ from hbtscope.instruments.base import LimitError
 from hbtscope.instruments.drivers.thorlabs_fw102c import FilterWheelError
 from hbtscope.setup import default_setup_path
 
-FW102C = """  polarizer:
+FW102C = """  polariser:
     driver: ThorlabsFW102C
     backend: sim
     address: ASRL5::INSTR
@@ -44,7 +44,7 @@ def _setup(tmp_path, block=FW102C):
     text = text.replace("hysteresis_um: 0.15", "hysteresis_um: 0.0").replace(
         "creep_per_decade: 0.01", "creep_per_decade: 0.0"
     )
-    text = _with_role(text, "polarizer", block)
+    text = _with_role(text, "polariser", block)
     path = tmp_path / "setup.yaml"
     path.write_text(text)
     return hbtscope.open_setup(path, data_dir=tmp_path)
@@ -68,24 +68,24 @@ def test_analyser_follows_the_wheel_and_malus(tmp_path):
         s.laser.power_W = 24e-9
         s.laser.enable()
         total = w.truth_at_focus()["emitter_rate_cps"]
-        assert w.analyser_deg is None and not s.polarizer.in_path  # empty slot at start
-        s.polarizer.in_path = True
+        assert w.analyser_deg is None and not s.polariser.in_path  # empty slot at start
+        s.polariser.in_path = True
         rates = {}
         for angle in (36.0, 108.0):
-            s.polarizer.angle_deg = angle
+            s.polariser.angle_deg = angle
             assert w.analyser_deg == angle
             rates[angle] = _spad_rate(s, 5.0) - 200.0
         for angle, rate in rates.items():
             expected = 0.3 + 0.4 * math.cos(math.radians(angle - 30.0)) ** 2
             assert rate == pytest.approx(total * expected, rel=0.03)
-        s.polarizer.in_path = False
+        s.polariser.in_path = False
         assert w.analyser_deg is None
-        assert s.snapshot()["polarizer"]["slot"] == 1
+        assert s.snapshot()["polariser"]["slot"] == 1
 
 
 def test_turning_the_wheel_takes_time_the_short_way_round(tmp_path):
     with _setup(tmp_path) as s:
-        pol, twin = s.polarizer, s.polarizer.inst.adapter.twin
+        pol, twin = s.polariser, s.polariser.inst.adapter.twin
         t0 = s.clock.now()
         pol.angle_deg = 144.0
         pol.in_path = True  # slot 1 → 6: one step backwards
@@ -99,7 +99,7 @@ def test_turning_the_wheel_takes_time_the_short_way_round(tmp_path):
 
 def test_unavailable_angle_raises_and_nothing_moves(tmp_path):
     with _setup(tmp_path) as s:
-        pol, twin = s.polarizer, s.polarizer.inst.adapter.twin
+        pol, twin = s.polariser, s.polariser.inst.adapter.twin
         pol.in_path = True
         n = len(twin.received)
         with pytest.raises(
@@ -111,7 +111,7 @@ def test_unavailable_angle_raises_and_nothing_moves(tmp_path):
 
 def test_error_replies_of_the_twin(tmp_path):
     with _setup(tmp_path) as s:
-        inst = s.polarizer.inst
+        inst = s.polariser.inst
         with pytest.raises(FilterWheelError, match="CMD_ARG_INVALID"):
             inst.write("pos=9")
             inst.check_set_errors()
@@ -139,7 +139,7 @@ angles = st.one_of(
 @given(requests=st.lists(st.tuples(angles, st.booleans()), min_size=1, max_size=10))
 def test_no_request_reaches_an_invalid_slot_or_a_wrong_angle(tmp_path_factory, requests):
     with _setup(tmp_path_factory.mktemp("fw")) as s:
-        pol, twin = s.polarizer, s.polarizer.inst.adapter.twin
+        pol, twin = s.polariser, s.polariser.inst.adapter.twin
         for angle, in_path in requests:
             pol.in_path = in_path
             try:

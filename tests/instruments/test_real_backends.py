@@ -40,7 +40,7 @@ BLOCKS = {
     backend: real
     address: USB0::0x1313::0x8072::P2000001::INSTR
 """,
-    "polarizer": """  polarizer:
+    "polariser": """  polariser:
     driver: ThorlabsFW102C
     backend: real
     address: ASRL5::INSTR

@@ -20,9 +20,10 @@ illumination of Pierini et al. and D'Amato et al., ``LED_REFERENCE_W_PER_CM2``) 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from hbtscope.drivers_sim.presets import LED_REFERENCE_W_PER_CM2
-from hbtscope.drivers_sim.wire import WireTwin
+from hbtscope.drivers_sim.wire import SimAdapter, WireTwin, sessions
 
 MODELS = {
     "pE-100": {"A": 400},
@@ -129,3 +130,12 @@ class CoolLEDTwin(WireTwin):
         led = self.world.led
         if led.on != on or led.intensity_W_cm2 != intensity:
             self.world.set_led(on=on, intensity_W_cm2=intensity)
+
+
+def connect(world, visa_settings: dict) -> Callable[[], SimAdapter]:
+    """The ``CoolLEDpE`` driver's connection on ``backend: sim``: sessions on a pE-100 twin."""
+    return sessions(CoolLEDTwin(world, model="pE-100"), visa_settings)
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry)
+TWINS = {"CoolLEDpE": connect}

@@ -220,3 +220,8 @@ def make_module(world, **camera_kwargs):
         heads=heads,
         __name__="hbtscope.drivers_sim.twins.dcam_twin.DCAM",
     )
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry): the stand-in of
+#: ``pylablib.devices.DCAM`` with one simulated ORCA
+TWINS = {"HamamatsuDCAM": make_module}

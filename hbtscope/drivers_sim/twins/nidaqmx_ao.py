@@ -128,3 +128,8 @@ def simulated_nidaqmx(world, *, device="Dev1", channel_axis, um_per_V, offset_um
         device=device,
         hardware=hw,
     )
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry): the stand-in of ``nidaqmx`` whose
+#: AO channels drive the stage
+TWINS = {"PiezoStageNIDAQmx": simulated_nidaqmx}

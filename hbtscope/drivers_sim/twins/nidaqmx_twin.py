@@ -328,3 +328,8 @@ def make_module(
         card=card,
         __name__="hbtscope.drivers_sim.twins.nidaqmx_twin.nidaqmx",
     )
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry): the stand-in of ``nidaqmx`` with
+#: one card whose AO channels drive the stage and whose sample clock marks the tagger
+TWINS = {"NIDAQmxRaster": make_module}

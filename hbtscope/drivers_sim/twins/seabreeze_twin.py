@@ -195,3 +195,8 @@ def make_module(world, **device_kwargs):
         devices=devices,
         __name__="hbtscope.drivers_sim.twins.seabreeze_twin.spectrometers",
     )
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry): the stand-in of
+#: ``seabreeze.spectrometers`` with one simulated spectrometer
+TWINS = {"OceanSeaBreeze": make_module}

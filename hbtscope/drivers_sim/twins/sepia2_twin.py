@@ -297,3 +297,13 @@ class SimSepia2DLL:
         self.pulsed = bool(pulsed)
         self._apply()
         return 0
+
+
+def connect(world, *, pulse_energy_J: float, threshold_permille: float = 0.0) -> SimSepia2DLL:
+    """The ``PicoQuantSepia2`` driver's connection on ``backend: sim``: the stand-in of
+    ``Sepia2_Lib.dll`` with one PDL 828 whose laser head is the simulated laser."""
+    return SimSepia2DLL(world, pulse_energy_J=pulse_energy_J, threshold_permille=threshold_permille)
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry)
+TWINS = {"PicoQuantSepia2": connect}

@@ -17,7 +17,9 @@ angle (``world.set_analyser``), an empty slot removes it (Malus's law is the wor
 
 from __future__ import annotations
 
-from hbtscope.drivers_sim.wire import WireTwin
+from collections.abc import Callable
+
+from hbtscope.drivers_sim.wire import SimAdapter, WireTwin, sessions
 
 IDN = "THORLABS FW102C/FW212C Filter Wheel version 1.07"
 
@@ -33,7 +35,7 @@ class _NotDefined(Exception):
 class FW102CTwin(WireTwin):
     """The wheel in the detection path of the simulated microscope."""
 
-    role = "polarizer"
+    role = "polariser"
     latency_s = 0.002
     seconds_per_slot = {1: 1.0, 0: 2.0}
 
@@ -119,3 +121,16 @@ class FW102CTwin(WireTwin):
         angle = self.slot_angles.get(self.pos)
         if self.world.analyser_deg != angle:
             self.world.set_analyser(angle)
+
+
+def connect(
+    world, visa_settings: dict, *, slot_angles: dict[int, float], position_count: int = 6
+) -> Callable[[], SimAdapter]:
+    """The ``ThorlabsFW102C`` driver's connection on ``backend: sim``: sessions on a wheel twin
+    holding polarisers at the driver's ``slot_angles`` (the setup file's wheel layout)."""
+    twin = FW102CTwin(world, slot_angles=slot_angles, position_count=position_count)
+    return sessions(twin, visa_settings)
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry)
+TWINS = {"ThorlabsFW102C": connect}

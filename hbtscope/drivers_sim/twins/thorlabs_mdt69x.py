@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
-from hbtscope.drivers_sim.wire import WireTwin
+from hbtscope.drivers_sim.wire import SimAdapter, WireTwin, sessions
 
 _INDEX = {"x": 0, "y": 1, "z": 2}
 
@@ -216,3 +217,14 @@ class MDT69xTwin(WireTwin):
     def position_um(self, out: str) -> float:
         """Where output ``out`` puts its axis (for tests)."""
         return self.offset_um[out] + self.voltage[out] * self.um_per_V[out]
+
+
+def connect(world, visa_settings: dict, **twin_kwargs) -> Callable[[], SimAdapter]:
+    """The ``ThorlabsMDT693B``/``ThorlabsMDT694B`` drivers' connection on ``backend: sim``:
+    sessions on an :class:`MDT69xTwin` built with ``twin_kwargs`` (model, voltage limit switch,
+    the stage's µm/V calibration and which channel moves which stage axis)."""
+    return sessions(MDT69xTwin(world, **twin_kwargs), visa_settings)
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry)
+TWINS = {"ThorlabsMDT693B": connect, "ThorlabsMDT694B": connect}

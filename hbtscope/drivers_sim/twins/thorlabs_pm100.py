@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import numpy as np
 
-from hbtscope.drivers_sim.wire import WireTwin
+from hbtscope.drivers_sim.wire import SimAdapter, WireTwin, sessions
 
 SENSOR = {
     "name": "S120C",
@@ -201,3 +202,16 @@ class PM100Twin(WireTwin):
 
     def _zero(self) -> None:
         self.zero_offset_W = self._raw()
+
+
+def connect(world, visa_settings: dict) -> Callable[[], SimAdapter]:
+    """The ``ThorlabsPM100`` driver's connection on ``backend: sim``: sessions on a PM100USB
+    twin with an S120C head, its wavelength correction left at the simulated laser's
+    wavelength (as a lab leaves its meter; the setup file's ``wavelength_nm`` overrides it)."""
+    twin = PM100Twin(world)
+    twin.wavelength_nm = float(world.laser.wavelength_nm)
+    return sessions(twin, visa_settings)
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry)
+TWINS = {"ThorlabsPM100": connect}

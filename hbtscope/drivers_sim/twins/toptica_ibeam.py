@@ -28,8 +28,9 @@ iBeam's are ns long: lifetimes shorter than the pulse are not modelled) or a CW 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from hbtscope.drivers_sim.wire import WireTwin
+from hbtscope.drivers_sim.wire import SimAdapter, WireTwin, sessions
 
 _POW = re.compile(r"^ch\s+([12])\s+pow\s+([-+0-9.eE]+)(?:\s+(mic|mil))?$")
 
@@ -162,3 +163,14 @@ class IBeamSmartTwin(WireTwin):
         if cmd in ("sh cur", "sh curr"):
             return [f"LDC  = {40.0 + 600.0 * self.output_W():.1f} mA"]
         raise ValueError(f"%SYS-W-113: unknown command '{cmd}'")
+
+
+def connect(world, visa_settings: dict, **twin_kwargs) -> Callable[[], SimAdapter]:
+    """The ``TopticaIBeamSmart`` driver's connection on ``backend: sim``: sessions on an
+    :class:`IBeamSmartTwin` built with ``twin_kwargs`` (rated power, external modulation,
+    transmission to the sample)."""
+    return sessions(IBeamSmartTwin(world, **twin_kwargs), visa_settings)
+
+
+#: driver name -> connector (hbtscope.drivers_sim.registry)
+TWINS = {"TopticaIBeamSmart": connect}

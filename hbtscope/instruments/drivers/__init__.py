@@ -1,6 +1,7 @@
 """Real instrument drivers, one module per device, each listing its DriverInfo in ``DRIVERS``.
 
 A module here must import its vendor SDK lazily (inside functions), so hbtscope installs and
-runs without it; serial/VISA drivers are pymeasure Instruments whose simulated twin lives in
-``hbtscope.drivers_sim.twins`` and plugs in through ``SimAdapter``.
+runs without it, and must never import the simulation: with ``backend: sim`` its builder is
+handed the twin's connection by the Setup (see :mod:`hbtscope.instruments.registry` and
+docs/adding-a-driver.md).
 """

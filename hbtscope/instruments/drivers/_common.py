@@ -1,5 +1,10 @@
-"""What the serial/VISA drivers share: opening a pymeasure Instrument on the real port or on
-its simulated twin, and surviving a timeout or a lost connection.
+"""What the serial/VISA drivers share: opening a pymeasure Instrument on the real port, and
+surviving a timeout or a lost connection.
+
+With ``backend: sim`` a driver does not open anything itself: the Setup hands it a connector from
+the twin registry (:data:`hbtscope.instruments.registry.SimConnector`) which, given the driver's
+:func:`visa_settings`, returns a factory of adapter sessions on the device's simulated twin. That
+factory is the driver's ``reopen``, exactly as :func:`reopen_real` is on a real port.
 
 Not a driver module (no ``DRIVERS``); the registry skips it.
 
@@ -51,17 +56,6 @@ def reopen_real(address: str, **visa_kwargs) -> Callable[[], Any]:
         from pymeasure.adapters import VISAAdapter
 
         return VISAAdapter(address, **visa_kwargs)
-
-    return reopen
-
-
-def reopen_sim(twin, **adapter_kwargs) -> Callable[[], Any]:
-    """A factory of fresh :class:`~hbtscope.drivers_sim.wire.SimAdapter` sessions on ``twin``."""
-
-    def reopen():
-        from hbtscope.drivers_sim.wire import SimAdapter
-
-        return SimAdapter(twin, **adapter_kwargs)
 
     return reopen
 

@@ -39,9 +39,9 @@ from typing import Any
 
 from pymeasure.instruments import Instrument
 
-from hbtscope.instruments.drivers._common import VisaRole, open_real, reopen_real, reopen_sim
+from hbtscope.instruments.drivers._common import VisaRole, open_real, reopen_real
 from hbtscope.instruments.optics import LED
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 
 log = logging.getLogger(__name__)
 
@@ -248,18 +248,14 @@ class CoolLEDpE(VisaRole, LED):
 
 
 # ----------------------------------------------------------------------------- registry
-def _build(setup, spec) -> CoolLEDpE:
+def _build(setup, spec, sim: SimConnector | None = None) -> CoolLEDpE:
+    """The LED role; ``sim(visa_settings)`` returns the twin's session factory."""
     limits = setup.limits["led"]
     settings = setup.settings["led"]
     channel = CHANNELS[int(settings.get("channel_number", 1)) - 1]
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.coolled_pe import CoolLEDTwin
-        from hbtscope.drivers_sim.wire import SimAdapter
-
-        twin = CoolLEDTwin(setup.world, model="pE-100")
-        framing = {"read_termination": "\n", "write_termination": "\r"}
-        inst = CoolLEDpESeries(SimAdapter(twin, **framing))
-        reopen = reopen_sim(twin, **framing)
+    if sim is not None:
+        reopen = sim(visa_settings())
+        inst = CoolLEDpESeries(reopen())
     else:
         inst = open_real(CoolLEDpESeries, spec.address, **visa_settings())
         reopen = reopen_real(spec.address, **visa_settings())

@@ -30,7 +30,7 @@ import numpy as np
 
 from hbtscope.instruments.base import LimitError
 from hbtscope.instruments.imaging import Camera
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 
 INSTALL_HINT = (
     "pip install pylablib  (or pip install hbtscope[camera]), and install Hamamatsu's DCAM-API "
@@ -146,20 +146,20 @@ def _index(address: str) -> int:
     return int(address)
 
 
-def _build(setup, spec) -> DCAMCameraDriver:
+def _build(setup, spec, sim: SimConnector | None = None) -> DCAMCameraDriver:
+    """The camera role; ``sim(pixel_um=, collection_efficiency=)`` returns the stand-in of
+    ``pylablib.devices.DCAM``."""
     settings = setup.settings["camera"]
     pixel_um = settings.get("pixel_um", 0.1625)
     binning = int(settings.get("binning", 1))
     roi = None
     if "roi_width_px" in settings or "roi_height_px" in settings:
         roi = (int(settings.get("roi_width_px", 2048)), int(settings.get("roi_height_px", 2048)))
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.dcam_twin import make_module
-
+    if sim is not None:
         kwargs = {}
         if "collection_efficiency" in settings:
             kwargs["collection_efficiency"] = settings["collection_efficiency"]
-        dcam = make_module(setup.world, pixel_um=pixel_um, **kwargs)
+        dcam = sim(pixel_um=pixel_um, **kwargs)
     else:
         dcam = load_dcam()
     return DCAMCameraDriver(

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from hbtscope.instruments.base import LimitError
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 from hbtscope.instruments.scanclock import ScanClock
 
 INSTALL_HINT = (
@@ -271,7 +271,9 @@ def _device_name(address: str) -> str:
     return address
 
 
-def _build(setup, spec) -> NIDAQmxRasterScan:
+def _build(setup, spec, sim: SimConnector | None = None) -> NIDAQmxRasterScan:
+    """The scan clock role; ``sim(device=, axes=, marker_wiring=)`` returns the stand-in of
+    ``nidaqmx`` with one card wired to the stage and the tagger as the setup file says."""
     limits, settings = setup.limits["daq"], setup.settings["daq"]
     travel = {}
     for axis in AXES:
@@ -296,11 +298,8 @@ def _build(setup, spec) -> NIDAQmxRasterScan:
     device = _device_name(spec.address)
     marker_pfi = int(settings.get("marker_pfi", 12))
     marker = setup.spec.calibrations.detector_channels.get("pixel_marker")
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.nidaqmx_twin import make_module
-
-        ni = make_module(
-            setup.world,
+    if sim is not None:
+        ni = sim(
             device=device,
             axes=axes,
             marker_wiring={f"/{device}/PFI{marker_pfi}": marker} if marker else {},

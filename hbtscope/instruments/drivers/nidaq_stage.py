@@ -27,7 +27,7 @@ import math
 from typing import Any
 
 from hbtscope.instruments.base import LimitError
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 from hbtscope.instruments.stage import AXES, Stage
 
 
@@ -130,7 +130,9 @@ class NIDAQmxStage(Stage):
                 task.close()
 
 
-def _build(setup, spec) -> NIDAQmxStage:
+def _build(setup, spec, sim: SimConnector | None = None) -> NIDAQmxStage:
+    """The stage role; ``sim(device=, channel_axis=, um_per_V=, offset_um=)`` returns the
+    stand-in of ``nidaqmx`` whose AO channels move the stage."""
     limits = setup.limits["stage"]
     settings = setup.settings["stage"]
     travel = {a: limits[f"{a}_um"] for a in AXES}
@@ -141,11 +143,8 @@ def _build(setup, spec) -> NIDAQmxStage:
         raise ValueError(f"x_ao, y_ao and z_ao must differ, got {channels}")
     device = spec.address or "Dev1"
     daq = None
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.nidaqmx_ao import simulated_nidaqmx
-
-        daq = simulated_nidaqmx(
-            setup.world,
+    if sim is not None:
+        daq = sim(
             device=device,
             channel_axis={f"{device}/ao{n}": a for a, n in channels.items()},
             um_per_V=um_per_V,

@@ -24,7 +24,7 @@ import numpy as np
 
 from hbtscope.instruments.base import LimitError
 from hbtscope.instruments.imaging import Spectrometer
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 
 INSTALL_HINT = (
     "pip install seabreeze  (then run `seabreeze_os_setup` once for the USB rules/drivers)"
@@ -132,17 +132,17 @@ def _serial(address: str) -> str | None:
     return None if not address or address.startswith("sim://") else address
 
 
-def _build(setup, spec) -> OceanSpectrometer:
+def _build(setup, spec, sim: SimConnector | None = None) -> OceanSpectrometer:
+    """The spectrometer role; ``sim(n_pixels=, efficiency=)`` returns the stand-in of
+    ``seabreeze.spectrometers``."""
     settings = setup.settings["spectrometer"]
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.seabreeze_twin import make_module
-
+    if sim is not None:
         kwargs = {}
         if "n_pixels" in settings:
             kwargs["n_pixels"] = int(settings["n_pixels"])
         if "efficiency" in settings:
             kwargs["efficiency"] = settings["efficiency"]
-        sb = make_module(setup.world, **kwargs)
+        sb = sim(**kwargs)
     else:
         sb = load_seabreeze()
     return OceanSpectrometer(

@@ -38,7 +38,7 @@ Sources: PicoQuant's ``PQLaserDrv`` distribution (GitHub ``PicoQuant/PQLaserDrv`
 ``SetSomeDataByMSVCPP.cpp`` demo (open -> module map -> first module of a type by
 ``COM_GetModuleType``), and ``Demos/Python3/Sepia2_Lib.py`` (ctypes loading).
 
-Hard limit: ``max_power_W`` (the :class:`~hbtscope.instruments.laser.PulsedLaser` interface);
+Hard limit: ``max_power_W`` (the :class:`~hbtscope.instruments.laser.ExcitationLaser` interface);
 an intensity is rounded so the calibrated power never exceeds it, and a repetition-rate
 change keeps the average power (refusing one that would need more than 1000 per mille).
 """
@@ -52,8 +52,8 @@ import sys
 from typing import Any
 
 from hbtscope.instruments.base import LimitError
-from hbtscope.instruments.laser import PulsedLaser
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.laser import ExcitationLaser
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 
 # --- constants from Sepia2_Def.h / Sepia2_ErrorCodes.h
 SEPIA2_MAX_USB_DEVICES = 8
@@ -293,8 +293,8 @@ def _device_selector(address: str) -> int | str:
     return address
 
 
-class SepiaPulsedLaser(PulsedLaser):
-    """An LDH head on an SLM 828 in a Sepia II, as a :class:`PulsedLaser`.
+class SepiaPulsedLaser(ExcitationLaser):
+    """An LDH head on an SLM 828 in a Sepia II, as an :class:`ExcitationLaser`.
 
     Power model (calibrated in the setup file): average power at the sample
     ``P = E_full * f * max(0, I - I_th) / (1000 - I_th)`` for intensity ``I`` per mille,
@@ -427,7 +427,7 @@ class SepiaPulsedLaser(PulsedLaser):
             value = min(math.floor(exact), MAX_PERMILLE)
         return int(value)
 
-    # ---------------------------------------------------------------- PulsedLaser
+    # ---------------------------------------------------------------- ExcitationLaser
     def _read_power_W(self) -> float:
         dev = self._device()
         permille = self.lib.slm_get_intensity_fine_step(dev, self.slm_slot)
@@ -493,16 +493,14 @@ class SepiaPulsedLaser(PulsedLaser):
 
 
 # -------------------------------------------------------------------- catalogue
-def _build(setup, spec) -> SepiaPulsedLaser:
+def _build(setup, spec, sim: SimConnector | None = None) -> SepiaPulsedLaser:
+    """The laser role; ``sim(pulse_energy_J=, threshold_permille=)`` returns the stand-in of
+    ``Sepia2_Lib.dll``."""
     limits, settings = setup.limits["laser"], setup.settings["laser"]
     energy = settings["full_intensity_pulse_energy_J"]
     threshold = settings.get("threshold_permille", 0.0)
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.sepia2_twin import SimSepia2DLL
-
-        lib = Sepia2Lib(
-            SimSepia2DLL(setup.world, pulse_energy_J=energy, threshold_permille=threshold)
-        )
+    if sim is not None:
+        lib = Sepia2Lib(sim(pulse_energy_J=energy, threshold_permille=threshold))
     else:
         lib = load_sepia2_library()
     slot = settings.get("slm_slot")

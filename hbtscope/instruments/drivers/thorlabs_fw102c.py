@@ -33,9 +33,9 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.validators import strict_discrete_set
 
 from hbtscope.instruments.base import LimitError
-from hbtscope.instruments.drivers._common import VisaRole, open_real, reopen_real, reopen_sim
-from hbtscope.instruments.optics import Polarizer
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.drivers._common import VisaRole, open_real, reopen_real
+from hbtscope.instruments.optics import Polariser
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 
 
 class FilterWheelError(RuntimeError):
@@ -163,8 +163,8 @@ def _axial_distance(a: float, b: float) -> float:
     return min(d, 180.0 - d)
 
 
-class FW102CPolarizer(VisaRole, Polarizer):
-    """The :class:`Polarizer` interface on a wheel of polarisers (``open_slot``: empty)."""
+class FW102CPolariser(VisaRole, Polariser):
+    """The :class:`Polariser` interface on a wheel of polarisers (``open_slot``: empty)."""
 
     def __init__(
         self,
@@ -206,7 +206,7 @@ class FW102CPolarizer(VisaRole, Polarizer):
             )
         return slot
 
-    # ---- Polarizer
+    # ---- Polariser
     def _read_angle(self) -> float:
         return self.angles.get(self._position(), self._angle)
 
@@ -239,8 +239,10 @@ class FW102CPolarizer(VisaRole, Polarizer):
 
 
 # ----------------------------------------------------------------------------- registry
-def _build(setup, spec) -> FW102CPolarizer:
-    settings = setup.settings["polarizer"]
+def _build(setup, spec, sim: SimConnector | None = None) -> FW102CPolariser:
+    """The polariser role; ``sim(visa_settings, slot_angles=, position_count=)`` returns the
+    session factory of a twin wheel holding the polarisers where the setup file says."""
+    settings = setup.settings["polariser"]
     count = int(settings.get("position_count", 6))
     if count not in (6, 12):
         raise ValueError(f"position_count must be 6 (FW102C) or 12 (FW212C), got {count}")
@@ -250,19 +252,14 @@ def _build(setup, spec) -> FW102CPolarizer:
     step = settings.get("angle_step_deg", 180.0 / (count - (1 if open_slot else 0)))
     angles = slot_angles(count, open_slot, settings.get("first_angle_deg", 0.0), step)
     tolerance = settings.get("angle_tolerance_deg", 1.0)
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.thorlabs_fw102c import FW102CTwin
-        from hbtscope.drivers_sim.wire import SimAdapter
-
-        twin = FW102CTwin(setup.world, slot_angles=angles, position_count=count)
-        framing = {"read_termination": ">", "write_termination": "\r", "timeout_s": 15.0}
-        inst = ThorlabsFW102C(SimAdapter(twin, **framing))
-        reopen = reopen_sim(twin, **framing)
+    if sim is not None:
+        reopen = sim(visa_settings(), slot_angles=angles, position_count=count)
+        inst = ThorlabsFW102C(reopen())
     else:
         inst = open_real(ThorlabsFW102C, spec.address, **visa_settings())
         reopen = reopen_real(spec.address, **visa_settings())
     try:
-        role = FW102CPolarizer(inst, angles, open_slot, tolerance, reopen=reopen)
+        role = FW102CPolariser(inst, angles, open_slot, tolerance, reopen=reopen)
         if role.position_count != count:
             raise ValueError(f"the wheel reports pcount {role.position_count}, setup says {count}")
         return role
@@ -273,7 +270,7 @@ def _build(setup, spec) -> FW102CPolarizer:
 
 DRIVERS = [
     DriverInfo(
-        "polarizer",
+        "polariser",
         "ThorlabsFW102C",
         ("sim", "real"),
         (),

@@ -48,9 +48,8 @@ from hbtscope.instruments.drivers._common import (
     VisaRole,
     open_real,
     reopen_real,
-    reopen_sim,
 )
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 from hbtscope.instruments.stage import AXES, Stage
 
 ERROR_REPLIES = ("CMD_NOT_DEFINED", "CMD_ARG_INVALID")
@@ -373,28 +372,26 @@ class MDT69xStage(VisaRole, Stage):
 
 # ----------------------------------------------------------------------------- registry
 def _build(cls: type[ThorlabsMDT694B], channel_of: dict[str, str]):
-    def build(setup, spec) -> MDT69xStage:
+    def build(setup, spec, sim: SimConnector | None = None) -> MDT69xStage:
+        """The stage role; ``sim(visa_settings, model=, voltage_limit_V=, um_per_V=,
+        offset_um=, stage_axis=)`` (per controller channel) returns the twin's session
+        factory."""
         limits = setup.limits["stage"]
         settings = setup.settings["stage"]
         travel = {a: limits[f"{a}_um"] for a in AXES if f"{a}_um" in limits}
         um_per_V = {a: settings.get(f"{a}_um_per_V", settings["um_per_V"]) for a in AXES}
         offset = {a: settings.get(f"{a}_offset_um", 0.0) for a in AXES}
         switch = settings.get("voltage_limit_switch_V")
-        if spec.backend == "sim":
-            from hbtscope.drivers_sim.twins.thorlabs_mdt69x import MDT69xTwin
-            from hbtscope.drivers_sim.wire import SimAdapter
-
-            twin = MDT69xTwin(
-                setup.world,
+        if sim is not None:
+            reopen = sim(
+                visa_settings(),
                 model=cls.model,
                 voltage_limit_V=switch if switch is not None else HARDWARE_MAX_V,
                 um_per_V={channel_of[a]: um_per_V[a] for a in channel_of},
                 offset_um={channel_of[a]: offset[a] for a in channel_of},
                 stage_axis={ch: a for a, ch in channel_of.items()},
             )
-            framing = {"read_termination": ">", "write_termination": "\r"}
-            inst = cls(SimAdapter(twin, **framing))
-            reopen = reopen_sim(twin, **framing)
+            inst = cls(reopen())
         else:
             inst = open_real(cls, spec.address, **visa_settings())
             reopen = reopen_real(spec.address, **visa_settings())

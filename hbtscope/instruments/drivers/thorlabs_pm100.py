@@ -33,9 +33,9 @@ from pymeasure.instruments.thorlabs import ThorlabsPM100USB
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from hbtscope.instruments.base import LimitError
-from hbtscope.instruments.drivers._common import VisaRole, open_real, reopen_real, reopen_sim
+from hbtscope.instruments.drivers._common import VisaRole, open_real, reopen_real
 from hbtscope.instruments.optics import PowerMeter
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 
 
 class PowerMeterError(RuntimeError):
@@ -139,19 +139,14 @@ class PM100PowerMeter(VisaRole, PowerMeter):
 
 
 # ----------------------------------------------------------------------------- registry
-def _build(setup, spec) -> PM100PowerMeter:
+def _build(setup, spec, sim: SimConnector | None = None) -> PM100PowerMeter:
+    """The power meter role; ``sim(visa_settings)`` returns the twin's session factory.
+    Without ``wavelength_nm`` the meter keeps the wavelength it is set to."""
     settings = setup.settings["powermeter"]
     wavelength = settings.get("wavelength_nm")
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.thorlabs_pm100 import PM100Twin
-        from hbtscope.drivers_sim.wire import SimAdapter
-
-        twin = PM100Twin(setup.world)
-        if wavelength is None:  # the simulated lab sets it to its laser
-            wavelength = setup.world.laser.wavelength_nm
-        framing = {"read_termination": "\n", "write_termination": "\n", "timeout_s": 3.0}
-        inst = ThorlabsPM100(SimAdapter(twin, **framing))
-        reopen = reopen_sim(twin, **framing)
+    if sim is not None:
+        reopen = sim(visa_settings())
+        inst = ThorlabsPM100(reopen())
     else:
         inst = open_real(ThorlabsPM100, spec.address, **visa_settings())
         reopen = reopen_real(spec.address, **visa_settings())

@@ -1,4 +1,4 @@
-"""Toptica iBeam smart diode laser as a :class:`~hbtscope.instruments.laser.PulsedLaser`.
+"""Toptica iBeam smart diode laser as a :class:`~hbtscope.instruments.laser.ExcitationLaser`.
 
 Built on pymeasure's :class:`pymeasure.instruments.toptica.IBeamSmart` (serial, 115200 baud,
 CR LF; see pymeasure ``instruments/toptica/ibeamsmart.py``): ``ch_2.power`` (``ch 2 pow X
@@ -41,14 +41,14 @@ import re
 from typing import Any
 
 from hbtscope.instruments.base import LimitError
-from hbtscope.instruments.laser import PulsedLaser
-from hbtscope.instruments.registry import DriverInfo, LimitRule
+from hbtscope.instruments.laser import ExcitationLaser
+from hbtscope.instruments.registry import DriverInfo, LimitRule, SimConnector
 
 PYMEASURE_MAX_UW = 200_000.0  # IBeamSmart's strict_range for channel power (µW)
 _LEVEL = re.compile(r"CH(\d)\s*,\s*PWR\s*:\s*([-+0-9.eE]+)\s*(mW|uW|µW)", re.IGNORECASE)
 
 
-class IBeamSmartLaser(PulsedLaser):
+class IBeamSmartLaser(ExcitationLaser):
     """``instrument`` is a pymeasure ``IBeamSmart`` (on a VISA port or a SimAdapter)."""
 
     def __init__(
@@ -92,7 +92,7 @@ class IBeamSmartLaser(PulsedLaser):
                 return float(value) * (1e3 if unit.lower() == "mw" else 1.0)
         raise ValueError(f"no level of channel {channel} in the iBeam's reply {reply!r}")
 
-    # ---------------------------------------------------------------- PulsedLaser
+    # ---------------------------------------------------------------- ExcitationLaser
     def _read_power_W(self) -> float:
         return self._level_uW(2) * 1e-6 * self.duty * self.transmission
 
@@ -138,25 +138,24 @@ class IBeamSmartLaser(PulsedLaser):
 
 
 # -------------------------------------------------------------------- catalogue
-def _build(setup, spec) -> IBeamSmartLaser:
+def _build(setup, spec, sim: SimConnector | None = None) -> IBeamSmartLaser:
+    """The laser role; ``sim(framing, rated_power_W=, ext_trigger_Hz=, ext_pulse_width_s=,
+    transmission=)`` returns the twin's session factory."""
     from pymeasure.instruments.toptica import IBeamSmart
 
     limits, settings = setup.limits["laser"], setup.settings["laser"]
     rated = settings.get("rated_power_W", 0.1)
     ext_f = settings.get("ext_trigger_Hz")
     ext_w = settings.get("ext_pulse_width_s")
-    if spec.backend == "sim":
-        from hbtscope.drivers_sim.twins.toptica_ibeam import IBeamSmartTwin
-        from hbtscope.drivers_sim.wire import SimAdapter
-
-        twin = IBeamSmartTwin(
-            setup.world,
+    if sim is not None:
+        sessions = sim(
+            {"write_termination": "\r\n", "read_termination": "\r\n"},  # as IBeamSmart's
             rated_power_W=rated,
             ext_trigger_Hz=ext_f,
             ext_pulse_width_s=ext_w,
             transmission=settings.get("transmission", 1.0),
         )
-        inst = IBeamSmart(SimAdapter(twin, write_termination="\r\n", read_termination="\r\n"))
+        inst = IBeamSmart(sessions())
     else:
         baud = int(settings.get("baud_rate", 115200))
         inst = IBeamSmart(spec.address, baud_rate=baud)
