@@ -19,65 +19,89 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Gt, Interval
 from numba import njit
 from scipy.linalg import expm
+
+#: a number in [0, 1]
+Fraction = Annotated[float, Interval(ge=0, le=1)]
 
 N_STATES = 3  # bright, grey, off; "bleached" is handled outside the chain
 BLEACHED = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Emitter:
-    """Ground truth of one emitter (positions in sample coordinates, µm)."""
+    """Ground truth of one emitter: position (sample coordinates, µm) and photophysics.
 
-    index: int
-    x_um: float
-    y_um: float
-    z_um: float
-    qy_x: float
-    qy_xx: float
-    tau_x_ns: float
-    tau_xx_ns: float
-    sigma_abs_cm2: float
+    The one definition of an emitter's fields, defaults and allowed ranges (the ``Annotated``
+    bounds, which the setup-file schema enforces). A notebook builds one with
+    ``Emitter(x_um=10.0, y_um=10.0)`` and gets a bright, non-blinking, non-bleaching emitter;
+    the :class:`~hbtscope.drivers_sim.world.World` assigns ``index``, ``spot`` and
+    ``cluster_size`` when it places it in the sample.
+    """
+
+    x_um: Annotated[float, Interval(ge=-1e4, le=1e4)]
+    y_um: Annotated[float, Interval(ge=-1e4, le=1e4)]
+    z_um: Annotated[float, Interval(ge=-1e3, le=1e3)] = 0.0
+    #: exciton (X) and biexciton (XX) quantum yields; g2(0) -> qy_xx/qy_x at low power
+    qy_x: Annotated[float, Interval(gt=0, le=1)] = 0.8
+    qy_xx: Fraction = 0.04
+    tau_x_ns: Annotated[float, Interval(gt=0, le=1e4)] = 10.0
+    tau_xx_ns: Annotated[float, Interval(gt=0, le=1e4)] = 0.8
+    #: absorption cross-section at the excitation wavelength (cm²)
+    sigma_abs_cm2: Annotated[float, Interval(gt=0, le=1e-10)] = 1.0e-13
+    index: int = 0  # position in the World's emitter list
     spot: int = 0  # emitters of one cluster share a spot number
     cluster_size: int = 1
     species: str = "custom"
-    qy_grey: float = 0.1
-    tau_grey_ns: float = 2.0
-    qy_off: float = 0.0
-    tau_off_ns: float = 1.0
-    # switching rates (1/s) at P_sat: bright->grey, grey->bright, bright->off, off->bright
-    k_bg: float = 0.0
-    k_gb: float = 1.0
-    k_bo: float = 0.0
-    k_ob: float = 1.0
+    #: blinking (type-A): QY and lifetime of the grey (trion) and off states
+    qy_grey: Fraction = 0.1
+    tau_grey_ns: Annotated[float, Interval(gt=0, le=1e4)] = 2.0
+    qy_off: Fraction = 0.0
+    tau_off_ns: Annotated[float, Interval(gt=0, le=1e4)] = 1.0
+    #: switching rates (1/s) at P_sat: bright->grey, grey->bright, bright->off, off->bright
+    k_bg: Annotated[float, Interval(ge=0, le=1e9)] = 0.0
+    k_gb: Annotated[float, Interval(gt=0, le=1e9)] = 1.0
+    k_bo: Annotated[float, Interval(ge=0, le=1e9)] = 0.0
+    k_ob: Annotated[float, Interval(gt=0, le=1e9)] = 1.0
     #: rates out of bright scale as (x/x_sat)**blink_exponent (1: photo-charging, linear in
     #: the excitation; 0: independent of it, as Pierini et al. report up to 2 I_sat)
-    blink_exponent: float = 1.0
-    bleach_dose: float = math.inf  # absorbed photons at which it bleaches
-    cew_nm: float = 510.0
-    fwhm_nm: float = 15.0
-    tail: float = 0.1
-    blueshift_nm_per_exc: float = 0.0
-    dipole_deg: float = 0.0
-    dolp: float = 0.0
+    blink_exponent: Annotated[float, Interval(ge=0, le=4)] = 1.0
+    #: absorbed photons at which it bleaches (inf: never)
+    bleach_dose: Annotated[float, Gt(0)] = math.inf
+    #: emission spectrum: centre wavelength, FWHM, red-tail weight, blue-shift per excitation
+    cew_nm: Annotated[float, Interval(ge=200, le=2000)] = 510.0
+    fwhm_nm: Annotated[float, Interval(gt=0, le=500)] = 15.0
+    tail: Fraction = 0.1
+    blueshift_nm_per_exc: Annotated[float, Interval(ge=0, le=1e-3)] = 0.0
+    #: emission dipole angle (degrees) and degree of linear polarisation
+    dipole_deg: Annotated[float, Interval(ge=-360, le=360)] = 0.0
+    dolp: Fraction = 0.0
     #: power-law ON/OFF dwell times (Shimizu et al. 2001; Kuno et al.): 0 = exponential;
     #: 1 < m < 3: each ON and each OFF period gets its own bright<->off rate, drawn with
     #: density ∝ k^(m-2) over a range ``powerlaw_span`` wide, so dwell times are ∝ t^-m
     #: between the range's ends; the mean dwell (hence the ON fraction) is unchanged
-    powerlaw_m: float = 0.0
-    powerlaw_span: float = 1.0e3
+    powerlaw_m: Annotated[float, Interval(ge=0, le=3)] = 0.0
+    powerlaw_span: Annotated[float, Interval(ge=1, le=1e8)] = 1.0e3
     #: photobrightening: the PL starts low by this fraction and recovers as
     #: 1 - a exp(-dose / brightening_dose) with the absorbed dose (photons)
-    brightening_fraction: float = 0.0
-    brightening_dose: float = 1.0e9
+    brightening_fraction: Annotated[float, Interval(ge=0, le=0.95)] = 0.0
+    brightening_dose: Annotated[float, Interval(gt=0, le=1e20)] = 1.0e9
     #: uncorrelated light from the matrix around the emitter, within its detection band,
     #: as a fraction of the emitter's own detected rate (Baronnier et al.: the QDs enhance
     #: the perovskite's PL around them; CW antibunching contrast C = 1/(1 + ratio)^2)
-    local_background_ratio: float = 0.0
+    local_background_ratio: Annotated[float, Interval(ge=0, le=100)] = 0.0
     extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.powerlaw_m != 0 and not 1 < self.powerlaw_m < 3:
+            raise ValueError(
+                f"powerlaw_m is 0 (exponential) or between 1 and 3, got {self.powerlaw_m}"
+            )
 
     def state_qy_tau(self) -> tuple[np.ndarray, np.ndarray]:
         """(QY, lifetime in ps) of the exciton in each state (bright, grey, off)."""
