@@ -419,6 +419,9 @@ def parse_setup_text(text: str, path: str | Path = "<setup>") -> SetupSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
+        culprit = getattr((err.get("ctx") or {}).get("error"), "field", None)
+        if isinstance(culprit, str):  # a rule of the simulated world naming its field
+            loc += (culprit,)
         lines = _line_map(text)
         line = _nearest_line(lines, loc)
         where = ".".join(str(p) for p in loc)

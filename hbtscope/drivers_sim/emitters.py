@@ -33,6 +33,15 @@ N_STATES = 3  # bright, grey, off; "bleached" is handled outside the chain
 BLEACHED = 3
 
 
+class ConfigError(ValueError):
+    """A configuration that breaks a rule of the simulated world; ``field`` names the culprit
+    (the setup-file schema points at it)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True, kw_only=True)
 class Emitter:
     """Ground truth of one emitter: position (sample coordinates, µm) and photophysics.
@@ -99,8 +108,9 @@ class Emitter:
 
     def __post_init__(self) -> None:
         if self.powerlaw_m != 0 and not 1 < self.powerlaw_m < 3:
-            raise ValueError(
-                f"powerlaw_m is 0 (exponential) or between 1 and 3, got {self.powerlaw_m}"
+            raise ConfigError(
+                "powerlaw_m",
+                f"powerlaw_m is 0 (exponential) or between 1 and 3, got {self.powerlaw_m}",
             )
 
     def state_qy_tau(self) -> tuple[np.ndarray, np.ndarray]:

@@ -26,12 +26,13 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Interval, Len
 
-from hbtscope.drivers_sim.emitters import Emitter, Fraction
+from hbtscope.drivers_sim.emitters import ConfigError, Emitter, Fraction
 from hbtscope.drivers_sim.presets import PRESETS
 
 __all__ = [
     "EMITTER_PROPERTIES",
     "ClockConfig",
+    "ConfigError",
     "DetectorConfig",
     "Emitter",
     "EmitterSpot",
@@ -61,7 +62,9 @@ EMITTER_PROPERTIES: tuple[str, ...] = tuple(
 
 def _check_preset(preset: str | None) -> None:
     if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(sorted(PRESETS))}")
+        raise ConfigError(
+            "preset", f"unknown preset {preset!r}; allowed: {', '.join(sorted(PRESETS))}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +91,9 @@ class EmitterSpot:
         _check_preset(self.preset)
         unknown = sorted(set(self.properties) - set(EMITTER_PROPERTIES))
         if unknown:
-            raise ValueError(f"unknown emitter properties {unknown}; allowed: {EMITTER_PROPERTIES}")
+            raise ConfigError(
+                "properties", f"unknown emitter properties {unknown}; allowed: {EMITTER_PROPERTIES}"
+            )
         if self.preset is None:  # the emitter as given must be valid
             Emitter(x_um=self.x_um, y_um=self.y_um, z_um=self.z_um, **self.properties)
 
@@ -107,7 +112,9 @@ class PopulationConfig:
         _check_preset(self.preset)
         v = self.area_um
         if not (v[0] < v[1] and v[2] < v[3]):
-            raise ValueError(f"area_um is [x0, x1, y0, y1] with x0 < x1 and y0 < y1, got {list(v)}")
+            raise ConfigError(
+                "area_um", f"area_um is [x0, x1, y0, y1] with x0 < x1 and y0 < y1, got {list(v)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +177,9 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         v = self.band_nm
         if v is not None and not (0 <= v[0] < v[1]):
-            raise ValueError(f"band_nm is [min, max] with 0 <= min < max, got {list(v)}")
+            raise ConfigError(
+                "band_nm", f"band_nm is [min, max] with 0 <= min < max, got {list(v)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +237,7 @@ class FaultConfig:
     def __post_init__(self) -> None:
         if self.kind in ("timeout", "disconnect"):
             if not self.role:
-                raise ValueError(f"{self.kind} needs role (an instrument role)")
+                raise ConfigError("role", f"{self.kind} needs role (an instrument role)")
             if self.at_s is None and not (self.kind == "timeout" and self.probability > 0):
                 raise ValueError(f"{self.kind} needs at_s (or, for a timeout, probability)")
         if self.kind == "tagger_overflow" and self.at_s is None:
