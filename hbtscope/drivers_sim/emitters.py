@@ -17,8 +17,10 @@ D'Amato et al. Fig. 2a); D_scale shrinks with dilution (preset table).
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Annotated
 
 import numpy as np
@@ -40,6 +42,31 @@ class ConfigError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+@functools.cache
+def _float_fields(cls: type) -> tuple[str, ...]:
+    """Names of the fields of dataclass ``cls`` declared ``float`` (possibly Annotated, or
+    ``float | None``)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = []
+    for f in fields(cls):
+        tp = hints[f.name]
+        args = {tp} | set(typing.get_args(tp))
+        args |= {typing.get_args(a)[0] for a in list(args) if typing.get_origin(a) is Annotated}
+        if float in args and int not in args:
+            out.append(f.name)
+    return tuple(out)
+
+
+def floats_as_declared(obj: object) -> None:
+    """Turn the ints given to the ``float`` fields of the frozen dataclass ``obj`` into floats
+    (``Emitter(x_um=5, ...)`` in a notebook), so the simulator's arrays are float64 whatever
+    was typed."""
+    for name in _float_fields(type(obj)):
+        v = getattr(obj, name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            object.__setattr__(obj, name, float(v))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +134,7 @@ class Emitter:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        floats_as_declared(self)
         if self.powerlaw_m != 0 and not 1 < self.powerlaw_m < 3:
             raise ConfigError(
                 "powerlaw_m",

@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Interval, Len
 
-from hbtscope.drivers_sim.emitters import ConfigError, Emitter, Fraction
+from hbtscope.drivers_sim.emitters import ConfigError, Emitter, Fraction, floats_as_declared
 from hbtscope.drivers_sim.presets import PRESETS
 
 __all__ = [
@@ -88,6 +88,7 @@ class EmitterSpot:
     properties: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        floats_as_declared(self)
         _check_preset(self.preset)
         unknown = sorted(set(self.properties) - set(EMITTER_PROPERTIES))
         if unknown:
@@ -109,6 +110,7 @@ class PopulationConfig:
     area_um: tuple[float, float, float, float] = (0.0, 80.0, 0.0, 80.0)
 
     def __post_init__(self) -> None:
+        floats_as_declared(self)
         _check_preset(self.preset)
         v = self.area_um
         if not (v[0] < v[1] and v[2] < v[3]):
@@ -126,6 +128,9 @@ class SampleConfig:
     substrate_lifetime_ns: Annotated[float, Interval(gt=0, le=1e4)] = 0.3
     emitters: list[Emitter | EmitterSpot] = field(default_factory=list)
     populations: list[PopulationConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        floats_as_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +151,9 @@ class OpticsConfig:
     #: 1/e² radius of the collection spot (pinhole / fibre core imaged at the emission
     #: wavelength); None: as wide as the excitation spot
     collection_w_xy_um: Annotated[float, Interval(gt=0.05, le=10)] | None = None
+
+    def __post_init__(self) -> None:
+        floats_as_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +183,7 @@ class DetectorConfig:
     crosstalk_delay_ps: DelayPs = 0
 
     def __post_init__(self) -> None:
+        floats_as_declared(self)
         v = self.band_nm
         if v is not None and not (0 <= v[0] < v[1]):
             raise ConfigError(
@@ -193,6 +202,9 @@ class StageConfig:
     creep_per_decade: Annotated[float, Interval(ge=0, le=0.2)] = 0.0
     creep_t0_s: Annotated[float, Interval(gt=0, le=100)] = 0.1
 
+    def __post_init__(self) -> None:
+        floats_as_declared(self)
+
 
 @dataclass(frozen=True, kw_only=True)
 class LaserConfig:
@@ -200,6 +212,9 @@ class LaserConfig:
 
     power_exponent: Annotated[float, Interval(ge=0.5, le=3)] = 1.0
     power_reference_W: Annotated[float, Interval(gt=0, le=10)] = 1.0e-6
+
+    def __post_init__(self) -> None:
+        floats_as_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +224,9 @@ class SyncConfig:
     tagger_channel: Channel = 1
     delay_ps: DelayPs = 0
 
+    def __post_init__(self) -> None:
+        floats_as_declared(self)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ClockConfig:
@@ -216,6 +234,9 @@ class ClockConfig:
 
     mode: Literal["fast", "realtime", "scaled"] = "fast"
     speed: Annotated[float, Interval(gt=0, le=1e9)] = 1.0
+
+    def __post_init__(self) -> None:
+        floats_as_declared(self)
 
 
 FaultKind = Literal["timeout", "disconnect", "tagger_overflow", "bleach"]
@@ -235,6 +256,7 @@ class FaultConfig:
     emitter: Annotated[int, Ge(0)] | None = None
 
     def __post_init__(self) -> None:
+        floats_as_declared(self)
         if self.kind in ("timeout", "disconnect"):
             if not self.role:
                 raise ConfigError("role", f"{self.kind} needs role (an instrument role)")
@@ -269,6 +291,7 @@ class SimulationConfig:
     faults: list[FaultConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        floats_as_declared(self)
         if not 1 <= len(self.detectors) <= 8:
             raise ValueError(f"between 1 and 8 detectors, got {len(self.detectors)}")
         chans = [d.tagger_channel for d in self.detectors] + [self.sync.tagger_channel]
