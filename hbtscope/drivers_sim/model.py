@@ -20,13 +20,16 @@ piezo hysteresis or creep, a laser that emits what it is told (docs/simulator.md
 
 from __future__ import annotations
 
+import functools
+import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Annotated, Literal
 
-from annotated_types import Ge, Interval, Len
+import numpy as np
+from annotated_types import Ge, Gt, Interval, Len
 
-from hbtscope.drivers_sim.emitters import ConfigError, Emitter, Fraction, floats_as_declared
 from hbtscope.drivers_sim.presets import PRESETS
 
 __all__ = [
@@ -45,6 +48,167 @@ __all__ = [
     "StageConfig",
     "SyncConfig",
 ]
+
+#: a number in [0, 1]
+Fraction = Annotated[float, Interval(ge=0, le=1)]
+#: states of the blinking chain: bright, grey, off ("bleached" is handled outside the chain)
+N_STATES = 3
+
+
+class ConfigError(ValueError):
+    """A configuration that breaks a rule of the simulated world; ``field`` names the culprit
+    (the setup-file schema points at it)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@functools.cache
+def _float_fields(cls: type) -> tuple[str, ...]:
+    """Names of the fields of dataclass ``cls`` declared ``float`` (possibly Annotated, or
+    ``float | None``)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = []
+    for f in fields(cls):
+        tp = hints[f.name]
+        args = {tp} | set(typing.get_args(tp))
+        args |= {typing.get_args(a)[0] for a in list(args) if typing.get_origin(a) is Annotated}
+        if float in args and int not in args:
+            out.append(f.name)
+    return tuple(out)
+
+
+def floats_as_declared(obj: object) -> None:
+    """Turn the ints given to the ``float`` fields of the frozen dataclass ``obj`` into floats
+    (``Emitter(x_um=5, ...)`` in a notebook), so the simulator's arrays are float64 whatever
+    was typed."""
+    for name in _float_fields(type(obj)):
+        v = getattr(obj, name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            object.__setattr__(obj, name, float(v))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Emitter:
+    """Ground truth of one emitter: position (sample coordinates, µm) and photophysics.
+
+    The one definition of an emitter's fields, defaults and allowed ranges (the ``Annotated``
+    bounds, which the setup-file schema enforces). A notebook builds one with
+    ``Emitter(x_um=10.0, y_um=10.0)`` and gets a bright, non-blinking, non-bleaching emitter;
+    the :class:`~hbtscope.drivers_sim.world.World` assigns ``index``, ``spot`` and
+    ``cluster_size`` when it places it in the sample.
+    """
+
+    x_um: Annotated[float, Interval(ge=-1e4, le=1e4)]
+    y_um: Annotated[float, Interval(ge=-1e4, le=1e4)]
+    z_um: Annotated[float, Interval(ge=-1e3, le=1e3)] = 0.0
+    #: exciton (X) and biexciton (XX) quantum yields; g2(0) -> qy_xx/qy_x at low power
+    qy_x: Annotated[float, Interval(gt=0, le=1)] = 0.8
+    qy_xx: Fraction = 0.04
+    tau_x_ns: Annotated[float, Interval(gt=0, le=1e4)] = 10.0
+    tau_xx_ns: Annotated[float, Interval(gt=0, le=1e4)] = 0.8
+    #: absorption cross-section at the excitation wavelength (cm²)
+    sigma_abs_cm2: Annotated[float, Interval(gt=0, le=1e-10)] = 1.0e-13
+    index: int = 0  # position in the World's emitter list
+    spot: int = 0  # emitters of one cluster share a spot number
+    cluster_size: int = 1
+    species: str = "custom"
+    #: blinking (type-A): QY and lifetime of the grey (trion) and off states
+    qy_grey: Fraction = 0.1
+    tau_grey_ns: Annotated[float, Interval(gt=0, le=1e4)] = 2.0
+    qy_off: Fraction = 0.0
+    tau_off_ns: Annotated[float, Interval(gt=0, le=1e4)] = 1.0
+    #: switching rates (1/s) at P_sat: bright->grey, grey->bright, bright->off, off->bright
+    k_bg: Annotated[float, Interval(ge=0, le=1e9)] = 0.0
+    k_gb: Annotated[float, Interval(gt=0, le=1e9)] = 1.0
+    k_bo: Annotated[float, Interval(ge=0, le=1e9)] = 0.0
+    k_ob: Annotated[float, Interval(gt=0, le=1e9)] = 1.0
+    #: rates out of bright scale as (x/x_sat)**blink_exponent (1: photo-charging, linear in
+    #: the excitation; 0: independent of it, as Pierini et al. report up to 2 I_sat)
+    blink_exponent: Annotated[float, Interval(ge=0, le=4)] = 1.0
+    #: absorbed photons at which it bleaches (inf: never)
+    bleach_dose: Annotated[float, Gt(0)] = math.inf
+    #: emission spectrum: centre wavelength, FWHM, red-tail weight, blue-shift per excitation
+    cew_nm: Annotated[float, Interval(ge=200, le=2000)] = 510.0
+    fwhm_nm: Annotated[float, Interval(gt=0, le=500)] = 15.0
+    tail: Fraction = 0.1
+    blueshift_nm_per_exc: Annotated[float, Interval(ge=0, le=1e-3)] = 0.0
+    #: emission dipole angle (degrees) and degree of linear polarisation
+    dipole_deg: Annotated[float, Interval(ge=-360, le=360)] = 0.0
+    dolp: Fraction = 0.0
+    #: power-law ON/OFF dwell times (Shimizu et al. 2001; Kuno et al.): 0 = exponential;
+    #: 1 < m < 3: each ON and each OFF period gets its own bright<->off rate, drawn with
+    #: density ∝ k^(m-2) over a range ``powerlaw_span`` wide, so dwell times are ∝ t^-m
+    #: between the range's ends; the mean dwell (hence the ON fraction) is unchanged
+    powerlaw_m: Annotated[float, Interval(ge=0, le=3)] = 0.0
+    powerlaw_span: Annotated[float, Interval(ge=1, le=1e8)] = 1.0e3
+    #: photobrightening: the PL starts low by this fraction and recovers as
+    #: 1 - a exp(-dose / brightening_dose) with the absorbed dose (photons)
+    brightening_fraction: Annotated[float, Interval(ge=0, le=0.95)] = 0.0
+    brightening_dose: Annotated[float, Interval(gt=0, le=1e20)] = 1.0e9
+    #: uncorrelated light from the matrix around the emitter, within its detection band,
+    #: as a fraction of the emitter's own detected rate (Baronnier et al.: the QDs enhance
+    #: the perovskite's PL around them; CW antibunching contrast C = 1/(1 + ratio)^2)
+    local_background_ratio: Annotated[float, Interval(ge=0, le=100)] = 0.0
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        floats_as_declared(self)
+        if self.powerlaw_m != 0 and not 1 < self.powerlaw_m < 3:
+            raise ConfigError(
+                "powerlaw_m",
+                f"powerlaw_m is 0 (exponential) or between 1 and 3, got {self.powerlaw_m}",
+            )
+
+    def state_qy_tau(self) -> tuple[np.ndarray, np.ndarray]:
+        """(QY, lifetime in ps) of the exciton in each state (bright, grey, off)."""
+        qy = np.array([self.qy_x, self.qy_grey, self.qy_off])
+        tau = np.array([self.tau_x_ns, self.tau_grey_ns, self.tau_off_ns]) * 1e3
+        return qy, tau
+
+    def rate_matrix(self, excitation_ratio: float) -> np.ndarray:
+        """Generator Q (1/s) of the blinking chain at excitation x/x_sat = ``excitation_ratio``."""
+        r = max(excitation_ratio, 0.0)
+        r = r**self.blink_exponent if r > 0 else 0.0  # no light: no photo-induced switching
+        q = np.zeros((N_STATES, N_STATES))
+        q[0, 1] = self.k_bg * r
+        q[1, 0] = self.k_gb
+        q[0, 2] = self.k_bo * r
+        q[2, 0] = self.k_ob
+        np.fill_diagonal(q, -q.sum(axis=1))
+        return q
+
+    def powerlaw_params(self) -> tuple[float, float, float]:
+        """(m, span, c) of the per-period rate multipliers (0, 1, 1: none); c makes the
+        multiplier's E[1/x] = 1, so the mean ON and OFF dwell times are the Markov ones."""
+        m, span = float(self.powerlaw_m), float(self.powerlaw_span)
+        if m <= 0.0 or span <= 1.0:
+            return 0.0, 1.0, 1.0
+
+        def integral(p: float) -> float:  # int_1^span x^p dx
+            return math.log(span) if abs(p + 1.0) < 1e-12 else (span ** (p + 1) - 1) / (p + 1)
+
+        return m, span, integral(m - 3.0) / integral(m - 2.0)
+
+    def brightness(self, dose: float) -> float:
+        """PL relative to the fully brightened emitter after an absorbed ``dose``."""
+        if self.brightening_fraction <= 0.0:
+            return 1.0
+        return 1.0 - self.brightening_fraction * math.exp(-dose / self.brightening_dose)
+
+    def stationary(self, excitation_ratio: float) -> np.ndarray:
+        """Fraction of time in bright, grey, off at constant excitation."""
+        q = self.rate_matrix(excitation_ratio)
+        if not np.any(q):
+            return np.array([1.0, 0.0, 0.0])
+        a = np.vstack([q.T, np.ones(N_STATES)])
+        b = np.zeros(N_STATES + 1)
+        b[-1] = 1.0
+        p, *_ = np.linalg.lstsq(a, b, rcond=None)
+        p = np.clip(p, 0, None)
+        return p / p.sum()
+
 
 #: a tagger input channel
 Channel = Annotated[int, Interval(ge=1, le=64)]

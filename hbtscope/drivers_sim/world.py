@@ -30,15 +30,16 @@ from hbtscope.drivers_sim._kernels import (
     rng_state,
     spad_clicks,
 )
-from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
+from hbtscope.drivers_sim.emitters import EmitterDynamics
 from hbtscope.drivers_sim.faults import FaultInjector
 from hbtscope.drivers_sim.imperfections import (
     OpenLoopPiezo,
     crosstalk_clicks,
     laser_emitted_power_W,
 )
-from hbtscope.drivers_sim.model import EMITTER_PROPERTIES, EmitterSpot, SimulationConfig
-from hbtscope.drivers_sim.presets import PRESETS, draw_emitter, draw_population
+from hbtscope.drivers_sim.model import EMITTER_PROPERTIES, Emitter, EmitterSpot, SimulationConfig
+from hbtscope.drivers_sim.presets import PRESETS
+from hbtscope.drivers_sim.sample import draw_emitter, draw_population
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
