@@ -4,6 +4,11 @@ A setup file (YAML) names each instrument *role* with its driver, backend and li
 calibrations, the data directory and — for the simulated microscope — the world to simulate.
 Validation happens before anything is opened, so a bad file never moves or fires anything.
 Every error names the file, the line and what is allowed (:class:`SetupFileError`).
+
+The world to simulate is defined in :mod:`hbtscope.drivers_sim.model` (plain dataclasses, one
+definition of every field, default and range); this module validates the ``simulation:``
+section against it and turns it into a :class:`~hbtscope.drivers_sim.model.SimulationConfig`
+(``SetupSpec.simulation``). The dependency goes this way only: the simulator knows no schema.
 """
 
 from __future__ import annotations
@@ -60,8 +65,6 @@ class _Strict(BaseModel):
 
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Channel = Annotated[int, Field(ge=1, le=64)]
 
 
@@ -91,8 +94,11 @@ def _model_fields(dc: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def _known_fault_role(fault: model.FaultConfig) -> model.FaultConfig:
     if fault.kind in ("timeout", "disconnect") and fault.role not in ROLES:
-        raise ValueError(f"{fault.kind} needs role: one of {', '.join(ROLES)}")
+        raise model.ConfigError("role", f"{fault.kind} needs role: one of {', '.join(ROLES)}")
     return fault
+
+
+_PROPERTIES = model.EMITTER_PROPERTIES
 
 
 class _EmitterBase(_Strict):
@@ -115,7 +121,6 @@ class _EmitterBase(_Strict):
         return self
 
 
-_PROPERTIES = model.EMITTER_PROPERTIES
 EmitterSpec = create_model(
     "EmitterSpec",
     __base__=_EmitterBase,
