@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Annotated, Literal
 
+import annotated_types as at
 import numpy as np
 from annotated_types import Ge, Gt, Interval, Len
 
@@ -64,29 +65,61 @@ class ConfigError(ValueError):
         self.field = field
 
 
+_BOUNDS = (
+    ("ge", ">=", float.__ge__),
+    ("gt", ">", float.__gt__),
+    ("le", "<=", float.__le__),
+    ("lt", "<", float.__lt__),
+)
+
+
 @functools.cache
-def _float_fields(cls: type) -> tuple[str, ...]:
-    """Names of the fields of dataclass ``cls`` declared ``float`` (possibly Annotated, or
-    ``float | None``)."""
+def _declared(cls: type) -> tuple[tuple[str, bool, tuple], ...]:
+    """Per field of dataclass ``cls``: (name, declared float?, its bounds as (word, op, limit)).
+
+    A field is a float if its type is ``float``, ``Annotated[float, ...]`` or either
+    ``| None``; its bounds are the ``annotated_types`` constraints of its ``Annotated`` type.
+    """
     hints = typing.get_type_hints(cls, include_extras=True)
     out = []
     for f in fields(cls):
         tp = hints[f.name]
-        args = {tp} | set(typing.get_args(tp))
-        args |= {typing.get_args(a)[0] for a in list(args) if typing.get_origin(a) is Annotated}
-        if float in args and int not in args:
-            out.append(f.name)
+        options = [a for a in (typing.get_args(tp) or (tp,)) if a is not type(None)]
+        if typing.get_origin(tp) is Annotated:
+            options = [tp]
+        bounds: list[tuple[str, object, float]] = []
+        bases = set()
+        for opt in options:
+            if typing.get_origin(opt) is Annotated:
+                base, *meta = typing.get_args(opt)
+                for m in meta:
+                    for c in m if isinstance(m, at.GroupedMetadata) else [m]:
+                        for attr, word, op in _BOUNDS:
+                            if getattr(c, attr, None) is not None and not isinstance(c, at.Len):
+                                bounds.append((word, op, float(getattr(c, attr))))
+                bases.add(base)
+            else:
+                bases.add(opt)
+        is_float = float in bases and int not in bases
+        out.append((f.name, is_float, tuple(bounds)))
     return tuple(out)
 
 
-def floats_as_declared(obj: object) -> None:
-    """Turn the ints given to the ``float`` fields of the frozen dataclass ``obj`` into floats
-    (``Emitter(x_um=5, ...)`` in a notebook), so the simulator's arrays are float64 whatever
-    was typed."""
-    for name in _float_fields(type(obj)):
+def check_declared(obj: object) -> None:
+    """Hold the frozen dataclass ``obj`` to its declared types and ranges, as the setup-file
+    schema does: ints given to ``float`` fields become floats (``Emitter(x_um=5, ...)`` in a
+    notebook; the simulator's arrays stay float64), and a number outside its ``Annotated``
+    bounds (or NaN) raises :class:`ConfigError` naming the field and the allowed range."""
+    for name, is_float, bounds in _declared(type(obj)):
         v = getattr(obj, name)
-        if isinstance(v, int) and not isinstance(v, bool):
-            object.__setattr__(obj, name, float(v))
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if is_float and isinstance(v, int):
+            v = float(v)
+            object.__setattr__(obj, name, v)
+        if not all(op(float(v), limit) for _, op, limit in bounds):
+            allowed = " and ".join(f"{word} {limit:g}" for word, _, limit in bounds)
+            raise ConfigError(name, f"{name} out of range: allowed {allowed} (got {v!r})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +187,7 @@ class Emitter:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
         if self.powerlaw_m != 0 and not 1 < self.powerlaw_m < 3:
             raise ConfigError(
                 "powerlaw_m",
@@ -252,7 +285,7 @@ class EmitterSpot:
     properties: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
         _check_preset(self.preset)
         unknown = sorted(set(self.properties) - set(EMITTER_PROPERTIES))
         if unknown:
@@ -274,7 +307,7 @@ class PopulationConfig:
     area_um: tuple[float, float, float, float] = (0.0, 80.0, 0.0, 80.0)
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
         _check_preset(self.preset)
         v = self.area_um
         if not (v[0] < v[1] and v[2] < v[3]):
@@ -294,7 +327,7 @@ class SampleConfig:
     populations: list[PopulationConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,7 +350,7 @@ class OpticsConfig:
     collection_w_xy_um: Annotated[float, Interval(gt=0.05, le=10)] | None = None
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,7 +380,7 @@ class DetectorConfig:
     crosstalk_delay_ps: DelayPs = 0
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
         v = self.band_nm
         if v is not None and not (0 <= v[0] < v[1]):
             raise ConfigError(
@@ -367,7 +400,7 @@ class StageConfig:
     creep_t0_s: Annotated[float, Interval(gt=0, le=100)] = 0.1
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -378,7 +411,7 @@ class LaserConfig:
     power_reference_W: Annotated[float, Interval(gt=0, le=10)] = 1.0e-6
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,7 +422,7 @@ class SyncConfig:
     delay_ps: DelayPs = 0
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,7 +433,7 @@ class ClockConfig:
     speed: Annotated[float, Interval(gt=0, le=1e9)] = 1.0
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
 
 
 FaultKind = Literal["timeout", "disconnect", "tagger_overflow", "bleach"]
@@ -420,7 +453,7 @@ class FaultConfig:
     emitter: Annotated[int, Ge(0)] | None = None
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
         if self.kind in ("timeout", "disconnect"):
             if not self.role:
                 raise ConfigError("role", f"{self.kind} needs role (an instrument role)")
@@ -455,7 +488,7 @@ class SimulationConfig:
     faults: list[FaultConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        floats_as_declared(self)
+        check_declared(self)
         if not 1 <= len(self.detectors) <= 8:
             raise ValueError(f"between 1 and 8 detectors, got {len(self.detectors)}")
         chans = [d.tagger_channel for d in self.detectors] + [self.sync.tagger_channel]

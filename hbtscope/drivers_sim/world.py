@@ -109,6 +109,11 @@ class World:
     """
 
     def __init__(self, config: SimulationConfig, clock: VirtualClock, slice_ms: float = 100.0):
+        if not isinstance(config, SimulationConfig):
+            raise TypeError(
+                f"World takes a hbtscope.drivers_sim.model.SimulationConfig, got "
+                f"{type(config).__name__} (a setup file's schema: use its .to_config())"
+            )
         spec = config
         self.config = config
         self.spec = config

@@ -79,6 +79,21 @@ def test_plain_objects_refuse_what_the_setup_file_refuses():
         SimulationConfig(detectors=[DetectorConfig(name="a", tagger_channel=1)])
     with pytest.raises(ConfigError, match="unknown emitter properties"):
         EmitterSpot(x_um=0.0, y_um=0.0, properties={"colour": 1.0})
+    with pytest.raises(ConfigError, match=r"allowed > 0 and <= 1 \(got 1.5\)") as info:
+        Emitter(x_um=0.0, y_um=0.0, qy_x=1.5)
+    assert info.value.field == "qy_x"
+    with pytest.raises(ConfigError, match="efficiency"):
+        DetectorConfig(name="a", tagger_channel=2, efficiency=float("nan"))
+    with pytest.raises(TypeError, match="to_config"):
+        World(SimulationSpec(), VirtualClock("fast"))  # the schema's model, not the config
+
+
+def test_ints_typed_in_a_notebook_become_floats():
+    """Emitter(x_um=5, ...) gives the same world as 5.0: float fields hold floats."""
+    e = Emitter(x_um=5, y_um=5, tau_x_ns=10)
+    assert type(e.x_um) is float and type(e.tau_x_ns) is float
+    assert e == Emitter(x_um=5.0, y_um=5.0, tau_x_ns=10.0)
+    assert type(DetectorConfig(name="a", tagger_channel=2).delay_ps) is int
 
 
 def test_setup_file_emitter_fields_are_the_emitter_dataclass_fields():
