@@ -4,23 +4,34 @@ A setup file (YAML) names each instrument *role* with its driver, backend and li
 calibrations, the data directory and — for the simulated microscope — the world to simulate.
 Validation happens before anything is opened, so a bad file never moves or fires anything.
 Every error names the file, the line and what is allowed (:class:`SetupFileError`).
+
+The world to simulate is defined in :mod:`hbtscope.drivers_sim.model` (plain dataclasses, one
+definition of every field, default and range); this module validates the ``simulation:``
+section against it and turns it into a :class:`~hbtscope.drivers_sim.model.SimulationConfig`
+(``SetupSpec.simulation``). The dependency goes this way only: the simulator knows no schema.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+
+from hbtscope.drivers_sim import model
 
 ROLES = (
     "laser",
@@ -54,223 +65,126 @@ class _Strict(BaseModel):
 
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Channel = Annotated[int, Field(ge=1, le=64)]
 
 
 # ----------------------------------------------------------------------------- simulation
-def _check_preset(v: str | None) -> str | None:
-    from hbtscope.drivers_sim.presets import PRESETS
-
-    if v is not None and v not in PRESETS:
-        raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(sorted(PRESETS))}")
-    return v
-
-
-class EmitterSpec(_Strict):
-    """One emitter (or a cluster of ``count`` identical emitters at one spot).
-
-    With ``preset``, every property not given here is drawn from that species preset
-    (hbtscope.drivers_sim.presets); without, the defaults below apply (no blinking, no
-    bleaching).
-    """
-
-    preset: str | None = None
-    dilution: Annotated[float, Field(ge=1, le=1e6)] = 1.0
-    x_um: Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]
-    y_um: Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]
-    z_um: Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)] = 0.0
-    qy_x: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.8
-    qy_xx: Fraction = 0.04
-    tau_x_ns: Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)] = 10.0
-    tau_xx_ns: Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)] = 0.8
-    sigma_abs_cm2: Annotated[float, Field(gt=0, le=1e-10, allow_inf_nan=False)] = 1.0e-13
-    count: Annotated[int, Field(ge=1, le=100)] = 1
-    # blinking (type-A): grey and off states, switching rates (1/s) out of bright at P_sat
-    qy_grey: Fraction = 0.1
-    tau_grey_ns: Annotated[float, Field(gt=0, le=1e4)] = 2.0
-    qy_off: Fraction = 0.0
-    tau_off_ns: Annotated[float, Field(gt=0, le=1e4)] = 1.0
-    k_bg: Annotated[float, Field(ge=0, le=1e9)] = 0.0
-    k_gb: Annotated[float, Field(gt=0, le=1e9)] = 1.0
-    k_bo: Annotated[float, Field(ge=0, le=1e9)] = 0.0
-    k_ob: Annotated[float, Field(gt=0, le=1e9)] = 1.0
-    # rates out of bright scale as (excitation / excitation at P_sat) ** blink_exponent
-    blink_exponent: Annotated[float, Field(ge=0, le=4)] = 1.0
-    bleach_dose: Annotated[float, Field(gt=0)] = float("inf")  # absorbed photons
-    # spectrum and polarisation
-    cew_nm: Annotated[float, Field(ge=200, le=2000)] = 510.0
-    fwhm_nm: Annotated[float, Field(gt=0, le=500)] = 15.0
-    tail: Fraction = 0.1
-    blueshift_nm_per_exc: Annotated[float, Field(ge=0, le=1e-3)] = 0.0
-    dipole_deg: Annotated[float, Field(ge=-360, le=360)] = 0.0
-    dolp: Fraction = 0.0
-    # power-law ON/OFF dwell times (drivers_sim/emitters.py): exponent m (0 = exponential,
-    # else 1 < m < 3) and the span of the dwell-time scales it covers
-    powerlaw_m: Annotated[float, Field(ge=0, le=3)] = 0.0
-    powerlaw_span: Annotated[float, Field(ge=1, le=1e8)] = 1.0e3
-    # photobrightening: PL starts low by this fraction, recovers with the absorbed dose
-    brightening_fraction: Annotated[float, Field(ge=0, le=0.95)] = 0.0
-    brightening_dose: Annotated[float, Field(gt=0, le=1e20)] = 1.0e9
-    # uncorrelated matrix light around the emitter (CW), fraction of its detected rate
-    local_background_ratio: Annotated[float, Field(ge=0, le=100)] = 0.0
-
-    _known_preset = field_validator("preset")(_check_preset)
-
-    @field_validator("powerlaw_m")
-    @classmethod
-    def _powerlaw_range(cls, v: float) -> float:
-        if v != 0 and not 1 < v < 3:
-            raise ValueError(f"powerlaw_m is 0 (exponential) or between 1 and 3, got {v}")
-        return v
+# The simulated world is defined once, as plain dataclasses in hbtscope.drivers_sim.model
+# (fields, defaults, units, allowed ranges); pydantic validates those directly. Only the
+# sample's emitters need a model of their own: a YAML emitter is flat (preset, count and the
+# Emitter's properties side by side) and, with a preset, only the properties it names replace
+# the drawn ones, so the model must know which were given. That model is generated from the
+# dataclasses' fields, so nothing is written twice.
+def _model_fields(dc: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """pydantic field definitions (type, default) of the dataclass ``dc``'s fields."""
+    hints = typing.get_type_hints(dc, include_extras=True)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(dc):
+        if f.name in skip:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory)
+        else:
+            default = ...
+        out[f.name] = (hints[f.name], default)
+    return out
 
 
-class PopulationSpec(_Strict):
-    """Emitters of one species preset at random positions (hbtscope.drivers_sim.presets)."""
-
-    preset: str
-    density_per_um2: Annotated[float, Field(ge=0, le=100)] = 0.05
-    dilution: Annotated[float, Field(ge=1, le=1e6)] = 1.0
-    area_um: tuple[float, float, float, float] = (0.0, 80.0, 0.0, 80.0)
-
-    _known_preset = field_validator("preset")(_check_preset)
-
-    @field_validator("area_um")
-    @classmethod
-    def _ordered_area(cls, v: tuple[float, float, float, float]):
-        if not (v[0] < v[1] and v[2] < v[3]):
-            raise ValueError(f"area_um is [x0, x1, y0, y1] with x0 < x1 and y0 < y1, got {list(v)}")
-        return v
+def _known_fault_role(fault: model.FaultConfig) -> model.FaultConfig:
+    if fault.kind in ("timeout", "disconnect") and fault.role not in ROLES:
+        raise model.ConfigError("role", f"{fault.kind} needs role: one of {', '.join(ROLES)}")
+    return fault
 
 
-class SampleSpec(_Strict):
-    substrate_background_cps_per_W: NonNegFloat = 1.0e10
-    substrate_lifetime_ns: PositiveFloat = 0.3
-    emitters: list[EmitterSpec] = Field(default_factory=list)
-    populations: list[PopulationSpec] = Field(default_factory=list)
+_PROPERTIES = model.EMITTER_PROPERTIES
 
 
-class OpticsSpec(_Strict):
-    excitation_wavelength_nm: Annotated[float, Field(ge=200, le=2000)] = 405.0
-    psf_w_xy_um: Annotated[float, Field(gt=0.05, le=10)] = 0.25
-    psf_w_z_um: Annotated[float, Field(gt=0.1, le=50)] = 0.8
-    collection_efficiency: Fraction = 0.05
-    split_ratio: Fraction = 0.5
-    # slow thermal drift of the sample against the focus (Baronnier et al.: repeat-and-sum with
-    # drift correction); direction drawn from the seed
-    drift_nm_per_min: Annotated[float, Field(ge=0, le=1e4)] = 0.0
-    # 1/e^2 radius of the collection spot (pinhole / fibre core imaged at the emission
-    # wavelength); None: as wide as the excitation spot
-    collection_w_xy_um: Annotated[float, Field(gt=0.05, le=10)] | None = None
-
-
-class DetectorSpec(_Strict):
-    name: str
-    tagger_channel: Channel
-    efficiency: Fraction = 0.6
-    dark_cps: Annotated[float, Field(ge=0, le=1e7)] = 100.0
-    dead_time_ns: Annotated[float, Field(ge=0, le=1e6)] = 22.0
-    jitter_fwhm_ps: Annotated[float, Field(ge=0, le=1e5)] = 350.0
-    delay_ps: Annotated[int, Field(ge=0, le=1_000_000)] = 2000
-    # afterpulsing: probability per click, mean delay after the dead time
-    afterpulse_prob: Annotated[float, Field(ge=0, le=0.5)] = 0.0
-    afterpulse_tau_ns: Annotated[float, Field(gt=0, le=1e6)] = 100.0
-    # timing response (IRF) beyond the Gaussian jitter: a diffusion tail of this weight
-    jitter_tail_fraction: Fraction = 0.0
-    jitter_tail_ps: Annotated[float, Field(gt=0, le=1e6)] = 300.0
-    # spectral filter in front of this SPAD: [min, max] nm (Baronnier et al.: 530 and 650 nm bands)
-    band_nm: tuple[float, float] | None = None
-    # breakdown-flash crosstalk (drivers_sim/imperfections.py): probability per avalanche
-    # that this SPAD's flash fires the other HBT detector, and the flash's optical path
-    crosstalk_prob: Annotated[float, Field(ge=0, le=0.1)] = 0.0
-    crosstalk_delay_ps: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-
-    @field_validator("band_nm")
-    @classmethod
-    def _ordered_band(cls, v):
-        if v is not None and not (0 <= v[0] < v[1]):
-            raise ValueError(f"band_nm is [min, max] with 0 <= min < max, got {list(v)}")
-        return v
-
-
-class StageSimSpec(_Strict):
-    """Open-loop piezo imperfections of the simulated stage (drivers_sim/imperfections.py)."""
-
-    hysteresis_um: Annotated[float, Field(ge=0, le=10)] = 0.0
-    hysteresis_scale_um: Annotated[float, Field(gt=0, le=100)] = 2.0
-    creep_per_decade: Annotated[float, Field(ge=0, le=0.2)] = 0.0
-    creep_t0_s: Annotated[float, Field(gt=0, le=100)] = 0.1
-
-
-class LaserSimSpec(_Strict):
-    """Emitted versus set power of the simulated laser: P = P_ref (P_set / P_ref)^exponent."""
-
-    power_exponent: Annotated[float, Field(ge=0.5, le=3)] = 1.0
-    power_reference_W: Annotated[float, Field(gt=0, le=10)] = 1.0e-6
-
-
-class SyncSpec(_Strict):
-    tagger_channel: Channel = 1
-    delay_ps: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-
-
-class ClockSpec(_Strict):
-    mode: Literal["fast", "realtime", "scaled"] = "fast"
-    speed: Annotated[float, Field(gt=0, le=1e9)] = 1.0
-
-
-class FaultSpec(_Strict):
-    """One injected fault (hbtscope.drivers_sim.faults)."""
-
-    kind: Literal["timeout", "disconnect", "tagger_overflow", "bleach"]
-    role: str | None = None
-    at_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    probability: Fraction = 0.0
-    duration_s: Annotated[float, Field(gt=0, le=3600)] = 0.1
-    emitter: Annotated[int, Field(ge=0)] | None = None
+class _EmitterBase(_Strict):
+    def to_config(self) -> model.EmitterSpot:
+        """The emitters of this entry, with the properties the file names."""
+        given = {k: getattr(self, k) for k in self.model_fields_set if k in _PROPERTIES}
+        return model.EmitterSpot(
+            x_um=self.x_um,
+            y_um=self.y_um,
+            z_um=self.z_um,
+            preset=self.preset,
+            dilution=self.dilution,
+            count=self.count,
+            properties=given,
+        )
 
     @model_validator(mode="after")
-    def _complete(self) -> FaultSpec:
-        if self.kind in ("timeout", "disconnect"):
-            if self.role not in ROLES:
-                raise ValueError(f"{self.kind} needs role: one of {', '.join(ROLES)}")
-            if self.at_s is None and not (self.kind == "timeout" and self.probability > 0):
-                raise ValueError(f"{self.kind} needs at_s (or, for a timeout, probability)")
-        if self.kind == "tagger_overflow" and self.at_s is None:
-            raise ValueError("tagger_overflow needs at_s (and duration_s)")
-        if self.kind == "bleach" and (self.at_s is None or self.emitter is None):
-            raise ValueError("bleach needs emitter (index) and at_s")
+    def _valid_spot(self) -> _EmitterBase:
+        self.to_config()  # the dataclasses' own rules (preset names, powerlaw_m)
         return self
 
 
-class SimulationSpec(_Strict):
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
-    clock: ClockSpec = ClockSpec()
-    sample: SampleSpec = SampleSpec()
-    optics: OpticsSpec = OpticsSpec()
-    detectors: list[DetectorSpec] = Field(
-        default_factory=lambda: [
-            DetectorSpec(name="spad_a", tagger_channel=2),
-            DetectorSpec(name="spad_b", tagger_channel=3),
-        ],
-        min_length=1,
-        max_length=8,
-    )
-    sync: SyncSpec = SyncSpec()
-    stage: StageSimSpec = StageSimSpec()
-    laser: LaserSimSpec = LaserSimSpec()
-    faults: list[FaultSpec] = Field(default_factory=list)
+EmitterSpec = create_model(
+    "EmitterSpec",
+    __base__=_EmitterBase,
+    __doc__="""One emitter (or a cluster of ``count`` identical emitters at one spot).
+
+    The fields of :class:`hbtscope.drivers_sim.model.EmitterSpot` and the properties of
+    :class:`hbtscope.drivers_sim.emitters.Emitter`, flat. With ``preset``, every property not
+    given here is drawn from that species preset; without, Emitter's defaults apply.
+    """,
+    **_model_fields(model.EmitterSpot, skip=("properties",)),
+    **_model_fields(
+        model.Emitter,
+        skip=tuple(f.name for f in dataclasses.fields(model.Emitter) if f.name not in _PROPERTIES),
+    ),
+)
+
+
+class _SampleBase(_Strict):
+    def to_config(self) -> model.SampleConfig:
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values["emitters"] = [e.to_config() for e in self.emitters]
+        return model.SampleConfig(**values)
+
+
+SampleSpec = create_model(
+    "SampleSpec",
+    __base__=_SampleBase,
+    __doc__="The sample (:class:`hbtscope.drivers_sim.model.SampleConfig`) as the file spells it.",
+    **{
+        **_model_fields(model.SampleConfig),
+        "emitters": (list[EmitterSpec], Field(default_factory=list)),
+    },
+)
+
+
+class _SimulationBase(_Strict):
+    def to_config(self) -> model.SimulationConfig:
+        """The World's configuration (checks the cross-field rules)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        if isinstance(values["sample"], _SampleBase):
+            values["sample"] = values["sample"].to_config()
+        return model.SimulationConfig(**values)
 
     @model_validator(mode="after")
-    def _channels_distinct(self) -> SimulationSpec:
-        chans = [d.tagger_channel for d in self.detectors] + [self.sync.tagger_channel]
-        if len(set(chans)) != len(chans):
-            raise ValueError(f"detector and sync tagger channels must all differ, got {chans}")
-        names = [d.name for d in self.detectors]
-        if len(set(names)) != len(names):
-            raise ValueError(f"detector names must be unique, got {names}")
+    def _valid_world(self) -> _SimulationBase:
+        self.to_config()
         return self
+
+
+SimulationSpec = create_model(
+    "SimulationSpec",
+    __base__=_SimulationBase,
+    __doc__="The ``simulation:`` section (:class:`hbtscope.drivers_sim.model.SimulationConfig`).",
+    **{
+        **_model_fields(model.SimulationConfig),
+        "sample": (SampleSpec, Field(default_factory=SampleSpec)),
+        "faults": (
+            list[Annotated[model.FaultConfig, AfterValidator(_known_fault_role)]],
+            Field(default_factory=list),
+        ),
+    },
+)
+#: the ``simulation:`` section, validated and turned into the World's configuration
+Simulation = Annotated[SimulationSpec, AfterValidator(lambda spec: spec.to_config())]
 
 
 # ----------------------------------------------------------------------------- instruments
@@ -341,7 +255,7 @@ class SetupSpec(_Strict):
     data_dir: str = "hbtscope-runs"
     instruments: dict[str, InstrumentSpec]
     calibrations: CalibrationSpec = CalibrationSpec()
-    simulation: SimulationSpec | None = None
+    simulation: Simulation | None = None
     demo: DemoSpec = DemoSpec()
 
     @model_validator(mode="after")
@@ -392,34 +306,56 @@ def _nearest_line(lines: dict[tuple, int], loc: tuple) -> int | None:
 
 
 def _field_bounds(loc: tuple) -> str:
-    """The full allowed range of the field at ``loc`` (e.g. ">= 0 and <= 1"), or ''."""
-    import typing
+    """The full allowed range of the field at ``loc`` (e.g. ">= 0 and <= 1"), or ''.
+
+    Walks the schema along ``loc``: pydantic models, the simulator's dataclasses, lists and
+    dicts, collecting the field's ``Annotated`` bounds.
+    """
+    import types
 
     import annotated_types as at
 
     tp: Any = SetupSpec
     metadata: list = []
+
+    def unwrap(tp: Any) -> Any:
+        while True:
+            if typing.get_origin(tp) is Annotated:
+                args = typing.get_args(tp)
+                tp = args[0]
+                for m in args[1:]:
+                    metadata.extend(getattr(m, "metadata", [m]))
+            elif typing.get_origin(tp) in (typing.Union, types.UnionType):
+                non_none = [a for a in typing.get_args(tp) if a is not type(None)]
+                if len(non_none) != 1:
+                    return tp
+                tp = non_none[0]
+            else:
+                return tp
+
     for part in loc:
+        tp = unwrap(tp)
         origin = typing.get_origin(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
             field = tp.model_fields.get(part)
             if field is None:
                 return ""
             tp, metadata = field.annotation, list(field.metadata)
+        elif dataclasses.is_dataclass(tp) and isinstance(part, str):
+            hints = typing.get_type_hints(tp, include_extras=True)
+            if part not in hints:
+                return ""
+            tp, metadata = hints[part], []
         elif origin in (list, dict):
             tp, metadata = typing.get_args(tp)[-1], []
         else:
             return ""
-        while typing.get_origin(tp) is Annotated:
-            args = typing.get_args(tp)
-            tp = args[0]
-            for m in args[1:]:
-                metadata.extend(getattr(m, "metadata", [m]))
-        if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
-            non_none = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = non_none[0] if len(non_none) == 1 else tp
-    words = []
+    unwrap(tp)
+    flat: list = []
     for m in metadata:
+        flat.extend(m if isinstance(m, at.GroupedMetadata) else [m])
+    words = []
+    for m in flat:
         for cls, attr, word in (
             (at.Ge, "ge", ">="),
             (at.Gt, "gt", ">"),
@@ -435,7 +371,7 @@ def _describe(err: dict) -> str:
     msg = err["msg"]
     ctx = err.get("ctx") or {}
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return "unknown field; check the spelling against docs/setup-file.md"
     if kind == "missing":
         return "required field is missing"
@@ -488,6 +424,9 @@ def parse_setup_text(text: str, path: str | Path = "<setup>") -> SetupSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
+        culprit = getattr((err.get("ctx") or {}).get("error"), "field", None)
+        if isinstance(culprit, str):  # a rule of the simulated world naming its field
+            loc += (culprit,)
         lines = _line_map(text)
         line = _nearest_line(lines, loc)
         where = ".".join(str(p) for p in loc)

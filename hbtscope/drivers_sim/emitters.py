@@ -1,4 +1,5 @@
-"""The ground truth of one simulated emitter, and its three-state blinking dynamics.
+"""The three-state blinking dynamics of one simulated emitter (its ground truth, :class:`Emitter`,
+is defined in :mod:`hbtscope.drivers_sim.model`).
 
 States (type-A blinking, Pierini et al. and D'Amato et al.): 0 = bright (neutral exciton: ``qy_x``,
 ``tau_x_ns``), 1 = grey (charged/trion: short lifetime, low QY; fast flicker), 2 = off/dim (slow
@@ -18,114 +19,15 @@ D'Amato et al. Fig. 2a); D_scale shrinks with dilution (preset table).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
 from scipy.linalg import expm
 
-N_STATES = 3  # bright, grey, off; "bleached" is handled outside the chain
-BLEACHED = 3
+from hbtscope.drivers_sim.model import N_STATES, Emitter
 
-
-@dataclass(frozen=True)
-class Emitter:
-    """Ground truth of one emitter (positions in sample coordinates, µm)."""
-
-    index: int
-    x_um: float
-    y_um: float
-    z_um: float
-    qy_x: float
-    qy_xx: float
-    tau_x_ns: float
-    tau_xx_ns: float
-    sigma_abs_cm2: float
-    spot: int = 0  # emitters of one cluster share a spot number
-    cluster_size: int = 1
-    species: str = "custom"
-    qy_grey: float = 0.1
-    tau_grey_ns: float = 2.0
-    qy_off: float = 0.0
-    tau_off_ns: float = 1.0
-    # switching rates (1/s) at P_sat: bright->grey, grey->bright, bright->off, off->bright
-    k_bg: float = 0.0
-    k_gb: float = 1.0
-    k_bo: float = 0.0
-    k_ob: float = 1.0
-    #: rates out of bright scale as (x/x_sat)**blink_exponent (1: photo-charging, linear in
-    #: the excitation; 0: independent of it, as Pierini et al. report up to 2 I_sat)
-    blink_exponent: float = 1.0
-    bleach_dose: float = math.inf  # absorbed photons at which it bleaches
-    cew_nm: float = 510.0
-    fwhm_nm: float = 15.0
-    tail: float = 0.1
-    blueshift_nm_per_exc: float = 0.0
-    dipole_deg: float = 0.0
-    dolp: float = 0.0
-    #: power-law ON/OFF dwell times (Shimizu et al. 2001; Kuno et al.): 0 = exponential;
-    #: 1 < m < 3: each ON and each OFF period gets its own bright<->off rate, drawn with
-    #: density ∝ k^(m-2) over a range ``powerlaw_span`` wide, so dwell times are ∝ t^-m
-    #: between the range's ends; the mean dwell (hence the ON fraction) is unchanged
-    powerlaw_m: float = 0.0
-    powerlaw_span: float = 1.0e3
-    #: photobrightening: the PL starts low by this fraction and recovers as
-    #: 1 - a exp(-dose / brightening_dose) with the absorbed dose (photons)
-    brightening_fraction: float = 0.0
-    brightening_dose: float = 1.0e9
-    #: uncorrelated light from the matrix around the emitter, within its detection band,
-    #: as a fraction of the emitter's own detected rate (Baronnier et al.: the QDs enhance
-    #: the perovskite's PL around them; CW antibunching contrast C = 1/(1 + ratio)^2)
-    local_background_ratio: float = 0.0
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
-
-    def state_qy_tau(self) -> tuple[np.ndarray, np.ndarray]:
-        """(QY, lifetime in ps) of the exciton in each state (bright, grey, off)."""
-        qy = np.array([self.qy_x, self.qy_grey, self.qy_off])
-        tau = np.array([self.tau_x_ns, self.tau_grey_ns, self.tau_off_ns]) * 1e3
-        return qy, tau
-
-    def rate_matrix(self, excitation_ratio: float) -> np.ndarray:
-        """Generator Q (1/s) of the blinking chain at excitation x/x_sat = ``excitation_ratio``."""
-        r = max(excitation_ratio, 0.0)
-        r = r**self.blink_exponent if r > 0 else 0.0  # no light: no photo-induced switching
-        q = np.zeros((N_STATES, N_STATES))
-        q[0, 1] = self.k_bg * r
-        q[1, 0] = self.k_gb
-        q[0, 2] = self.k_bo * r
-        q[2, 0] = self.k_ob
-        np.fill_diagonal(q, -q.sum(axis=1))
-        return q
-
-    def powerlaw_params(self) -> tuple[float, float, float]:
-        """(m, span, c) of the per-period rate multipliers (0, 1, 1: none); c makes the
-        multiplier's E[1/x] = 1, so the mean ON and OFF dwell times are the Markov ones."""
-        m, span = float(self.powerlaw_m), float(self.powerlaw_span)
-        if m <= 0.0 or span <= 1.0:
-            return 0.0, 1.0, 1.0
-
-        def integral(p: float) -> float:  # int_1^span x^p dx
-            return math.log(span) if abs(p + 1.0) < 1e-12 else (span ** (p + 1) - 1) / (p + 1)
-
-        return m, span, integral(m - 3.0) / integral(m - 2.0)
-
-    def brightness(self, dose: float) -> float:
-        """PL relative to the fully brightened emitter after an absorbed ``dose``."""
-        if self.brightening_fraction <= 0.0:
-            return 1.0
-        return 1.0 - self.brightening_fraction * math.exp(-dose / self.brightening_dose)
-
-    def stationary(self, excitation_ratio: float) -> np.ndarray:
-        """Fraction of time in bright, grey, off at constant excitation."""
-        q = self.rate_matrix(excitation_ratio)
-        if not np.any(q):
-            return np.array([1.0, 0.0, 0.0])
-        a = np.vstack([q.T, np.ones(N_STATES)])
-        b = np.zeros(N_STATES + 1)
-        b[-1] = 1.0
-        p, *_ = np.linalg.lstsq(a, b, rcond=None)
-        p = np.clip(p, 0, None)
-        return p / p.sum()
+BLEACHED = 3  # the state after the three of the blinking chain (N_STATES)
+__all__ = ["BLEACHED", "N_STATES", "Emitter", "EmitterDynamics"]
 
 
 @njit(cache=True)

@@ -2,8 +2,8 @@
 
 Each model is switchable in the setup file (``simulation:``) and documented in
 docs/simulator.md. Magnitudes in the default ``sim.yaml`` are those of a typical lab
-microscope; every default *in the schema* is "off", so a setup file that says nothing gets
-the ideal instrument.
+microscope; every default in ``drivers_sim/model.py`` is "off", so a setup file that says
+nothing gets the ideal instrument.
 
 * :func:`crosstalk_clicks` -- SPAD breakdown flash. An avalanche in a silicon SPAD emits a
   faint flash of near-infrared light (Kurtsiefer 2001); in an HBT arm whose two detectors look

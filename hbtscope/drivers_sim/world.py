@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from hbtscope.clock import PS_PER_S, VirtualClock
-from hbtscope.config_schema import SimulationSpec
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import (
     LADDER_RUNGS,
@@ -31,14 +30,16 @@ from hbtscope.drivers_sim._kernels import (
     rng_state,
     spad_clicks,
 )
-from hbtscope.drivers_sim.emitters import Emitter, EmitterDynamics
+from hbtscope.drivers_sim.emitters import EmitterDynamics
 from hbtscope.drivers_sim.faults import FaultInjector
 from hbtscope.drivers_sim.imperfections import (
     OpenLoopPiezo,
     crosstalk_clicks,
     laser_emitted_power_W,
 )
-from hbtscope.drivers_sim.presets import PRESETS, draw_emitter, draw_population
+from hbtscope.drivers_sim.model import EMITTER_PROPERTIES, Emitter, EmitterSpot, SimulationConfig
+from hbtscope.drivers_sim.presets import PRESETS
+from hbtscope.drivers_sim.sample import draw_emitter, draw_population
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
@@ -100,10 +101,22 @@ _P_RUNG1[0, 0] = 1.0
 
 
 class World:
-    """The shared truth of the simulated microscope."""
+    """The shared truth of the simulated microscope.
 
-    def __init__(self, spec: SimulationSpec, clock: VirtualClock, slice_ms: float = 100.0):
-        self.spec = spec
+    ``config`` is plain Python (:mod:`hbtscope.drivers_sim.model`); a setup file's
+    ``simulation:`` section is turned into one by ``hbtscope.config_schema``. ``spec`` is the
+    same object, under the name the simulated devices read it by.
+    """
+
+    def __init__(self, config: SimulationConfig, clock: VirtualClock, slice_ms: float = 100.0):
+        if not isinstance(config, SimulationConfig):
+            raise TypeError(
+                f"World takes a hbtscope.drivers_sim.model.SimulationConfig, got "
+                f"{type(config).__name__} (a setup file's schema: use its .to_config())"
+            )
+        spec = config
+        self.config = config
+        self.spec = config
         self.clock = clock
         self.seed = int(spec.seed)
         self.optics = spec.optics
@@ -226,33 +239,44 @@ class World:
                 words.extend([int(k) & 0xFFFFFFFF, (int(k) >> 32) & 0xFFFFFFFF])
         return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
 
-    def _build_emitters(self, spec: SimulationSpec) -> list[Emitter]:
+    def _build_emitters(self, spec: SimulationConfig) -> list[Emitter]:
         emitters: list[Emitter] = []
         spot = 0
-        for n_spec, e in enumerate(spec.sample.emitters):
-            fields = e.model_dump()
-            count = fields.pop("count")
-            preset = fields.pop("preset")
-            dilution = fields.pop("dilution")
-            given = {k: fields[k] for k in e.model_fields_set if k in fields}
+        for n_spec, entry in enumerate(spec.sample.emitters):
+            if isinstance(entry, Emitter):  # a spot of one, as given
+                entry = EmitterSpot(
+                    x_um=entry.x_um,
+                    y_um=entry.y_um,
+                    z_um=entry.z_um,
+                    properties={k: getattr(entry, k) for k in EMITTER_PROPERTIES},
+                )
+            count = entry.count
             rng = np.random.default_rng(self._seed_for("emitter-spec", n_spec))
             for _ in range(count):
                 index = len(emitters)
-                if preset is None:
-                    em = Emitter(index=index, spot=spot, cluster_size=count, **fields)
+                if entry.preset is None:
+                    em = Emitter(
+                        index=index,
+                        spot=spot,
+                        cluster_size=count,
+                        x_um=entry.x_um,
+                        y_um=entry.y_um,
+                        z_um=entry.z_um,
+                        **entry.properties,
+                    )
                 else:
                     drawn = draw_emitter(
-                        PRESETS[preset],
+                        PRESETS[entry.preset],
                         rng,
                         index=index,
-                        x_um=e.x_um,
-                        y_um=e.y_um,
-                        z_um=e.z_um,
-                        dilution=dilution,
+                        x_um=entry.x_um,
+                        y_um=entry.y_um,
+                        z_um=entry.z_um,
+                        dilution=entry.dilution,
                         spot=spot,
                         cluster_size=count,
                     )
-                    em = replace(drawn, **given)
+                    em = replace(drawn, **entry.properties)
                 emitters.append(em)
             spot += 1
         for i, pop in enumerate(spec.sample.populations):

@@ -43,7 +43,7 @@ def test_high_and_low_windows_give_the_state_lifetimes():
             ],
         ),
     )
-    world = World(spec, VirtualClock("fast"))
+    world = World(spec.to_config(), VirtualClock("fast"))
     world.move_focus(5.0, 5.0, 0.0)
     world.set_laser(on=True, power_W=0.2 * world.saturation_power_W(world.emitters[0]))
     world.set_sync_enabled(True)

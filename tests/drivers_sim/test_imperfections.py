@@ -43,7 +43,7 @@ def world_with(detectors=None, stage=None, laser=None, seed=7) -> World:
         spec["stage"] = stage
     if laser is not None:
         spec["laser"] = laser
-    return World(SimulationSpec.model_validate(spec), VirtualClock("fast"))
+    return World(SimulationSpec.model_validate(spec).to_config(), VirtualClock("fast"))
 
 
 def no_imperfections() -> dict:
@@ -190,7 +190,7 @@ def _single_emitter_world(emitter: dict, seed: int = 3, **optics) -> World:
     spec["optics"].update(optics)
     for d in spec["detectors"]:
         d.update(crosstalk_prob=0.0, dark_cps=0.0)
-    return World(SimulationSpec.model_validate(spec), VirtualClock("fast"))
+    return World(SimulationSpec.model_validate(spec).to_config(), VirtualClock("fast"))
 
 
 def _off_periods(counts: np.ndarray, threshold: float) -> np.ndarray:

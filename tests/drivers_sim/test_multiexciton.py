@@ -13,8 +13,14 @@ import pytest
 
 from hbtscope.analysis import correlate, g2_pulsed, saturation_fit
 from hbtscope.clock import VirtualClock
-from hbtscope.config_schema import EmitterSpec, SampleSpec, SimulationSpec
 from hbtscope.drivers_sim import physics
+from hbtscope.drivers_sim.model import (
+    DetectorConfig,
+    Emitter,
+    OpticsConfig,
+    SampleConfig,
+    SimulationConfig,
+)
 from hbtscope.drivers_sim.world import World
 
 FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -22,19 +28,18 @@ FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 def _world(qy_xx: float, seed: int, jitter_ps: float = 350.0, **emitter) -> World:
     detectors = [
-        {"name": n, "tagger_channel": c, "dead_time_ns": 0.0, "dark_cps": 0.0}
-        | {"jitter_fwhm_ps": jitter_ps}
+        DetectorConfig(
+            name=n, tagger_channel=c, dead_time_ns=0.0, dark_cps=0.0, jitter_fwhm_ps=jitter_ps
+        )
         for n, c in (("a", 2), ("b", 3))
     ]
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=seed,
         detectors=detectors,
-        optics={"collection_efficiency": 0.3},
-        sample=SampleSpec(
+        optics=OpticsConfig(collection_efficiency=0.3),
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
-            emitters=[
-                EmitterSpec(x_um=5.0, y_um=5.0, qy_x=0.8, qy_xx=qy_xx, tau_x_ns=10.0, **emitter)
-            ],
+            emitters=[Emitter(x_um=5.0, y_um=5.0, qy_x=0.8, qy_xx=qy_xx, tau_x_ns=10.0, **emitter)],
         ),
     )
     world = World(spec, VirtualClock("fast"))

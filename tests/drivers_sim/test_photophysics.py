@@ -8,18 +8,26 @@ from scipy.linalg import expm
 
 from hbtscope.analysis import correlate
 from hbtscope.clock import VirtualClock
-from hbtscope.config_schema import EmitterSpec, PopulationSpec, SampleSpec, SimulationSpec
 from hbtscope.drivers_sim import physics
+from hbtscope.drivers_sim.model import (
+    DetectorConfig,
+    Emitter,
+    EmitterSpot,
+    OpticsConfig,
+    PopulationConfig,
+    SampleConfig,
+    SimulationConfig,
+)
 from hbtscope.drivers_sim.presets import LED_REFERENCE_W_PER_CM2, PRESETS
 from hbtscope.drivers_sim.world import World
 
 
 def _population_world(preset: str, dilution: float, density: float = 0.06, seed: int = 7):
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=seed,
-        sample=SampleSpec(
+        sample=SampleConfig(
             populations=[
-                PopulationSpec(
+                PopulationConfig(
                     preset=preset,
                     dilution=dilution,
                     density_per_um2=density,
@@ -98,11 +106,18 @@ def test_blinking_bunching_of_zn_preset_matches_seed_001():
     normalised by N1 N2 bw / T) agrees with the exact g2 of the three-state chain within
     4 sigma of its counting noise, and the chain itself gives the seed's numbers.
     """
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=11,
-        sample=SampleSpec(
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
-            emitters=[EmitterSpec(preset="cspbbr3_zn", x_um=5.0, y_um=5.0, cew_nm=510.0, k_bo=0.0)],
+            emitters=[
+                EmitterSpot(
+                    preset="cspbbr3_zn",
+                    x_um=5.0,
+                    y_um=5.0,
+                    properties={"cew_nm": 510.0, "k_bo": 0.0},
+                )
+            ],
         ),
     )
     world = World(spec, VirtualClock("fast"))
@@ -156,13 +171,11 @@ def test_cw_antibunching_rise_time_matches_rates():
     """
     from scipy.optimize import curve_fit
 
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=5,
-        sample=SampleSpec(
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
-            emitters=[
-                EmitterSpec(x_um=5.0, y_um=5.0, qy_x=0.8, tau_x_ns=12.0, sigma_abs_cm2=1e-14)
-            ],
+            emitters=[Emitter(x_um=5.0, y_um=5.0, qy_x=0.8, tau_x_ns=12.0, sigma_abs_cm2=1e-14)],
         ),
     )
     world = World(spec, VirtualClock("fast"))
@@ -196,12 +209,12 @@ def test_pulsed_g2_rises_with_power_as_the_biexciton_model_says():
     series for three QY ratios is in test_multiexciton.py."""
     from hbtscope.analysis import g2_pulsed
 
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=9,
-        sample=SampleSpec(
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
             emitters=[
-                EmitterSpec(x_um=5.0, y_um=5.0, qy_x=0.8, qy_xx=0.08, tau_x_ns=10.0, tau_xx_ns=0.8)
+                Emitter(x_um=5.0, y_um=5.0, qy_x=0.8, qy_xx=0.08, tau_x_ns=10.0, tau_xx_ns=0.8)
             ],
         ),
     )
@@ -230,11 +243,11 @@ def test_pulsed_g2_rises_with_power_as_the_biexciton_model_says():
 def test_thermal_drift_moves_the_emitter_out_of_focus():
     """60 nm/min drift: after 5 min the emitter sits 0.3 µm away; the count rate at the old
     position falls as the Gaussian focus says (collection x excitation: exp(-4 d^2/w^2))."""
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=3,
-        optics={"drift_nm_per_min": 60.0},
-        sample=SampleSpec(
-            substrate_background_cps_per_W=0.0, emitters=[EmitterSpec(x_um=5.0, y_um=5.0)]
+        optics=OpticsConfig(drift_nm_per_min=60.0),
+        sample=SampleConfig(
+            substrate_background_cps_per_W=0.0, emitters=[Emitter(x_um=5.0, y_um=5.0)]
         ),
     )
     world = World(spec, VirtualClock("fast"))
@@ -260,15 +273,15 @@ def test_detection_bands_route_by_wavelength():
     by the second only, in proportion to the band fractions of its line."""
     from hbtscope.drivers_sim.render import band_fraction
 
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=4,
         detectors=[
-            {"name": "matrix", "tagger_channel": 2, "band_nm": (505.0, 555.0)},
-            {"name": "qd", "tagger_channel": 3, "band_nm": (625.0, 675.0)},
+            DetectorConfig(name="matrix", tagger_channel=2, band_nm=(505.0, 555.0)),
+            DetectorConfig(name="qd", tagger_channel=3, band_nm=(625.0, 675.0)),
         ],
-        sample=SampleSpec(
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
-            emitters=[EmitterSpec(x_um=5.0, y_um=5.0, cew_nm=650.0, fwhm_nm=30.0, tail=0.1)],
+            emitters=[Emitter(x_um=5.0, y_um=5.0, cew_nm=650.0, fwhm_nm=30.0, tail=0.1)],
         ),
     )
     world = World(spec, VirtualClock("fast"))
@@ -279,7 +292,7 @@ def test_detection_bands_route_by_wavelength():
     assert t1.size < dark + 4 * np.sqrt(dark)  # the matrix channel sees only dark counts
     frac = band_fraction(650.0, 30.0, 0.1, (625.0, 675.0))
     assert 0.7 < frac < 0.95
-    full = World(SimulationSpec(seed=4, sample=spec.sample), VirtualClock("fast"))
+    full = World(SimulationConfig(seed=4, sample=spec.sample), VirtualClock("fast"))
     full.move_focus(5.0, 5.0, 0.0)
     full.set_laser(on=True, power_W=24e-9)
     rate_all = full.truth_at_focus()["emitter_rate_cps"]
@@ -296,27 +309,24 @@ def test_state_resolved_decays_give_the_state_lifetimes():
     for the finite window): relative error 1/sqrt(N) for N photons; tolerance 4 sigma plus
     3 % for the biexciton cascade (0.8 ns added to a few X delays) and the 350 ps jitter.
     """
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=21,
-        sample=SampleSpec(
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
             emitters=[
-                EmitterSpec(
+                EmitterSpot(
                     preset="cspbbr3_zn",
                     x_um=5.0,
                     y_um=5.0,
-                    tau_x_ns=10.2,
-                    tau_grey_ns=1.3,
-                    qy_grey=0.3,
-                    k_bg=2.0,
-                    k_gb=2.0,
-                    k_bo=0.0,
+                    properties=dict(
+                        tau_x_ns=10.2, tau_grey_ns=1.3, qy_grey=0.3, k_bg=2.0, k_gb=2.0, k_bo=0.0
+                    ),
                 )
             ],
         ),
         detectors=[
-            {"name": "a", "tagger_channel": 2, "dark_cps": 0.0},
-            {"name": "b", "tagger_channel": 3, "dark_cps": 0.0},
+            DetectorConfig(name="a", tagger_channel=2, dark_cps=0.0),
+            DetectorConfig(name="b", tagger_channel=3, dark_cps=0.0),
         ],
     )
     world = World(spec, VirtualClock("fast"))
@@ -382,10 +392,14 @@ def test_zn_population_purity_vs_cew_as_seed_001():
 
 def test_blue_shift_under_illumination():
     """D'Amato et al. Fig. 2b: CEW blue-shifts by < 4 nm in 1 h at P_sat (2.5 MHz)."""
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=2,
-        sample=SampleSpec(
-            emitters=[EmitterSpec(preset="cspbbr3_zn", x_um=5.0, y_um=5.0, bleach_dose=1e30)]
+        sample=SampleConfig(
+            emitters=[
+                EmitterSpot(
+                    preset="cspbbr3_zn", x_um=5.0, y_um=5.0, properties={"bleach_dose": 1e30}
+                )
+            ]
         ),
     )
     world = World(spec, VirtualClock("fast"))
@@ -402,14 +416,14 @@ def test_blue_shift_under_illumination():
 def test_afterpulsing_adds_correlated_clicks_after_the_dead_time():
     """One SPAD with 2 % afterpulsing (100 ns): its autocorrelation has a bump after the dead
     time holding p N pairs, and its rate grows by ~p; the other SPAD has none."""
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=13,
         detectors=[
-            {"name": "a", "tagger_channel": 2, "afterpulse_prob": 0.02, "afterpulse_tau_ns": 100},
-            {"name": "b", "tagger_channel": 3},
+            DetectorConfig(name="a", tagger_channel=2, afterpulse_prob=0.02, afterpulse_tau_ns=100),
+            DetectorConfig(name="b", tagger_channel=3),
         ],
-        sample=SampleSpec(
-            substrate_background_cps_per_W=0.0, emitters=[EmitterSpec(x_um=5.0, y_um=5.0)]
+        sample=SampleConfig(
+            substrate_background_cps_per_W=0.0, emitters=[Emitter(x_um=5.0, y_um=5.0)]
         ),
     )
     world = World(spec, VirtualClock("fast"))
@@ -432,20 +446,20 @@ def test_afterpulsing_adds_correlated_clicks_after_the_dead_time():
 def test_irf_model_matches_measured_timing_of_a_fast_source():
     """Substrate light with a 0.1 ps lifetime timed against the sync reproduces world.irf():
     Gaussian jitter plus a 20 % diffusion tail of 400 ps (chi-square test)."""
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=17,
         detectors=[
-            {
-                "name": "a",
-                "tagger_channel": 2,
-                "jitter_fwhm_ps": 350,
-                "jitter_tail_fraction": 0.2,
-                "jitter_tail_ps": 400,
-                "dark_cps": 0.0,
-            },
-            {"name": "b", "tagger_channel": 3, "dark_cps": 0.0},
+            DetectorConfig(
+                name="a",
+                tagger_channel=2,
+                jitter_fwhm_ps=350,
+                jitter_tail_fraction=0.2,
+                jitter_tail_ps=400,
+                dark_cps=0.0,
+            ),
+            DetectorConfig(name="b", tagger_channel=3, dark_cps=0.0),
         ],
-        sample=SampleSpec(substrate_background_cps_per_W=2.0e11, substrate_lifetime_ns=1e-4),
+        sample=SampleConfig(substrate_background_cps_per_W=2.0e11, substrate_lifetime_ns=1e-4),
     )
     world = World(spec, VirtualClock("fast"))
     world.move_focus(50.0, 50.0, 0.0)

@@ -15,8 +15,14 @@ import pytest
 
 from hbtscope.analysis import correlate, g2_cw_fit, intensity_trace, on_fraction, saturation_fit
 from hbtscope.clock import VirtualClock
-from hbtscope.config_schema import EmitterSpec, SampleSpec, SimulationSpec
 from hbtscope.drivers_sim import physics
+from hbtscope.drivers_sim.model import (
+    DetectorConfig,
+    EmitterSpot,
+    OpticsConfig,
+    SampleConfig,
+    SimulationConfig,
+)
 from hbtscope.drivers_sim.presets import PRESETS
 from hbtscope.drivers_sim.world import World
 
@@ -25,20 +31,23 @@ SEED004_W_CM2 = 2.5e3
 
 
 def _world(preset: str, seed: int, optics: dict | None = None, detectors=None, **emitter):
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=seed,
-        optics=optics or {},
-        **({"detectors": detectors} if detectors else {}),
-        sample=SampleSpec(
+        optics=OpticsConfig(**(optics or {})),
+        **({"detectors": [DetectorConfig(**d) for d in detectors]} if detectors else {}),
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
             emitters=[
-                EmitterSpec(
+                EmitterSpot(
                     preset=preset,
                     x_um=5.0,
                     y_um=5.0,
-                    bleach_dose=1e30,
-                    sigma_abs_cm2=PRESETS[preset].sigma_abs_cm2[0],  # the population median
-                    **emitter,
+                    properties={
+                        "bleach_dose": 1e30,
+                        # the population median
+                        "sigma_abs_cm2": PRESETS[preset].sigma_abs_cm2[0],
+                        **emitter,
+                    },
                 )
             ],
         ),
@@ -178,13 +187,17 @@ def test_confocal_survival_follows_the_dose_calibrated_under_the_led():
 
     preset = PRESETS["cspbbr3_nanocube"]
     n = 40
-    spec = SimulationSpec(
+    spec = SimulationConfig(
         seed=65,
-        sample=SampleSpec(
+        sample=SampleConfig(
             substrate_background_cps_per_W=0.0,
             emitters=[
-                EmitterSpec(
-                    preset="cspbbr3_nanocube", dilution=10.0, x_um=4.0 * i, y_um=5.0, k_bo=0.0
+                EmitterSpot(
+                    preset="cspbbr3_nanocube",
+                    dilution=10.0,
+                    x_um=4.0 * i,
+                    y_um=5.0,
+                    properties={"k_bo": 0.0},
                 )
                 for i in range(n)
             ],
