@@ -163,8 +163,11 @@ class EmitterDynamics:
         self.excitation_ratio = excitation_ratio
         if self.bleach_time_ps is None or self.bleach_time_ps > t_ps:
             remaining = self.e.bleach_dose - self.dose
-            if math.isfinite(remaining) and dose_rate > 0:
-                self.bleach_time_ps = t_ps + int(max(remaining, 0.0) / dose_rate * 1e12)
+            # a vanishing dose rate (an emitter microns from the focus: ~1e-300 /s) puts
+            # bleaching beyond any int64 time: never
+            wait_ps = max(remaining, 0.0) / dose_rate * 1e12 if dose_rate > 0 else math.inf
+            if math.isfinite(remaining) and wait_ps < 2.0**62:
+                self.bleach_time_ps = t_ps + int(wait_ps)
             else:
                 self.bleach_time_ps = None if remaining > 0 else t_ps
         forced = getattr(self, "forced_bleach_ps", None)

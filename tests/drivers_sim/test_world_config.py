@@ -145,3 +145,18 @@ def test_drivers_sim_never_imports_the_setup_file_schema():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_an_emitter_microns_from_the_focus_never_bleaches_and_does_not_crash():
+    """4 µm from a 0.25 µm focus the dose rate is ~1e-300 /s: the time to bleach overflows
+    any clock, so the emitter simply does not bleach (it used to raise OverflowError)."""
+    config = SimulationConfig(
+        seed=9,
+        sample=SampleConfig(emitters=[EmitterSpot(preset="cdse_in_mapbbr3", x_um=9, y_um=5)]),
+    )
+    world = World(config, VirtualClock("fast"))
+    assert np.isfinite(world.emitters[0].bleach_dose)
+    world.move_focus(5.0, 5.0, 0.0)
+    world.set_laser(on=True, power_W=24e-9)
+    world.clicks_until(int(0.2e12))
+    assert world.dynamics[0].bleach_time_ps is None
