@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from hbtscope.analysis.correlation import correlate
-from hbtscope.analysis.g2_cw import G2CWResult, g2_cw_fit, g2_long_delays
+from hbtscope.analysis.g2_cw import G2CWResult, g2_cw_fit
+from hbtscope.analysis.g2_long import g2_long_delays
 
 K_EXC = 1 / 30e3  # per ps
 K_RAD = 1 / 15e3
