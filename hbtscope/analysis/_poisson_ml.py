@@ -143,8 +143,8 @@ def fit_rows(
         trial = theta.copy()
         mu = np.empty(K)
         mu2 = np.empty(K)
-        J = np.empty((K, N_PARAMS))
-        J2 = np.empty((K, N_PARAMS))
+        J = np.zeros((K, N_PARAMS))
+        J2 = np.zeros((K, N_PARAMS))
         u = np.empty(K)
         du = np.empty(K)
         dt0 = np.empty(K)
@@ -213,10 +213,8 @@ def fit_rows(
                             small = False
                         theta[p] = trial[p]
                     L = L2
-                    for k in range(K):
-                        mu[k] = mu2[k]
-                        for p in range(N_PARAMS):
-                            J[k, p] = J2[k, p]
+                    mu, mu2 = mu2, mu
+                    J, J2 = J2, J
                     lam = max(lam * 0.2, 1e-10)
                     accepted = True
                     break
@@ -310,7 +308,7 @@ def run(Y, theta0, free, lo, hi, model, n_exp: int, *, fit_range=None, max_iter:
 def model_and_jacobian(theta, model, n_exp: int, need_t0: bool):
     """mu (K) and J (K, N_PARAMS) at ``theta`` (the engine's own evaluation)."""
     K, ns = model.n_bins, model.scratch
-    mu, J = np.empty(K), np.empty((K, N_PARAMS))
+    mu, J = np.empty(K), np.zeros((K, N_PARAMS))
     evaluate(np.asarray(theta, dtype=np.float64), int(n_exp), bool(need_t0), *model.args(), mu,
              J, np.empty(K), np.empty(K), np.empty(K), np.empty(ns), np.empty(ns))  # fmt: skip
     return mu, J

@@ -256,8 +256,9 @@ def _binned(tau, irf, nz, M, K, s, dt, h, dh, hf, dhf):
 @njit(cache=True)
 def unit_shape(kind, tau, t0, need_t0, edges, sigma, period, h, gi, nz, Mf, s, dtf,
                u, du, dt0, hf, dhf):  # fmt: skip
-    """One unit-area component over all bins: ``u``, ``du/d ln tau`` and (if ``need_t0``)
-    ``du/dt0``, for the IRF representation ``kind`` (module doc)."""
+    """One unit-area component over all bins: ``u``, ``du/d ln tau`` (times the returned
+    factor) and (if ``need_t0``) ``du/dt0``, for the IRF representation ``kind`` (module
+    doc). The factor is tau for the "grid" form (whose recursion gives du/dtau), else 1."""
     K = u.shape[0]
     if kind == KIND_NONE:
         _shape_none_into(edges, tau, t0, period, u, du)
@@ -278,31 +279,33 @@ def unit_shape(kind, tau, t0, need_t0, edges, sigma, period, h, gi, nz, Mf, s, d
                 dt0[k] = (dt0[k] - hf[k]) / (2.0 * e)
     else:
         _binned(tau, gi, nz, Mf, K, s, dtf, u, du, hf, dhf)
-        for k in range(K):
-            du[k] *= tau
+        return tau
+    return 1.0
 
 
 @njit(cache=True)
 def evaluate(theta, n_exp, need_t0, kind, edges, sigma, period, h, gi, nz, Mf, s, dtf,
              mu, J, u, du, dt0, hf, dhf):  # fmt: skip
-    """mu (K) and its Jacobian J (K x N_PARAMS) with respect to theta (module doc)."""
+    """mu (K) and its Jacobian J (K x N_PARAMS) with respect to theta (module doc). Only the
+    columns of the ``n_exp`` components, the background and (if ``need_t0``) t0 are
+    written."""
     K = mu.shape[0]
     b = theta[I_BG]
     t0 = theta[I_T0]
     for k in range(K):
         mu[k] = b
-        for p in range(N_PARAMS):
-            J[k, p] = 0.0
         J[k, I_BG] = 1.0
+        if need_t0:
+            J[k, I_T0] = 0.0
     for i in range(n_exp):
         A = theta[I_AMP + i]
         tau = math.exp(theta[I_LOGTAU + i])
-        unit_shape(kind, tau, t0, need_t0, edges, sigma, period, h, gi, nz, Mf, s, dtf,
-                   u, du, dt0, hf, dhf)  # fmt: skip
+        f = A * unit_shape(kind, tau, t0, need_t0, edges, sigma, period, h, gi, nz, Mf, s,
+                           dtf, u, du, dt0, hf, dhf)  # fmt: skip
         for k in range(K):
             mu[k] += A * u[k]
             J[k, I_AMP + i] = u[k]
-            J[k, I_LOGTAU + i] = A * du[k]
+            J[k, I_LOGTAU + i] = f * du[k]
         if need_t0:
             for k in range(K):
                 J[k, I_T0] += A * dt0[k]
