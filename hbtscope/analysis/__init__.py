@@ -48,10 +48,10 @@ from hbtscope.analysis.correlation_log import (
     tau_centres,
 )
 from hbtscope.analysis.counting import poisson_interval
+from hbtscope.analysis.decay_model import decay_deviance, decay_expectation
 from hbtscope.analysis.flid import FLIDResult, contour_lines, flid
 from hbtscope.analysis.flim import FlimResult, flim_fit, gaussian_irf, mean_arrival_lifetime
 from hbtscope.analysis.g2 import BACKGROUND_METHODS, G2PulsedResult, g2_pulsed
-from hbtscope.analysis.decay_model import decay_deviance, decay_expectation
 from hbtscope.analysis.g2_cw import G2CWResult, g2_cw_fit, g2_cw_model
 from hbtscope.analysis.g2_long import G2LongResult, g2_long_delays
 from hbtscope.analysis.hbt_delays import (

@@ -48,8 +48,8 @@ import numpy as np
 from numba import njit
 from scipy.special import gammaln
 
-from hbtscope.analysis._gof import chi2_p_value, deviance_p_value, poisson_deviance
 from hbtscope.analysis._fisher_scoring import _ml_fit
+from hbtscope.analysis._gof import chi2_p_value, deviance_p_value, poisson_deviance
 from hbtscope.analysis.irf import exgauss_cdf_parts
 
 __all__ = ["G2CWResult", "g2_cw_fit", "g2_cw_model"]

@@ -471,9 +471,7 @@ def fit_histogram(
     free = np.array(sorted(free), dtype=np.int64)
     lower = np.zeros(N_PARAMS)
     upper = np.zeros(N_PARAMS)
-    tlo, thi = (
-        (0.02 * dt, 1e3 * max(nb * dt, P or 0.0)) if tau_bounds_ps is None else tau_bounds_ps
-    )
+    tlo, thi = (0.02 * dt, 1e3 * max(nb * dt, P or 0.0)) if tau_bounds_ps is None else tau_bounds_ps
     lower[I_LOGTAU : I_LOGTAU + N_EXP_MAX] = math.log(tlo)
     upper[I_LOGTAU : I_LOGTAU + N_EXP_MAX] = math.log(thi)
     upper[I_AMP : I_AMP + N_EXP_MAX] = np.inf
