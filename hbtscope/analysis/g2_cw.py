@@ -166,12 +166,12 @@ class G2CWResult:
     C: float
     C_err: float
     tau0_ps: float
-    tau0_err_ps: float
+    tau0_ps_err: float
     g2_0: float
     g2_0_err: float
     g2_0_convolved: float
     tau_offset_ps: float
-    tau_offset_err_ps: float
+    tau_offset_ps_err: float
     baseline: float
     baseline_err: float
     normalised_by_window: bool
@@ -192,6 +192,16 @@ class G2CWResult:
     g2: np.ndarray = field(repr=False)
     g2_err: np.ndarray = field(repr=False)
     model_g2: np.ndarray = field(repr=False)
+
+    @property
+    def tau0_err_ps(self) -> float:
+        """Old name of ``tau0_ps_err`` (read-only alias)."""
+        return self.tau0_ps_err
+
+    @property
+    def tau_offset_err_ps(self) -> float:
+        """Old name of ``tau_offset_ps_err`` (read-only alias)."""
+        return self.tau_offset_ps_err
 
     def as_dict(self) -> dict[str, float | int | str | bool]:
         """Scalar fields as plain Python values (arrays left out)."""
@@ -485,12 +495,12 @@ def g2_cw_fit(
         C=C,
         C_err=float(sd[iC]),
         tau0_ps=tau0,
-        tau0_err_ps=float(tau0 * sd[iT]),
+        tau0_ps_err=float(tau0 * sd[iT]),
         g2_0=1.0 - C,
         g2_0_err=float(sd[iC]),
         g2_0_convolved=float(np.min(g_model)),
         tau_offset_ps=off,
-        tau_offset_err_ps=float(sd[iO]) if fit_off else math.nan,
+        tau_offset_ps_err=float(sd[iO]) if fit_off else math.nan,
         baseline=A,
         baseline_err=float(sd[iA]) if fit_A else float(A_fixed_err),
         normalised_by_window=A_fixed is not None,

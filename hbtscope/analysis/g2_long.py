@@ -55,7 +55,7 @@ class G2LongResult:
     C_blink: float
     C_blink_err: float
     tau_blink_ps: float
-    tau_blink_err_ps: float
+    tau_blink_ps_err: float
     fit_baseline: float
     fit_baseline_err: float
     fit_chi2_red: float
@@ -66,6 +66,11 @@ class G2LongResult:
     counts: np.ndarray = field(repr=False)
     expected: np.ndarray = field(repr=False)
     edges_ps: np.ndarray = field(repr=False)
+
+    @property
+    def tau_blink_err_ps(self) -> float:
+        """Old name of ``tau_blink_ps_err`` (read-only alias)."""
+        return self.tau_blink_ps_err
 
     def as_dict(self) -> dict[str, float | int | str | bool]:
         out = _scalars(self)
@@ -210,7 +215,7 @@ def g2_long_delays(
         C_blink=Cb,
         C_blink_err=Cb_err,
         tau_blink_ps=tb,
-        tau_blink_err_ps=tb_err,
+        tau_blink_ps_err=tb_err,
         fit_baseline=A,
         fit_baseline_err=A_err,
         fit_chi2_red=chi2r,
