@@ -526,6 +526,58 @@ def _param_name(p: int) -> str:
     return f"photons_{p - I_AMP + 1}"
 
 
+def _components(theta: np.ndarray, C: np.ndarray, n_exp: int, dt: float) -> dict:
+    """Per-component quantities of the module doc (lifetimes, eq. 2 amplitudes, photon and
+    amplitude fractions, intensity- and amplitude-weighted mean lifetimes) with first-order
+    errors from the full-size covariance ``C`` (zeros for fixed parameters)."""
+
+    def grad_err(g: np.ndarray) -> float:
+        return float(math.sqrt(max(g @ C @ g, 0.0)))
+
+    ia, il = np.arange(n_exp) + I_AMP, np.arange(n_exp) + I_LOGTAU
+    taus = np.exp(theta[il])
+    a = theta[ia]
+    x = dt / taus
+    kfac = -np.expm1(-x)  # A_i = a_i (1 - e^{-dt/tau})
+    amps = a * kfac
+    dk_dlogtau = -x * np.exp(-x)  # d(1 - e^{-dt/tau}) / d ln tau
+    sa, sA = a.sum(), amps.sum()
+    fr = a / sa if sa > 0 else np.full(n_exp, np.nan)
+    afr = amps / sA if sA > 0 else np.full(n_exp, np.nan)
+    tau_int = float(np.sum(fr * taus))
+    tau_amp = float(np.sum(afr * taus))
+    dA = np.zeros((n_exp, N_PARAMS))  # gradients of A_j
+    for j in range(n_exp):
+        dA[j, ia[j]] = kfac[j]
+        dA[j, il[j]] = a[j] * dk_dlogtau[j]
+    amps_err, fr_err, afr_err = np.empty(n_exp), np.empty(n_exp), np.empty(n_exp)
+    g_ti, g_ta = np.zeros(N_PARAMS), np.zeros(N_PARAMS)
+    for i in range(n_exp):
+        amps_err[i] = grad_err(dA[i])
+        g = np.zeros(N_PARAMS)  # f_i = a_i / sum a
+        if sa > 0:
+            g[ia] = -a[i] / sa**2
+            g[ia[i]] += 1.0 / sa
+        fr_err[i] = grad_err(g)
+        g = np.zeros(N_PARAMS)  # alpha_i = A_i / sum A
+        if sA > 0:
+            for j in range(n_exp):
+                g += ((1.0 if i == j else 0.0) / sA - amps[i] / sA**2) * dA[j]
+        afr_err[i] = grad_err(g)
+    if sa > 0:
+        g_ti[ia] = (taus - tau_int) / sa
+        g_ti[il] = fr * taus
+    if sA > 0:
+        for j in range(n_exp):
+            g_ta += (taus[j] - tau_amp) / sA * dA[j]
+            g_ta[il[j]] += afr[j] * taus[j]
+    return {
+        "taus": taus, "a": a, "amps": amps, "amps_err": amps_err,
+        "fr": fr, "fr_err": fr_err, "afr": afr, "afr_err": afr_err, "tau_int": tau_int,
+        "tau_int_err": grad_err(g_ti), "tau_amp": tau_amp, "tau_amp_err": grad_err(g_ta),
+    }  # fmt: skip
+
+
 def _result(n_all, model: DecayModel, n_exp, theta, free, lower, upper, fit_range, n_iter,
             converged) -> DecayFitResult:  # fmt: skip
     """Errors, derived quantities, goodness of fit and identifiability at the optimum."""
@@ -575,54 +627,14 @@ def _result(n_all, model: DecayModel, n_exp, theta, free, lower, upper, fit_rang
     sd_full = np.full(N_PARAMS, np.nan)
     sd_full[order_p] = sd
 
-    def grad_err(g: np.ndarray) -> float:
-        return float(math.sqrt(max(g @ C @ g, 0.0)))
-
-    ia, il = np.arange(n_exp) + I_AMP, np.arange(n_exp) + I_LOGTAU
-    taus = np.exp(theta[il])
-    a = theta[ia]
-    taus_err = taus * sd_full[il]
-    x = dt / taus
-    kfac = -np.expm1(-x)  # A_i = a_i (1 - e^{-dt/tau})
-    amps = a * kfac
-    dk_dlogtau = -x * np.exp(-x)  # d(1 - e^{-dt/tau}) / d ln tau
-    sa, sA = a.sum(), amps.sum()
-    fr = a / sa if sa > 0 else np.full(n_exp, np.nan)
-    afr = amps / sA if sA > 0 else np.full(n_exp, np.nan)
-    tau_int = float(np.sum(fr * taus))
-    tau_amp = float(np.sum(afr * taus))
-    dA = np.zeros((n_exp, N_PARAMS))  # gradients of A_j
-    for j in range(n_exp):
-        dA[j, ia[j]] = kfac[j]
-        dA[j, il[j]] = a[j] * dk_dlogtau[j]
-    amps_err, fr_err, afr_err = np.empty(n_exp), np.empty(n_exp), np.empty(n_exp)
-    g_ti, g_ta = np.zeros(N_PARAMS), np.zeros(N_PARAMS)
-    for i in range(n_exp):
-        amps_err[i] = grad_err(dA[i])
-        g = np.zeros(N_PARAMS)  # f_i = a_i / sum a
-        if sa > 0:
-            g[ia] = -a[i] / sa**2
-            g[ia[i]] += 1.0 / sa
-        fr_err[i] = grad_err(g)
-        g = np.zeros(N_PARAMS)  # alpha_i = A_i / sum A
-        if sA > 0:
-            for j in range(n_exp):
-                g += ((1.0 if i == j else 0.0) / sA - amps[i] / sA**2) * dA[j]
-        afr_err[i] = grad_err(g)
-    if sa > 0:
-        g_ti[ia] = (taus - tau_int) / sa
-        g_ti[il] = fr * taus
-    if sA > 0:
-        for j in range(n_exp):
-            g_ta += (taus[j] - tau_amp) / sA * dA[j]
-            g_ta[il[j]] += afr[j] * taus[j]
+    c = _components(theta, C, n_exp, dt)
     n_par = len(order_p)
     dof = int(n.size - n_par)
     chi2_red, _ = pearson_p_value(n, mu, dof)
     p_gof = deviance_p_value(n, np.maximum(mu, 1e-300), n_par)
     deviance = poisson_deviance(n, np.maximum(mu, 1e-300))
     loglik = float(np.sum(n * np.log(np.maximum(mu, 1e-300)) - mu - gammaln(n + 1.0)))
-    order = np.argsort(taus)
+    order = np.argsort(c["taus"])
 
     def ro(v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)[order].copy()
@@ -636,20 +648,20 @@ def _result(n_all, model: DecayModel, n_exp, theta, free, lower, upper, fit_rang
     t0_fit = I_T0 in free
     return DecayFitResult(
         n_exp=n_exp,
-        taus_ps=ro(taus),
-        taus_ps_err=ro(taus_err),
-        amplitudes=ro(amps),
-        amplitudes_err=ro(amps_err),
-        photons=ro(a),
-        photons_err=ro(sd_full[ia]),
-        fractions=ro(fr),
-        fractions_err=ro(fr_err),
-        amplitude_fractions=ro(afr),
-        amplitude_fractions_err=ro(afr_err),
-        tau_intensity_ps=tau_int,
-        tau_intensity_ps_err=grad_err(g_ti),
-        tau_amplitude_ps=tau_amp,
-        tau_amplitude_ps_err=grad_err(g_ta),
+        taus_ps=ro(c["taus"]),
+        taus_ps_err=ro(c["taus"] * sd_full[I_LOGTAU : I_LOGTAU + n_exp]),
+        amplitudes=ro(c["amps"]),
+        amplitudes_err=ro(c["amps_err"]),
+        photons=ro(c["a"]),
+        photons_err=ro(sd_full[I_AMP : I_AMP + n_exp]),
+        fractions=ro(c["fr"]),
+        fractions_err=ro(c["fr_err"]),
+        amplitude_fractions=ro(c["afr"]),
+        amplitude_fractions_err=ro(c["afr_err"]),
+        tau_intensity_ps=c["tau_int"],
+        tau_intensity_ps_err=c["tau_int_err"],
+        tau_amplitude_ps=c["tau_amp"],
+        tau_amplitude_ps_err=c["tau_amp_err"],
         background=float(theta[I_BG]),
         background_err=float(sd_full[I_BG]),
         background_fraction=float(theta[I_BG]) * n.size / n_tot,
