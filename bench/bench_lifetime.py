@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from hbtscope.analysis.lifetime import _shape_gauss, fit_decay
+from hbtscope.analysis.decay_model import _shape_gauss
+from hbtscope.analysis.lifetime import fit_decay
 
 TAU_PS = 10_000.0
 PERIOD_PS = 400_000.0

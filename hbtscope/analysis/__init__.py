@@ -7,10 +7,13 @@ No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
 - ``correlation_log``: log-binned correlation 10 ns – 1 s, normalised g2 (Laurence 2006 style);
 - ``g2``: pulsed g2(0) from peak areas (Pierini et al., D'Amato et al.); ``hbt_delays``: zero
   delay and breakdown-flash crosstalk peaks of an HBT histogram; ``g2_cw``: CW antibunching fit
-  with IRF
-  (Baronnier et al.) and blinking bunching at long delays (D'Amato et al. Fig. 4d);
-- ``lifetime``: TCSPC histograms, maximum-likelihood multi-exponential decay fits with IRF;
-- ``flim``: per-pixel lifetime maps (vectorised MLE);
+  with IRF (Baronnier et al.); ``g2_long``: blinking bunching at long delays (D'Amato et al.
+  Fig. 4d);
+- ``decay_model``: the decay model (exponentials (x) IRF, periodic wrap, background), with
+  ``irf`` (the Gaussian IRF) and ``_poisson_ml`` (the Poisson maximum-likelihood engine);
+- ``lifetime``: TCSPC histograms and the one decay fit ``fit_decay``; ``mean_arrival``: the
+  mean-arrival-time estimators;
+- ``flim``: per-pixel lifetime maps (the same model and engine, all pixels in parallel);
 - ``blinking``, ``flid``: intensity traces, ON fraction, change points, FLID (Pierini et al.,
   D'Amato et al.);
 - ``saturation``: D'Amato et al. eq. 1; ``spectra``: CEW/FWHM, series, blue-shift;
@@ -45,16 +48,12 @@ from hbtscope.analysis.correlation_log import (
     tau_centres,
 )
 from hbtscope.analysis.counting import poisson_interval
+from hbtscope.analysis.decay_model import decay_deviance, decay_expectation
 from hbtscope.analysis.flid import FLIDResult, contour_lines, flid
 from hbtscope.analysis.flim import FlimResult, flim_fit, gaussian_irf, mean_arrival_lifetime
 from hbtscope.analysis.g2 import BACKGROUND_METHODS, G2PulsedResult, g2_pulsed
-from hbtscope.analysis.g2_cw import (
-    G2CWResult,
-    G2LongResult,
-    g2_cw_fit,
-    g2_cw_model,
-    g2_long_delays,
-)
+from hbtscope.analysis.g2_cw import G2CWResult, g2_cw_fit, g2_cw_model
+from hbtscope.analysis.g2_long import G2LongResult, g2_long_delays
 from hbtscope.analysis.hbt_delays import (
     CrosstalkPeaks,
     ZeroDelay,
@@ -78,14 +77,11 @@ from hbtscope.analysis.images import (
     register_and_sum,
     survival_curve,
 )
-from hbtscope.analysis.lifetime import (
-    DecayFitResult,
-    decay_histogram,
-    fit_decay,
+from hbtscope.analysis.lifetime import DecayFitResult, decay_histogram, fit_decay, photon_delays
+from hbtscope.analysis.mean_arrival import (
     histogram_mean_delay,
     lifetime_from_mean,
     mean_arrival_time,
-    photon_delays,
 )
 from hbtscope.analysis.polarisation import MalusResult, malus_fit, malus_model
 from hbtscope.analysis.saturation import (
@@ -162,6 +158,8 @@ __all__ = [
     "correlate",
     "correlate_log",
     "count_surviving",
+    "decay_deviance",
+    "decay_expectation",
     "decay_histogram",
     "drift_by_cross_correlation",
     "estimate_background",
