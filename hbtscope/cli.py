@@ -136,6 +136,7 @@ def _progress_printer(quiet: bool):
 def cmd_run(args: argparse.Namespace) -> int:
     from hbtscope.procedures.runner import run_procedure
     from hbtscope.setup import open_setup
+    from hbtscope.storage.reading import read_truth
 
     procs = _procedures()
     if args.procedure not in procs:
@@ -145,18 +146,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with open_setup(args.setup, data_dir=args.out) as setup:
         proc = cls(**values)
         outcome = run_procedure(proc, setup, on_event=_progress_printer(args.json))
-        truth = _truth_from_file(outcome.path) if setup.is_simulated else {}
+        truth = read_truth(outcome.path) if setup.is_simulated else {}
         _report(outcome, truth, args.json)
     return EXIT_OK if outcome.status == "finished" else EXIT_FAILED
-
-
-def _truth_from_file(path: Path) -> dict[str, Any]:
-    from hbtscope.storage import open_run, read_values
-
-    with open_run(path) as f:
-        if "truth" not in f:
-            return {}
-        return read_values(f["truth"])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

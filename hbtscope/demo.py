@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from hbtscope.procedures.g2 import G2Measurement
@@ -87,9 +85,9 @@ def run_demo(setup_path=None, out_dir=None, as_json=False, report=None, progress
         outcome = run_procedure(proc, setup, on_event=progress)
         truth = {}
         if setup.is_simulated:
-            from hbtscope.cli import _truth_from_file
+            from hbtscope.storage.reading import read_truth
 
-            truth = _truth_from_file(Path(outcome.path))
+            truth = read_truth(outcome.path)
         if report is not None:
             report(outcome, truth, as_json, {"spot_x_um": x, "spot_y_um": y})
     return 0 if outcome.status == "finished" else 1

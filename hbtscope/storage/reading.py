@@ -61,6 +61,14 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def read_truth(path: str | os.PathLike) -> dict[str, Any]:
+    """The simulator's ground truth stored in a run file (``truth/``), {} if it has none
+    (a run on real hardware, an imported file)."""
+    with open_run(path) as f:
+        group = f.get(L.TRUTH)
+        return read_values(group) if isinstance(group, h5py.Group) else {}
+
+
 def read_tags(f: h5py.File) -> tuple[np.ndarray, np.ndarray]:
     """All time tags (int64 ps) and channels (int32) of an open run file."""
     ts = f[L.TTTR_TIMESTAMPS]
