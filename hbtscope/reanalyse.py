@@ -40,7 +40,7 @@ def _measurement(f: h5py.File, path: pathlib.Path):
     found = all_measurements()
     if procedure not in found:
         raise UnsupportedRunError(
-            f"{path}: no analysis for procedure {procedure!r} "
+            f"{path}: no re-analysis for procedure {procedure!r} "
             f"(installed: {', '.join(sorted(found))})"
         )
     return procedure, found[procedure]
