@@ -5,7 +5,7 @@
     hbtscope procedures
     hbtscope import FILE.ptu [--out DIR] [--json]
     hbtscope export RUN.h5 --format photon-hdf5 [--out FILE] [--force]
-    hbtscope analyze RUN.h5 [--json]
+    hbtscope analyse RUN.h5 [--json] [--figure]   (``analyze`` is accepted too)
 
 ``--json`` prints one JSON object (file, status, the main results and, on the simulator, the
 ground truth) on stdout; human-readable progress goes to stderr.
@@ -26,9 +26,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _procedures() -> dict[str, type]:
-    from hbtscope.procedures.g2 import G2Measurement
+    """Name -> procedure class of every runnable measurement (built-in and installed)."""
+    from hbtscope.procedures.registry import runnable
 
-    return {G2Measurement.NAME: G2Measurement}
+    return {name: m.procedure for name, m in runnable().items()}
 
 
 class UsageError(ValueError):
@@ -180,7 +181,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_procedures(args: argparse.Namespace) -> int:
     for name, cls in _procedures().items():
-        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(f"{name}: {((cls.__doc__ or '').strip().splitlines() or [name])[0]}")
         for pname, p in cls()._parameters.items():
             unit = getattr(p, "units", None) or ""
             print(f"    {pname} = {p.value!r} {unit}   {p.name}")
@@ -246,11 +247,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from hbtscope.reanalyse import RunFileError, analyse_run
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from hbtscope.reanalyse import RunFileError, analyse_run, redraw
 
     try:
         result = analyse_run(args.run)
+        if args.figure:
+            png = redraw(args.run)
+            result["figure"] = str(png) if png is not None else None
     except RunFileError as exc:
         raise _user_error(exc) from None
     result.pop("arrays", None)
@@ -317,10 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p_exp.set_defaults(func=cmd_export)
 
-    p_an = sub.add_parser("analyze", help="recompute a run's analysis from its raw data")
+    p_an = sub.add_parser(
+        "analyse", aliases=["analyze"], help="recompute a run's analysis from its run file"
+    )
     p_an.add_argument("run", help="the run file (.h5)")
     p_an.add_argument("--json", action="store_true", help="print one JSON object")
-    p_an.set_defaults(func=cmd_analyze)
+    p_an.add_argument(
+        "--figure", action="store_true", help="also re-draw the run's figure (<run>.png)"
+    )
+    p_an.set_defaults(func=cmd_analyse)
     return parser
 
 

@@ -1,8 +1,14 @@
-"""Figures of runs (matplotlib, no display needed): one PNG next to each run file."""
+"""Drawing helpers for the figures of runs (matplotlib Agg, no display needed).
+
+Each measurement's ``figure(run, path)`` (hbtscope.procedures) draws its run from the run file
+with these; :func:`hbtscope.reanalyse.redraw` re-draws any run.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,26 +38,34 @@ def _display_factor(period_bins: float, per_period: int = 20) -> int:
 
 
 def plot_g2_pulsed(
-    lag_ps, counts, result, path: str | Path, title: str = "", excluded_ps=()
+    lag_ps, counts, result: Mapping[str, Any], path: str | Path, title: str = ""
 ) -> Path:
     """Pulsed g2 like Pierini et al. Fig. 6a: coincidence histogram scaled so side peaks are ~1.
 
-    Left: the histogram around zero delay (rebinned to ~period/12). Right: every peak's area
-    normalised to the mean reference side-peak area (near 10 µs), i.e. g2 at tau = k T.
-    ``excluded_ps``: sub-windows (ps from each peak centre) left out of every peak area (SPAD
-    crosstalk); they are named in the text, since at this zoom their narrow spikes still
-    show in the centre peak.
+    ``result``: the values of a g2 analysis (``analysis/g2`` of a run file: ``period_ps``,
+    ``peak_delays_ps``, ``peak_areas_norm``, ``g2_0`` with ``_err``, ``_ci``, ``_upper``,
+    ``method``, ``norm_delay_ps``, ``norm_halfwidth_ps``, ``crosstalk_windows_ps``).
+    Left: the histogram around zero delay (rebinned to ~period/20), scaled by the mean maximum
+    of the reference peaks. Right: every peak's area normalised to the mean reference side-peak
+    area, i.e. g2 at tau = k T, with the normalisation band shaded. Crosstalk sub-windows left
+    out of every peak area are named in the text (at this zoom their spikes still show).
     """
     lag_ps = np.asarray(lag_ps, float)
     counts = np.asarray(counts)
-    period = float(result.period_ps)
+    period = float(result["period_ps"])
+    norm_delay = float(result["norm_delay_ps"])
+    norm_half = float(result["norm_halfwidth_ps"])
+    delays = np.asarray(result["peak_delays_ps"], dtype=float)
+    areas = np.asarray(result["peak_areas_norm"], dtype=float)
+    excluded = np.asarray(result.get("crosstalk_windows_ps", np.empty((0, 2))), float)
+    ci = np.asarray(result["g2_0_ci"], dtype=float)
     bw = float(lag_ps[1] - lag_ps[0]) if lag_ps.size > 1 else period
     factor = _display_factor(period / bw)
     lag_r, c_r = _rebin(lag_ps, counts, factor)
     # scale: a side peak's maximum bin ~ 1 (mean of the reference peaks' maxima)
     ref_max = []
-    for d in result.peak_delays_ps:
-        if abs(abs(d) - 1e7) <= 2e6:
+    for d in delays:
+        if abs(abs(d) - norm_delay) <= norm_half:
             sel = np.abs(lag_r - d) < period / 2
             if sel.any():
                 ref_max.append(c_r[sel].max())
@@ -69,22 +83,23 @@ def plot_g2_pulsed(
     ax1.text(
         0.02,
         0.95,
-        f"g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}\n"
-        f"68 % interval [{result.g2_0_ci[0]:.3f}, {result.g2_0_ci[1]:.3f}]\n"
-        f"g²(0) < {result.g2_0_upper:.3f} (97.7 %)\n({result.method} background)"
+        f"g²(0) = {result['g2_0']:.3f} ± {result['g2_0_err']:.3f}\n"
+        f"68 % interval [{ci[0]:.3f}, {ci[1]:.3f}]\n"
+        f"g²(0) < {result['g2_0_upper']:.3f} (97.7 %)\n({result['method']} background)"
         + "".join(
-            f"\nexcluded: crosstalk at {0.5e-3 * (lo + hi):+.1f} ns" for lo, hi in excluded_ps
+            f"\nexcluded: crosstalk at {0.5e-3 * (lo + hi):+.1f} ns"
+            for lo, hi in excluded.reshape(-1, 2)
         ),
         transform=ax1.transAxes,
         va="top",
     )
     ax1.legend(loc="upper right", fontsize=8, framealpha=0.9)
     ax1.set_ylim(0, 1.8 * max(1.0, float(np.max(c_r[zoom]) / scale)))  # room for the text
-    d = np.asarray(result.peak_delays_ps) * 1e-6
-    ax2.plot(d, result.peak_areas_norm, ".", ms=3, color="tab:blue")
+    ax2.plot(delays * 1e-6, areas, ".", ms=3, color="tab:blue")
     ax2.axhline(1.0, color="0.6", lw=0.8, ls="--")
-    ax2.axvspan(8.5, 11.5, color="tab:orange", alpha=0.15, label="normalisation peaks")
-    ax2.axvspan(-11.5, -8.5, color="tab:orange", alpha=0.15)
+    lo_us, hi_us = (norm_delay - norm_half) * 1e-6, (norm_delay + norm_half) * 1e-6
+    ax2.axvspan(lo_us, hi_us, color="tab:orange", alpha=0.15, label="normalisation peaks")
+    ax2.axvspan(-hi_us, -lo_us, color="tab:orange", alpha=0.15)
     ax2.set_xlabel("delay τ (µs)")
     ax2.set_ylabel("peak area / reference")
     ax2.legend(loc="lower right", fontsize=8)
@@ -95,16 +110,3 @@ def plot_g2_pulsed(
     path = Path(path)
     fig.savefig(path)
     return path
-
-
-def figure_for_run(writer, procedure) -> Path | None:
-    """Draw the figure of a finished (or aborted) run next to its HDF5 file."""
-    png = Path(writer.path).with_suffix(".png")
-    if procedure.NAME == "g2" and getattr(procedure, "result", None) is not None:
-        acc_lag = procedure.result_lag_ps
-        acc_counts = procedure.result_counts
-        title = f"{Path(writer.path).name} — {procedure.acquired_s:.1f} s"
-        used = getattr(procedure, "used", {})
-        excluded = used.get("crosstalk_windows_ps", np.empty((0, 2)))
-        return plot_g2_pulsed(acc_lag, acc_counts, procedure.result, png, title, excluded)
-    return None

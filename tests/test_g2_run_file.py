@@ -264,7 +264,7 @@ def test_zero_delay_and_crosstalk_from_the_setup_calibration(tmp_path, ideal_sta
         assert a["zero_delay_source"] == "calibration" and a["zero_delay_ps"] == 2700.0
         assert a["crosstalk_source"] == "calibration"
         np.testing.assert_array_equal(
-            f["data/g2/crosstalk_windows_ps"][()], [[-10000, -6000], [6000, 10000]]
+            f["analysis/g2/crosstalk_windows_ps"][()], [[-10000, -6000], [6000, 10000]]
         )
     with h5py.File(par.path, "r") as f:
         assert f["analysis/g2"].attrs["zero_delay_source"] == "parameter"

@@ -1,15 +1,25 @@
-"""g2 (HBT antibunching) of the emitter at the focus, pulsed excitation.
+"""g2 (HBT antibunching) of the emitter at the focus, pulsed excitation: one measurement.
 
-Records TTTR on the two SPADs of the HBT arm through the time tagger, correlates the raw tags
-(:class:`hbtscope.analysis.CorrelationAccumulator`), and analyses the pulsed g2 as in Pierini et al.
-and 001: g2(0) = corrected centre-peak area / mean corrected side-peak area, side peaks taken
-near tau ~ 10 µs (blinking makes the near ones > 1), background from between the peaks.
+The procedure records TTTR on the two SPADs of the HBT arm through the time tagger and
+correlates the raw tags as they come (:class:`hbtscope.analysis.CorrelationAccumulator`),
+publishing tags, histogram and acquisition figures as events. :func:`analyse` reads a run file
+alone and computes the pulsed g2 as in Pierini et al. and D'Amato et al.: g2(0) = corrected
+centre-peak area / mean corrected side-peak area, side peaks taken near tau ~ 10 µs (blinking
+makes the near ones > 1), background from between the peaks. :func:`figure` draws the run
+from its file. The run itself, ``hbtscope analyse`` and the run browser call the same two.
+
+Run file: ``data/g2/lag_ps``, ``data/g2/coincidences`` (the live histogram), ``data/g2``
+attributes ``acquired_s``, ``overflow_missed_tags``; ``tttr/`` the tags (``record_tags``);
+``analysis/g2`` the result (docs/run-file-layout.md).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 from pymeasure.experiment import (
     BooleanParameter,
@@ -21,11 +31,21 @@ from pymeasure.experiment import (
 from hbtscope.analysis import (
     CorrelationAccumulator,
     G2PulsedResult,
+    correlate,
     find_crosstalk_peaks,
     find_zero_delay,
     g2_pulsed,
 )
-from hbtscope.procedures.base import AbortRequested, HbtProcedure
+from hbtscope.analysis.g2 import NORM_DELAY_PS, NORM_HALFWIDTH_PS
+from hbtscope.procedures.base import AbortRequested, AnalysisOutput, HbtProcedure, Measurement
+from hbtscope.storage import layout as L
+from hbtscope.storage.reading import (
+    RunFileError,
+    read_calibrations,
+    read_tags,
+    spad_channels,
+)
+from hbtscope.storage.runfile import read_parameters, read_values
 
 PS_PER_S = 1_000_000_000_000
 
@@ -127,14 +147,14 @@ class G2Measurement(HbtProcedure):
         units="ps",
         minimum=0,
         maximum=1_000_000_000,
-        default=10_000_000,
+        default=NORM_DELAY_PS,
     )
     norm_halfwidth_ps = IntegerParameter(
         "Half-width of the normalisation range",
         units="ps",
         minimum=0,
         maximum=1_000_000_000,
-        default=1_500_000,
+        default=NORM_HALFWIDTH_PS,
     )
     background = ListParameter(
         "Background correction", choices=["linear", "sqrt", "none"], default="linear"
@@ -169,13 +189,13 @@ class G2Measurement(HbtProcedure):
         return PS_PER_S / self.rep_rate_Hz
 
     def execute(self) -> None:
-        setup, writer = self.setup, self.writer
+        setup = self.setup
         tagger = setup.tagger
         ch_a, ch_b = tagger.spad_channels
         clock = setup.clock
-        writer.set_tttr_info(resolution_ps=1.0, channel_map=dict(tagger.channels))
+        self.publish_tttr_info(1.0, dict(tagger.channels))
         if setup.is_simulated:
-            writer.write_truth(setup.truth())
+            self.publish_truth(setup.truth())
         acc = CorrelationAccumulator(self.bin_width_ps, self.max_lag_ps)
         n_max = 4_000_000
         stream = tagger.api.TimeTagStream(tagger.device, n_max, [ch_a, ch_b])
@@ -202,7 +222,7 @@ class G2Measurement(HbtProcedure):
                 ts = buf.getTimestamps()[real]
                 ch = buf.getChannels()[real]
                 if self.record_tags and ts.size:
-                    writer.append_tags(ts, ch)
+                    self.publish_tags(ts, ch)
                 a, b = ts[ch == ch_a], ts[ch == ch_b]
                 n_tags += (a.size, b.size)
                 acc.add(a, b)
@@ -220,72 +240,143 @@ class G2Measurement(HbtProcedure):
             stream.stop()
         finally:
             self.acquired_s = elapsed
-            self._analyse(acc, n_tags, elapsed)
+            self.publish_array("g2/lag_ps", acc.lag_ps, units="ps")
+            self.publish_array("g2/coincidences", acc.counts, units="counts")
+            self.publish_values(
+                "g2",
+                {
+                    "acquired_s": elapsed,
+                    "overflow_missed_tags": self.overflow_missed,
+                    "counts_a": int(n_tags[0]),
+                    "counts_b": int(n_tags[1]),
+                },
+            )
         if self.aborted:
             raise AbortRequested("stopped by the user")
-
-    def _analyse(self, acc: CorrelationAccumulator, n_tags: np.ndarray, elapsed_s: float) -> None:
-        writer = self.writer
-        lag, counts = acc.lag_ps, acc.counts
-        self.result_lag_ps, self.result_counts = lag, counts
-        writer.write_array("g2/lag_ps", lag, units="ps")
-        writer.write_array("g2/coincidences", counts, units="counts")
-        rates = n_tags / elapsed_s if elapsed_s > 0 else np.zeros(2)
-        self.result = None
-        values = {
-            "acquired_s": elapsed_s,
-            "overflow_missed_tags": getattr(self, "overflow_missed", 0),
-            "rate_a_cps": float(rates[0]),
-            "rate_b_cps": float(rates[1]),
-        }
-        try:
-            res, seed, used = analyse_g2_histogram(
-                lag,
-                counts,
-                self._period_ps(),
-                norm_delay_ps=self.norm_delay_ps,
-                norm_halfwidth_ps=self.norm_halfwidth_ps,
-                background=self.background,
-                zero_delay_ps=self.zero_delay_ps,
-                exclude_crosstalk=self.exclude_crosstalk,
-                calibrations=self.setup.calibrations(),
-            )
-        except ValueError as exc:  # e.g. a histogram too short for the reference peaks
-            writer.write_analysis("g2", {**values, "error": str(exc)})
-            return
-        self.result = res
-        self.used = used
-        values.update(res.as_dict())
-        values["g2_0_sqrt"] = seed.g2_0
-        values["g2_0_sqrt_clipped"] = seed.centre_area_clipped
-        values.update({k: v for k, v in used.items() if k != "crosstalk_windows_ps"})
-        writer.write_analysis(
-            "g2",
-            values,
-            errors={"g2_0_sqrt": seed.g2_0_err},
-        )
-        writer.write_array("g2/crosstalk_windows_ps", used["crosstalk_windows_ps"], units="ps")
-        writer.write_array("g2/peak_delays_ps", res.peak_delays_ps, units="ps")
-        writer.write_array("g2/peak_areas_norm", res.peak_areas_norm)
 
     def shutdown(self) -> None:
         if self.setup is not None and "laser" in self.setup.instruments:
             self.setup.laser.disable()
 
-    def summary(self) -> dict:
-        """Plain numbers for the CLI's --json."""
-        out = {"acquired_s": getattr(self, "acquired_s", 0.0)}
-        if getattr(self, "result", None) is not None:
-            out["g2_0"] = self.result.g2_0
-            out["g2_0_err"] = self.result.g2_0_err
-            out["g2_0_ci"] = list(self.result.g2_0_ci)
-            out["g2_0_upper"] = self.result.g2_0_upper
-            out["centre_counts"] = self.result.centre_counts
-            out["reference_counts"] = self.result.reference_counts
-            out["zero_delay_ps"] = self.used["zero_delay_ps"]
-            out["zero_delay_source"] = self.used["zero_delay_source"]
-            out["crosstalk_windows_ps"] = self.used["crosstalk_windows_ps"].tolist()
-        else:
-            out["g2_0"] = math.nan
-            out["g2_0_err"] = math.nan
-        return out
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def _parameter(params: dict[str, Any], name: str, default: Any) -> Any:
+    value = params.get(name, default)
+    return default if value is None else value
+
+
+def analyse(run: h5py.File) -> AnalysisOutput:
+    """The g2 analysis of a run file, from the file alone.
+
+    The two SPAD channels (``setup/calibrations/detector_channels`` ``spad_a``/``spad_b``, else
+    ``tttr/@channel_map``, else the two busiest channels) are correlated with the stored
+    ``bin_width_ps`` and ``max_lag_ps`` (:func:`hbtscope.analysis.correlate`); a run without
+    tags (``record_tags = False``) is analysed from its stored histogram. The result says
+    whether the histogram from the tags equals the stored live one bin for bin. Then
+    :func:`analyse_g2_histogram` with the run's ``rep_rate_Hz``, normalisation band,
+    ``background`` (and the square-root correction too), ``zero_delay_ps`` and
+    ``exclude_crosstalk`` (runs written before these existed: zero delay 0, no exclusion, as
+    they were analysed then). Values that cannot be computed are replaced by ``error``.
+    """
+    params, _ = read_parameters(run)
+    bw = int(params["bin_width_ps"])
+    ml = int(params["max_lag_ps"])
+    period = PS_PER_S / float(params["rep_rate_Hz"])
+    norm_delay = float(_parameter(params, "norm_delay_ps", NORM_DELAY_PS))
+    norm_halfwidth = float(_parameter(params, "norm_halfwidth_ps", NORM_HALFWIDTH_PS))
+    values: dict[str, Any] = {"norm_delay_ps": norm_delay, "norm_halfwidth_ps": norm_halfwidth}
+    group = run.get(f"{L.DATA}/g2")
+    stored = group.get("coincidences") if isinstance(group, h5py.Group) else None
+    stored_counts = stored[()] if isinstance(stored, h5py.Dataset) else None
+    if isinstance(group, h5py.Group):  # acquisition figures recorded by the procedure
+        acq = {k: v for k, v in read_values(group).items() if np.ndim(v) == 0}
+        values.update(acq)
+        acquired = float(acq.get("acquired_s", 0.0))
+        for key, name in (("counts_a", "rate_a_cps"), ("counts_b", "rate_b_cps")):
+            if key in acq:
+                values[name] = float(acq[key]) / acquired if acquired > 0 else 0.0
+    ts, ch = read_tags(run)
+    values["n_tags"] = int(ts.size)
+    pair = spad_channels(run, ch) if ts.size else None
+    if pair is not None:
+        a, b = pair
+        lag, counts = correlate(ts[ch == a], ts[ch == b], bw, ml)
+        values.update(source="tttr", channel_a=a, channel_b=b)
+        if stored_counts is not None:
+            values["histogram_matches_stored"] = bool(
+                stored_counts.shape == counts.shape and np.array_equal(stored_counts, counts)
+            )
+    elif stored_counts is not None:
+        counts = stored_counts.astype(np.int64)
+        lag = group["lag_ps"][()]
+        values["source"] = "stored_histogram"
+    else:
+        raise RunFileError(f"{run.filename}: g2 run without time tags or a stored histogram")
+    values["n_coincidences"] = int(counts.sum())
+    errors: dict[str, Any] = {}
+    try:
+        res, sqrt_res, used = analyse_g2_histogram(
+            lag,
+            counts,
+            period,
+            norm_delay_ps=norm_delay,
+            norm_halfwidth_ps=norm_halfwidth,
+            background=str(_parameter(params, "background", "linear")),
+            zero_delay_ps=float(_parameter(params, "zero_delay_ps", 0.0)),  # old runs: 0
+            exclude_crosstalk=bool(_parameter(params, "exclude_crosstalk", False)),
+            calibrations=read_calibrations(run),
+        )
+    except ValueError as exc:  # e.g. a histogram too short for the reference peaks
+        values["error"] = str(exc)
+        summary = {"acquired_s": values.get("acquired_s", 0.0), "g2_0": math.nan}
+        summary["g2_0_err"] = math.nan
+        return AnalysisOutput("g2", values, errors, summary)
+    values.update(res.as_dict())
+    values["g2_0_sqrt"] = sqrt_res.g2_0
+    values["g2_0_sqrt_clipped"] = sqrt_res.centre_area_clipped
+    errors["g2_0_sqrt"] = sqrt_res.g2_0_err
+    values.update(used)
+    values["peak_delays_ps"] = np.asarray(res.peak_delays_ps, dtype=np.float64)
+    values["peak_areas_norm"] = np.asarray(res.peak_areas_norm, dtype=np.float64)
+    summary = {
+        "acquired_s": values.get("acquired_s", 0.0),
+        "g2_0": res.g2_0,
+        "g2_0_err": res.g2_0_err,
+        "g2_0_ci": list(res.g2_0_ci),
+        "g2_0_upper": res.g2_0_upper,
+        "centre_counts": res.centre_counts,
+        "reference_counts": res.reference_counts,
+        "zero_delay_ps": used["zero_delay_ps"],
+        "zero_delay_source": used["zero_delay_source"],
+        "crosstalk_windows_ps": used["crosstalk_windows_ps"].tolist(),
+    }
+    return AnalysisOutput("g2", values, errors, summary)
+
+
+def figure(run: h5py.File, path: Path) -> Path | None:
+    """The figure of a g2 run (Pierini et al. Fig. 6a), from its file alone: the histogram
+    around zero delay scaled to the reference peaks and every peak's normalised area, with the
+    run's own normalisation band. None when the run has no g2 result."""
+    from hbtscope.plots import plot_g2_pulsed
+
+    group = run.get(f"{L.ANALYSIS}/g2")
+    data = run.get(f"{L.DATA}/g2")
+    if not isinstance(group, h5py.Group) or not isinstance(data, h5py.Group):
+        return None
+    values = read_values(group)
+    if "g2_0" not in values or "coincidences" not in data:
+        return None
+    acquired = float(values.get("acquired_s", 0.0))
+    title = f"{Path(run.filename).name} — {acquired:.1f} s"
+    return plot_g2_pulsed(
+        data["lag_ps"][()],
+        data["coincidences"][()],
+        values,
+        path,
+        title=title,
+    )
+
+
+MEASUREMENT = Measurement("g2", G2Measurement, analyse, figure)

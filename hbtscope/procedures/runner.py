@@ -1,21 +1,31 @@
 """Run one procedure on a Setup into one HDF5 run file (used by the CLI, later the queue and GUI).
 
-The run file's status says how it ended: ``finished``; ``aborted`` (stop requested, Ctrl+C);
+The procedure publishes events (:mod:`hbtscope.events`) on one stream; the run file
+(:class:`~hbtscope.storage.recorder.RunFileRecorder`) and any ``subscribers`` (the command
+line's progress display, later the queue journal and the dashboard) consume the same events.
+
+Order: the parameters are checked; ``startup()`` sets the instruments; then
+:class:`~hbtscope.events.RunStarted` carries the instrument snapshot *as set up* (laser on, at
+its power), which creates the run file; ``execute()`` publishes the data; the measurement's
+``analyse(run)`` reads the run file and its result is published; :class:`~hbtscope.events.RunEnded`
+carries the final snapshot and the status: ``finished``; ``aborted`` (stop requested, Ctrl+C);
 ``failed`` (an exception, its message in the ``error`` attribute). Whatever happens the
-procedure's ``shutdown()`` runs and the instruments are put in their safe state.
+procedure's ``shutdown()`` runs and the instruments are put in their safe state; then the
+measurement's ``figure(run, path)`` draws the run from its file.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hbtscope import __version__
-from hbtscope.procedures.base import AbortRequested, HbtProcedure
-from hbtscope.storage import RunWriter, new_run_path
+from hbtscope import events as ev
+from hbtscope.procedures.base import AbortRequested, HbtProcedure, Measurement
+from hbtscope.storage import new_run_path, open_run
+from hbtscope.storage.recorder import RunFileRecorder
 
 
 @dataclass
@@ -30,8 +40,26 @@ class RunOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _jsonable_parameters(proc: HbtProcedure) -> dict[str, Any]:
-    return {k: v for k, v in proc.parameter_values().items()}
+def measurement_of(procedure: HbtProcedure) -> Measurement | None:
+    """The registered measurement whose procedure class ``procedure`` is (None if none)."""
+    from hbtscope.procedures.registry import all_measurements
+
+    for m in all_measurements().values():
+        if m.procedure is type(procedure):
+            return m
+    return None
+
+
+def _legacy_emit(on_event: Callable[[str, Any], None]) -> Callable[[Any], None]:
+    """A subscriber calling ``on_event(topic, record)`` as pymeasure's ``emit`` would."""
+
+    def subscriber(event: Any) -> None:
+        if isinstance(event, ev.Progress):
+            on_event("progress", event.percent)
+        elif isinstance(event, ev.Emitted):
+            on_event(event.topic, event.record)
+
+    return subscriber
 
 
 def run_procedure(
@@ -41,60 +69,95 @@ def run_procedure(
     *,
     stop_event: threading.Event | None = None,
     on_event: Callable[[str, Any], None] | None = None,
+    subscribers: Iterable[Callable[[Any], None]] = (),
     queue_item_id: str = "",
     figure: bool = True,
     safe_state_after: bool = True,
 ) -> RunOutcome:
-    """Run ``procedure`` on ``setup``; returns where its run file is and how it ended."""
+    """Run ``procedure`` on ``setup``; returns where its run file is and how it ended.
+
+    ``subscribers`` receive every event of the run after the run file has; ``on_event`` is
+    the pymeasure-style ``(topic, record)`` callback (``progress``, ``results``).
+    """
     stop_event = stop_event or threading.Event()
+    measurement = measurement_of(procedure)
     procedure.setup = setup
     procedure.should_stop = stop_event.is_set
-    procedure.emit = on_event or (lambda topic, record: None)
     procedure.is_last = lambda: True
     procedure.check_parameters()
     path = new_run_path(out_dir if out_dir is not None else setup.data_dir, procedure.NAME)
-    status, error = "finished", ""
-    writer = RunWriter(
-        path,
-        procedure.NAME,
-        _jsonable_parameters(procedure),
-        units=procedure.parameter_units(),
-        setup_text=setup.text,
-        setup_path=str(setup.path),
-        snapshot=setup.snapshot(),
-        calibrations=setup.calibrations(),
-        queue_item_id=queue_item_id,
-        hbtscope_version=__version__,
+    stream = ev.EventStream()
+    recorder = RunFileRecorder(path)
+    stream.subscribe(recorder)
+    for subscriber in subscribers:
+        stream.subscribe(subscriber)
+    if on_event is not None:
+        stream.subscribe(_legacy_emit(on_event))
+    procedure.events = stream
+    procedure.emit = lambda topic, record: stream.publish(  # pymeasure's channel, kept
+        ev.Progress(float(record)) if topic == "progress" else ev.Emitted(topic, record)
     )
-    procedure.writer = writer
+
+    def start() -> None:
+        stream.publish(
+            ev.RunStarted(
+                procedure.NAME,
+                dict(procedure.parameter_values()),
+                units=procedure.parameter_units(),
+                setup_text=setup.text,
+                setup_path=str(setup.path),
+                snapshot=setup.snapshot(),
+                calibrations=setup.calibrations(),
+                queue_item_id=queue_item_id,
+            )
+        )
+
+    status, error = "finished", ""
     interrupted: BaseException | None = None
+    end_snapshot: dict[str, Any] = {}
     try:
         try:
             procedure.status = procedure.RUNNING
             procedure.startup()
+            start()  # the snapshot as the procedure set the instruments
             procedure.execute()
         finally:
             try:
-                procedure.shutdown()
+                if recorder.started:
+                    end_snapshot = setup.snapshot()
             finally:
-                if safe_state_after:
-                    setup.safe_state()
+                try:
+                    procedure.shutdown()
+                finally:
+                    if safe_state_after:
+                        setup.safe_state()
     except AbortRequested:
         status = "aborted"
     except KeyboardInterrupt as exc:
         status, interrupted = "aborted", exc
     except Exception as exc:  # noqa: BLE001 - recorded in the run file, then re-raised
         status, error, interrupted = "failed", f"{type(exc).__name__}: {exc}", exc
-    summary = procedure.summary() if hasattr(procedure, "summary") else {}
-    fig_path = None
-    if figure and status != "failed":
+    if not recorder.started:  # failed before the measurement began: keep the record
+        start()
+    summary: dict[str, Any] = {}
+    if measurement is not None and status != "failed":
+        recorder.flush()
         try:
-            from hbtscope.plots import figure_for_run
-
-            fig_path = figure_for_run(writer, procedure)
-        except Exception as exc:  # noqa: BLE001 - a figure must never lose the data
-            error = error or f"figure not drawn: {exc}"
-    writer.finish(status, error=error)
+            with open_run(path) as run:
+                output = measurement.analyse(run)
+            stream.publish(ev.AnalysisResult(output.name, output.values, output.errors))
+            summary = dict(output.summary)
+        except Exception as exc:  # noqa: BLE001 - the data are safe; say what went wrong
+            error = error or f"analysis failed: {type(exc).__name__}: {exc}"
+    stream.publish(ev.RunEnded(status, error, end_snapshot))
+    fig_path = None
+    if figure and measurement is not None and measurement.figure is not None:
+        if status != "failed":
+            try:
+                with open_run(path) as run:
+                    fig_path = measurement.figure(run, path.with_suffix(".png"))
+            except Exception as exc:  # noqa: BLE001 - a figure must never lose the data
+                summary["figure_error"] = f"{type(exc).__name__}: {exc}"
     procedure.status = {
         "finished": procedure.FINISHED,
         "aborted": procedure.ABORTED,

@@ -52,7 +52,8 @@ FINAL_STATUSES = (STATUS_FINISHED, STATUS_ABORTED, STATUS_FAILED, STATUS_INTERRU
 # --- groups ----------------------------------------------------------------------------------
 PARAMETERS = "parameters"
 SETUP = "setup"
-SNAPSHOT = "setup/snapshot"
+SNAPSHOT = "setup/snapshot"  # instruments when the measurement starts (after its set-up)
+SNAPSHOT_END = "setup/snapshot_end"  # instruments when the measurement ends (before safe state)
 CALIBRATIONS = "setup/calibrations"
 DATA = "data"
 TTTR = "tttr"

@@ -16,6 +16,13 @@ from hbtscope.storage import layout as L
 from hbtscope.storage.runfile import open_run, read_attrs, read_values
 
 __all__ = [
+    "busiest_channels",
+    "channel_map",
+    "is_photon_name",
+    "read_calibrations",
+    "read_truth",
+    "spad_channels",
+    "text_attr",
     "RunFileError",
     "UnsupportedRunError",
     "open_run_checked",
@@ -57,8 +64,20 @@ def open_run_checked(path: str | os.PathLike) -> h5py.File:
     return f
 
 
-def _text(value: Any) -> str:
+def text_attr(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def read_calibrations(f: h5py.File) -> dict[str, Any]:
+    """The setup's calibrations stored with a run (``setup/calibrations``), {} if none; the
+    crosstalk windows as an (n, 2) float array."""
+    group = f.get(L.CALIBRATIONS)
+    cal = read_values(group) if isinstance(group, h5py.Group) else {}
+    if "crosstalk_windows_ps" in cal:
+        cal["crosstalk_windows_ps"] = np.asarray(
+            cal["crosstalk_windows_ps"], dtype=np.float64
+        ).reshape(-1, 2)
+    return cal
 
 
 def read_truth(path: str | os.PathLike) -> dict[str, Any]:
@@ -77,7 +96,7 @@ def read_tags(f: h5py.File) -> tuple[np.ndarray, np.ndarray]:
     return ts[:n].astype(np.int64, copy=False), ch[:n].astype(np.int32, copy=False)
 
 
-def _channel_map(f: h5py.File) -> dict[str, int]:
+def channel_map(f: h5py.File) -> dict[str, int]:
     raw = read_attrs(f[L.TTTR]).get(L.ATTR_CHANNEL_MAP, {}) or {}
     out = {}
     for name, value in raw.items():
@@ -88,25 +107,25 @@ def _channel_map(f: h5py.File) -> dict[str, int]:
     return out
 
 
-def _is_photon_name(name: str) -> bool:
+def is_photon_name(name: str) -> bool:
     low = name.lower()
     return "sync" not in low and "marker" not in low
 
 
-def _busiest(ch: np.ndarray, n: int, exclude: set[int] = frozenset()) -> list[int]:
+def busiest_channels(ch: np.ndarray, n: int, exclude: set[int] = frozenset()) -> list[int]:
     vals, counts = np.unique(ch, return_counts=True)
     order = np.argsort(-counts, kind="stable")
     return [int(vals[i]) for i in order if int(vals[i]) not in exclude][:n]
 
 
-def _spad_channels(f: h5py.File, ch: np.ndarray) -> tuple[int, int] | None:
+def spad_channels(f: h5py.File, ch: np.ndarray) -> tuple[int, int] | None:
     cal = f.get(f"{L.CALIBRATIONS}/detector_channels")
     if isinstance(cal, h5py.Group):
         vals = read_values(cal)
         if "spad_a" in vals and "spad_b" in vals:
             return int(vals["spad_a"]), int(vals["spad_b"])
-    cmap = _channel_map(f)
+    cmap = channel_map(f)
     if "spad_a" in cmap and "spad_b" in cmap:
         return cmap["spad_a"], cmap["spad_b"]
-    busiest = _busiest(ch, 2)
+    busiest = busiest_channels(ch, 2)
     return (min(busiest), max(busiest)) if len(busiest) == 2 else None

@@ -630,14 +630,7 @@ class RunWriter:
         setup.create_dataset("setup_file", data=setup_text, dtype=_STR_DTYPE)
         setup.attrs[L.ATTR_SETUP_FILE_PATH] = _safe_text(setup_path)
         for group_name, content in ((L.SNAPSHOT, snapshot), (L.CALIBRATIONS, calibrations)):
-            group = f.create_group(group_name)
-            loose = {}
-            for key, value in (content or {}).items():
-                if isinstance(value, Mapping) and _is_link_name(_check_name(key, "role")):
-                    _write_mapping(group.create_group(key), value)
-                else:
-                    loose[key] = value  # not a dict of settings: an attribute of the group
-            _write_mapping(group, loose)
+            self._write_snapshot_group(group_name, content)
 
         f.create_group(L.DATA)
         tttr = f.create_group(L.TTTR)
@@ -794,6 +787,35 @@ class RunWriter:
                 ds.attrs[L.ATTR_UNITS] = str(units)
             _set_attrs(ds, attrs, reserved=(L.ATTR_UNITS,))
             self._maybe_flush()
+
+    def write_values(self, name: str, values: Mapping[str, Any]) -> None:
+        """Scalars describing the acquisition as attributes of group ``data/<name>`` (merged
+        with what is there)."""
+        _check_path(name, "values name", allow_slash=True)
+        with self._lock:
+            self._check_open()
+            group = self._file[L.DATA].require_group(name)
+            _write_mapping(group, values)
+            self._maybe_flush()
+
+    def write_snapshot(self, snapshot: Mapping[str, Any], *, group: str = L.SNAPSHOT) -> None:
+        """Every instrument's settings by role into ``group`` (replacing what is there)."""
+        with self._lock:
+            self._check_open()
+            if group in self._file:
+                del self._file[group]
+            self._write_snapshot_group(group, snapshot)
+            self._maybe_flush()
+
+    def _write_snapshot_group(self, name: str, content: Mapping[str, Any] | None) -> None:
+        group = self._file.create_group(name)
+        loose = {}
+        for key, value in (content or {}).items():
+            if isinstance(value, Mapping) and _is_link_name(_check_name(key, "role")):
+                _write_mapping(group.create_group(key), value)
+            else:
+                loose[key] = value  # not a dict of settings: an attribute of the group
+        _write_mapping(group, loose)
 
     def write_analysis(
         self,
