@@ -224,3 +224,21 @@ def test_analysis_and_figure_again_from_the_file_are_what_the_run_wrote(g2_run, 
     assert direct.g2_0 == stored["g2_0"]
     png = redraw(outcome.path, tmp_path / "again.png")
     assert png.read_bytes() == outcome.figure.read_bytes()
+
+
+def test_a_run_in_the_older_layout_is_drawn_as_it_was(g2_run, tmp_path):
+    """Runs written before the g2 analysis moved to the run file's analysis/ group (no band,
+    no peak arrays there) are analysed again from the file for their figure."""
+    import shutil
+
+    outcome, _ = g2_run
+    old = tmp_path / outcome.path.name  # same name: same title on the figure
+    shutil.copy(outcome.path, old)
+    with h5py.File(old, "r+") as f:
+        g = f["analysis/g2"]
+        for key in ("peak_delays_ps", "peak_areas_norm", "crosstalk_windows_ps"):
+            del g[key]
+        for key in ("norm_delay_ps", "norm_halfwidth_ps"):
+            del g.attrs[key]
+    png = redraw(old)
+    assert png.read_bytes() == outcome.figure.read_bytes()

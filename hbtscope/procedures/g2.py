@@ -355,6 +355,10 @@ def analyse(run: h5py.File) -> AnalysisOutput:
     return AnalysisOutput("g2", values, errors, summary)
 
 
+#: what the figure needs from analysis/g2 (older runs lack the band and the peak arrays)
+_FIGURE_KEYS = {"g2_0", "period_ps", "peak_delays_ps", "peak_areas_norm", "norm_delay_ps"}
+
+
 def figure(run: h5py.File, path: Path) -> Path | None:
     """The figure of a g2 run (Pierini et al. Fig. 6a), from its file alone: the histogram
     around zero delay scaled to the reference peaks and every peak's normalised area, with the
@@ -363,10 +367,12 @@ def figure(run: h5py.File, path: Path) -> Path | None:
 
     group = run.get(f"{L.ANALYSIS}/g2")
     data = run.get(f"{L.DATA}/g2")
-    if not isinstance(group, h5py.Group) or not isinstance(data, h5py.Group):
+    if not isinstance(data, h5py.Group) or "coincidences" not in data:
         return None
-    values = read_values(group)
-    if "g2_0" not in values or "coincidences" not in data:
+    values = read_values(group) if isinstance(group, h5py.Group) else {}
+    if not _FIGURE_KEYS <= set(values):  # a run written before 2026-12-05: analyse it again
+        values = dict(analyse(run).values)
+    if "g2_0" not in values:
         return None
     acquired = float(values.get("acquired_s", 0.0))
     title = f"{Path(run.filename).name} — {acquired:.1f} s"
