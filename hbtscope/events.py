@@ -18,6 +18,7 @@ and the GUI can all use it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -130,32 +131,45 @@ Event = (
 )
 Subscriber = Callable[[Any], None]
 
+log = logging.getLogger(__name__)
+
 
 class EventStream:
     """Publish events to every subscriber, in the order they subscribed.
 
-    A subscriber that raises stops the publication and the exception reaches the publisher:
-    the run file writer failing must stop the run, not lose data silently.
+    A *critical* subscriber (the run file) that raises stops the publication and the exception
+    reaches the publisher: the writer failing must stop the run, not lose data silently. A
+    non-critical one (a display) that raises is logged and dropped; the run goes on.
     """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, bool]] = []
         self._lock = threading.RLock()
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+    def subscribe(self, subscriber: Subscriber, *, critical: bool = True) -> Callable[[], None]:
         """Add ``subscriber`` (called with each event); returns a function that removes it."""
+        entry = (subscriber, critical)
         with self._lock:
-            self._subscribers.append(subscriber)
+            self._subscribers.append(entry)
 
         def unsubscribe() -> None:
             with self._lock:
-                if subscriber in self._subscribers:
-                    self._subscribers.remove(subscriber)
+                if entry in self._subscribers:
+                    self._subscribers.remove(entry)
 
         return unsubscribe
 
     def publish(self, event: Any) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
-        for subscriber in subscribers:
-            subscriber(event)
+        for entry in subscribers:
+            subscriber, critical = entry
+            try:
+                subscriber(event)
+            except Exception:
+                if critical:
+                    raise
+                log.exception("event subscriber %r failed; it receives no more events", subscriber)
+                with self._lock:
+                    if entry in self._subscribers:
+                        self._subscribers.remove(entry)

@@ -242,3 +242,33 @@ def test_a_run_in_the_older_layout_is_drawn_as_it_was(g2_run, tmp_path):
             del g.attrs[key]
     png = redraw(old)
     assert png.read_bytes() == outcome.figure.read_bytes()
+
+
+def test_a_failing_display_does_not_stop_the_run(tmp_path):
+    """A display that raises is dropped (logged); the run and its file go on."""
+    calls: list = []
+
+    def broken_display(event):
+        calls.append(event)
+        raise RuntimeError("window closed")
+
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+        proc = G2Measurement(x_um=10.0, y_um=10.0, duration_s=1.0)
+        outcome = run_procedure(proc, setup, displays=[broken_display])
+    assert outcome.status == "finished" and len(calls) == 1
+    with open_run(outcome.path) as f:
+        assert f.attrs["status"] == "finished" and f["tttr/timestamps"].size > 0
+
+
+def test_a_failing_file_writer_stops_the_stream():
+    stream = ev.EventStream()
+    seen: list = []
+
+    def writer(event):
+        raise OSError("disk full")
+
+    stream.subscribe(writer)
+    stream.subscribe(seen.append)
+    with pytest.raises(OSError, match="disk full"):
+        stream.publish(ev.Progress(1.0))
+    assert seen == []

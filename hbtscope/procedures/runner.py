@@ -70,14 +70,17 @@ def run_procedure(
     stop_event: threading.Event | None = None,
     on_event: Callable[[str, Any], None] | None = None,
     subscribers: Iterable[Callable[[Any], None]] = (),
+    displays: Iterable[Callable[[Any], None]] = (),
     queue_item_id: str = "",
     figure: bool = True,
     safe_state_after: bool = True,
 ) -> RunOutcome:
     """Run ``procedure`` on ``setup``; returns where its run file is and how it ended.
 
-    ``subscribers`` receive every event of the run after the run file has; ``on_event`` is
-    the pymeasure-style ``(topic, record)`` callback (``progress``, ``results``).
+    ``subscribers`` receive every event of the run after the run file has (an exception in one
+    fails the run, like one in the file writer); ``displays`` too, but one that raises is logged
+    and dropped while the run goes on. ``on_event`` is the pymeasure-style ``(topic, record)``
+    callback (``progress``, ``results``); it is a display.
     """
     stop_event = stop_event or threading.Event()
     measurement = measurement_of(procedure)
@@ -91,8 +94,10 @@ def run_procedure(
     stream.subscribe(recorder)
     for subscriber in subscribers:
         stream.subscribe(subscriber)
+    for display in displays:
+        stream.subscribe(display, critical=False)
     if on_event is not None:
-        stream.subscribe(_legacy_emit(on_event))
+        stream.subscribe(_legacy_emit(on_event), critical=False)
     procedure.events = stream
     procedure.emit = lambda topic, record: stream.publish(  # pymeasure's channel, kept
         ev.Progress(float(record)) if topic == "progress" else ev.Emitted(topic, record)
