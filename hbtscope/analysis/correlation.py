@@ -19,24 +19,18 @@ partially filled.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from numba import njit
+
+from hbtscope.analysis._validate import as_int_ps, as_tags
+
+# old private name, still imported by lifetime and g2_cw (use hbtscope.analysis._validate.as_tags)
+_as_tags = as_tags
 
 __all__ = ["CorrelationAccumulator", "correlate"]
 
 # Keep t +/- max_lag far away from int64 overflow for any realistic tag value.
 _MAX_LAG_LIMIT_PS = 2**53
-
-
-@njit(cache=True)
-def _first_unsorted(t: np.ndarray) -> int:
-    """Index of the first element smaller than its predecessor, or -1 if sorted."""
-    for i in range(1, t.shape[0]):
-        if t[i] < t[i - 1]:
-            return i
-    return -1
 
 
 @njit(cache=True)
@@ -61,46 +55,13 @@ def _correlate_into(
             j += 1
 
 
-def _as_int(value: object, name: str) -> int:
-    """Accept ints (and integral floats such as 1e6) for ps parameters; must be > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of picoseconds, got {value!r}")
-    if not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer number of picoseconds, got {value!r}")
-    ivalue = int(value)
-    if ivalue <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return ivalue
-
-
 def _check_params(bin_width_ps: object, max_lag_ps: object) -> tuple[int, int, int]:
-    bw = _as_int(bin_width_ps, "bin_width_ps")
-    ml = _as_int(max_lag_ps, "max_lag_ps")
+    bw = as_int_ps(bin_width_ps, "bin_width_ps")
+    ml = as_int_ps(max_lag_ps, "max_lag_ps")
     if ml > _MAX_LAG_LIMIT_PS:
         raise ValueError(f"max_lag_ps={ml} is unreasonably large (limit {_MAX_LAG_LIMIT_PS})")
     n_bins = -(-2 * ml // bw)  # ceil(2*ml/bw) in integers
     return bw, ml, n_bins
-
-
-def _as_tags(t: object, name: str) -> np.ndarray:
-    """Validate a tag array: 1-D, integer dtype, sorted ascending; return C-contiguous int64."""
-    a = np.asarray(t)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of time tags, got shape {a.shape}")
-    if a.size == 0:
-        return np.empty(0, dtype=np.int64)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer picosecond tags (int64), got dtype {a.dtype}")
-    if a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} holds tags that do not fit in int64")
-    a = np.ascontiguousarray(a, dtype=np.int64)
-    bad = _first_unsorted(a)
-    if bad >= 0:
-        raise ValueError(
-            f"{name} must be sorted ascending: element {bad} ({a[bad]}) < element "
-            f"{bad - 1} ({a[bad - 1]})"
-        )
-    return a
 
 
 def _lag_centres(bw: int, ml: int, n_bins: int) -> np.ndarray:
@@ -140,8 +101,8 @@ def correlate(
         If a tag array does not have an integer dtype.
     """
     bw, ml, n_bins = _check_params(bin_width_ps, max_lag_ps)
-    t1 = _as_tags(t1_ps, "t1_ps")
-    t2 = _as_tags(t2_ps, "t2_ps")
+    t1 = as_tags(t1_ps, "t1_ps")
+    t2 = as_tags(t2_ps, "t2_ps")
     counts = np.zeros(n_bins, dtype=np.int64)
     if t1.size and t2.size:
         _correlate_into(t1, t2, bw, ml, counts)
@@ -219,8 +180,8 @@ class CorrelationAccumulator:
         added for the same channel (ValueError otherwise). ``t_end_ps`` (optional) is a
         promise that all tags of both channels in later chunks are >= ``t_end_ps``.
         """
-        t1 = _as_tags(t1_chunk, "t1_chunk")
-        t2 = _as_tags(t2_chunk, "t2_chunk")
+        t1 = as_tags(t1_chunk, "t1_chunk")
+        t2 = as_tags(t2_chunk, "t2_chunk")
         for t, last, name in ((t1, self._last1, "t1_chunk"), (t2, self._last2, "t2_chunk")):
             if t.size and last is not None and t[0] < last:
                 raise ValueError(

@@ -46,7 +46,10 @@ import numbers
 import numpy as np
 from numba import njit
 
-from hbtscope.analysis.correlation import _as_tags
+from hbtscope.analysis._validate import EDGE_LIMIT_PS, as_edges_ps, as_tags
+
+# old private name, still imported by g2_cw (use hbtscope.analysis._validate.as_edges_ps)
+_as_edges = as_edges_ps
 
 __all__ = [
     "LogCorrelationAccumulator",
@@ -59,8 +62,6 @@ __all__ = [
 ]
 
 _INT64_MAX = np.iinfo(np.int64).max
-# Edges are kept far from int64 overflow: |edge| + |tag| must fit.
-_EDGE_LIMIT_PS = 2**60
 # Target number of partners per tag inside the directly enumerated window of bins.
 _DIRECT_PAIRS_PER_TAG = 1.0
 # Largest lookup table (cells) used to bin the directly enumerated lags.
@@ -213,30 +214,6 @@ def _direct_pairs(
 # --------------------------------------------------------------------------------------
 
 
-def _as_edges(edges_ps: object) -> np.ndarray:
-    """Validate bin edges: 1-D, >= 2 entries, integral, strictly increasing; int64."""
-    e = np.asarray(edges_ps)
-    if e.ndim != 1 or e.size < 2:
-        raise ValueError(f"edges_ps must be a 1-D array of at least 2 edges, got shape {e.shape}")
-    if np.issubdtype(e.dtype, np.integer):
-        ei = e.astype(np.int64)
-    elif np.issubdtype(e.dtype, np.floating):
-        if not np.all(np.isfinite(e)):
-            raise ValueError("edges_ps must be finite")
-        if np.any(e != np.round(e)):
-            raise ValueError("edges_ps must be integer numbers of picoseconds")
-        if np.max(np.abs(e)) > _EDGE_LIMIT_PS:
-            raise ValueError(f"edges_ps must be within +-{_EDGE_LIMIT_PS} ps")
-        ei = e.astype(np.int64)
-    else:
-        raise TypeError(f"edges_ps must be numeric, got dtype {e.dtype}")
-    if np.max(np.abs(ei)) > _EDGE_LIMIT_PS:
-        raise ValueError(f"edges_ps must be within +-{_EDGE_LIMIT_PS} ps")
-    if np.any(np.diff(ei) <= 0):
-        raise ValueError("edges_ps must be strictly increasing")
-    return np.ascontiguousarray(ei)
-
-
 def _direct_window(edges: np.ndarray, rate_per_ps: float) -> tuple[int, int]:
     """Contiguous edge window [ka, kb] with the most bins and <= ~1 partner per tag.
 
@@ -337,8 +314,8 @@ def log_edges(start_ps: float = 10_000, stop_ps: float = 1e12, per_decade: int =
     start, stop = float(start_ps), float(stop_ps)
     if not (math.isfinite(start) and math.isfinite(stop)) or not 1 <= start < stop:
         raise ValueError(f"need 1 <= start_ps < stop_ps, got {start_ps!r}, {stop_ps!r}")
-    if stop > _EDGE_LIMIT_PS:
-        raise ValueError(f"stop_ps must be <= {_EDGE_LIMIT_PS}")
+    if stop > EDGE_LIMIT_PS:
+        raise ValueError(f"stop_ps must be <= {EDGE_LIMIT_PS}")
     n = math.ceil(per_decade * math.log10(stop / start) - 1e-9)
     e = np.round(start * 10.0 ** (np.arange(n + 1) / per_decade))
     e[-1] = round(stop)
@@ -379,9 +356,9 @@ def correlate_log(t1_ps: np.ndarray, t2_ps: np.ndarray, edges_ps: np.ndarray) ->
     ValueError, TypeError
         Unsorted / non-integer tags, or edges not strictly increasing integers.
     """
-    edges = _as_edges(edges_ps)
-    t1 = _as_tags(t1_ps, "t1_ps")
-    t2 = _as_tags(t2_ps, "t2_ps")
+    edges = as_edges_ps(edges_ps)
+    t1 = as_tags(t1_ps, "t1_ps")
+    t2 = as_tags(t2_ps, "t2_ps")
     counts = np.zeros(edges.size - 1, dtype=np.int64)
     _add_pairs(t1, t2, edges, counts)
     return counts
@@ -456,7 +433,7 @@ def g2_log_variance(
     measured N1, N2. For |tau|, width << T the excess is ~ (1/r1 + 1/r2)(a + W/3)/T^2.
     ``g2`` (measured or model values) scales the shot-noise term.
     """
-    edges = _as_edges(edges_ps)
+    edges = as_edges_ps(edges_ps)
     T = float(duration_ps)
     if not T > 0:
         raise ValueError(f"duration_ps must be > 0, got {duration_ps!r}")
@@ -484,9 +461,9 @@ def g2_log(
     g2
         float64; NaN for bins with no possible overlap (|tau| >= T).
     """
-    edges = _as_edges(edges_ps)
-    t1 = _as_tags(t1_ps, "t1_ps")
-    t2 = _as_tags(t2_ps, "t2_ps")
+    edges = as_edges_ps(edges_ps)
+    t1 = as_tags(t1_ps, "t1_ps")
+    t2 = as_tags(t2_ps, "t2_ps")
     counts = np.zeros(edges.size - 1, dtype=np.int64)
     _add_pairs(t1, t2, edges, counts)
     exp = expected_pairs(edges, t1.size, t2.size, duration_ps)
@@ -511,7 +488,7 @@ class LogCorrelationAccumulator:
     """
 
     def __init__(self, edges_ps: np.ndarray) -> None:
-        self._edges = _as_edges(edges_ps)
+        self._edges = as_edges_ps(edges_ps)
         self._edges.setflags(write=False)
         self._e_min = int(self._edges[0])
         self._e_max = int(self._edges[-1])
@@ -562,8 +539,8 @@ class LogCorrelationAccumulator:
         Chunks must be sorted and must not start before the last tag previously added
         on the same channel (nor before a promised ``t_end_ps``); ValueError otherwise.
         """
-        t1 = _as_tags(t1_chunk, "t1_chunk")
-        t2 = _as_tags(t2_chunk, "t2_chunk")
+        t1 = as_tags(t1_chunk, "t1_chunk")
+        t2 = as_tags(t2_chunk, "t2_chunk")
         for t, last, name in ((t1, self._last1, "t1_chunk"), (t2, self._last2, "t2_chunk")):
             if t.size and last is not None and t[0] < last:
                 raise ValueError(

@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, optimize, stats
 
+from hbtscope.units import FWHM_PER_SIGMA, HC_EV_NM
+
 __all__ = [
     "HC_EV_NM",
     "PopulationResult",
@@ -66,9 +68,7 @@ __all__ = [
     "spectrum_series",
 ]
 
-HC_EV_NM = 1239.841984  # h c in eV nm
 K_TAIL = math.sqrt(2.0 * math.log(2.0))
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 SPIKE_MEDIAN_PX = 11
 OUTLIER_SIGMA = 5.0
 
@@ -360,7 +360,7 @@ def cew_fwhm(
     sig_bg = max(sig_bg, 1e-6 * peak)
 
     e_p = HC_EV_NM / lam_p
-    s_e0 = HC_EV_NM * fwhm0 / lam_p**2 / _FWHM_PER_SIGMA
+    s_e0 = HC_EV_NM * fwhm0 / lam_p**2 / FWHM_PER_SIGMA
     e00 = e_p - 2.0 * s_e0**2 / e_p
     amp0 = peak * (lam_p / lam_ref) ** 2
     free = [True, True, True, tail, fit_bg]
