@@ -46,6 +46,7 @@ import numbers
 import numpy as np
 from numba import njit
 
+from hbtscope.analysis._streaming import PairAccumulator
 from hbtscope.analysis._validate import EDGE_LIMIT_PS, as_edges_ps, as_tags
 
 # old private name, still imported by g2_cw (use hbtscope.analysis._validate.as_edges_ps)
@@ -472,16 +473,16 @@ def g2_log(
     return tau_centres(edges), g2
 
 
-class LogCorrelationAccumulator:
+class LogCorrelationAccumulator(PairAccumulator):
     """Streaming version of :func:`correlate_log` for chunked acquisition.
 
     Feed consecutive chunks of both channels with :meth:`add`; ``counts`` is then
     exactly (integer for integer) the one-pass :func:`correlate_log` of the concatenated
-    streams. Every pair is counted once, when its later-arriving tag is added: new t1 x
-    (history t2 + new t2), then history t1 x new t2. The history keeps the tags that can
-    still pair with a future tag of the other channel (lags up to the last edge), i.e.
-    about ``edges[-1] - edges[0]`` of tags; pass ``t_end_ps`` (a promise that later tags
-    of both channels are >= it) to keep it bounded while one channel is silent.
+    streams. Chunk checks and history are those of
+    :class:`~hbtscope.analysis._streaming.PairAccumulator` with the lag window
+    ``[edges[0], edges[-1])``: the history keeps about ``edges[-1] - edges[0]`` of tags; pass
+    ``t_end_ps`` (a promise that later tags of both channels are >= it) to keep it bounded
+    while one channel is silent.
 
     Chunk cost is O(n_edges * (chunk + history overlap)): each cross-product loops over
     the chunk and walks pointers over the part of the history in range.
@@ -490,12 +491,12 @@ class LogCorrelationAccumulator:
     def __init__(self, edges_ps: np.ndarray) -> None:
         self._edges = as_edges_ps(edges_ps)
         self._edges.setflags(write=False)
-        self._e_min = int(self._edges[0])
-        self._e_max = int(self._edges[-1])
-        self._counts = np.zeros(self._edges.size - 1, dtype=np.int64)
         self._tau = tau_centres(self._edges)
         self._tau.setflags(write=False)
-        self.reset()
+        super().__init__(self._edges.size - 1, int(self._edges[0]), int(self._edges[-1]))
+
+    def _count(self, t1: np.ndarray, t2: np.ndarray) -> None:
+        _add_pairs(t1, t2, self._edges, self._counts)
 
     @property
     def edges_ps(self) -> np.ndarray:
@@ -506,84 +507,9 @@ class LogCorrelationAccumulator:
         """Bin centres (read-only, :func:`tau_centres`)."""
         return self._tau
 
-    @property
-    def counts(self) -> np.ndarray:
-        """Current pair counts (int64 copy)."""
-        return self._counts.copy()
-
-    @property
-    def n_tags(self) -> tuple[int, int]:
-        return self._n1, self._n2
-
     def g2(self, duration_ps: float) -> tuple[np.ndarray, np.ndarray]:
         """(tau_ps, g2) normalised as in :func:`g2_log` with the tags added so far."""
         exp = expected_pairs(self._edges, self._n1, self._n2, duration_ps)
         with np.errstate(divide="ignore", invalid="ignore"):
             g2 = np.where(exp > 0, self._counts / exp, np.nan)
         return self._tau.copy(), g2
-
-    def reset(self) -> None:
-        """Clear counts and history."""
-        self._counts[:] = 0
-        self._hist1 = np.empty(0, dtype=np.int64)
-        self._hist2 = np.empty(0, dtype=np.int64)
-        self._last1: int | None = None
-        self._last2: int | None = None
-        self._t_end: int | None = None
-        self._n1 = 0
-        self._n2 = 0
-
-    def add(self, t1_chunk: np.ndarray, t2_chunk: np.ndarray, t_end_ps: int | None = None) -> None:
-        """Add the next chunk of each channel (either may be empty).
-
-        Chunks must be sorted and must not start before the last tag previously added
-        on the same channel (nor before a promised ``t_end_ps``); ValueError otherwise.
-        """
-        t1 = as_tags(t1_chunk, "t1_chunk")
-        t2 = as_tags(t2_chunk, "t2_chunk")
-        for t, last, name in ((t1, self._last1, "t1_chunk"), (t2, self._last2, "t2_chunk")):
-            if t.size and last is not None and t[0] < last:
-                raise ValueError(
-                    f"{name} starts at {t[0]} ps, before the last tag of the previous chunk "
-                    f"({last} ps); chunks must be consecutive in time"
-                )
-            if t.size and self._t_end is not None and t[0] < self._t_end:
-                raise ValueError(
-                    f"{name} starts at {t[0]} ps, before the promised t_end_ps "
-                    f"{self._t_end} of the previous chunk"
-                )
-        if t1.size:
-            t2_all = np.concatenate((self._hist2, t2)) if self._hist2.size else t2
-            _add_pairs(t1, t2_all, self._edges, self._counts)
-        if t2.size and self._hist1.size:
-            _add_pairs(self._hist1, t2, self._edges, self._counts)
-
-        if t1.size:
-            self._last1 = int(t1[-1])
-            self._n1 += t1.size
-        if t2.size:
-            self._last2 = int(t2[-1])
-            self._n2 += t2.size
-        if t_end_ps is not None:
-            t_end = int(t_end_ps)
-            if self._t_end is None or t_end > self._t_end:
-                self._t_end = t_end
-        # future t2 >= w2 pairs with t1 only if t2 - t1 < e_max: keep t1 > w2 - e_max;
-        # future t1 >= w1 pairs with t2 only if t2 - t1 >= e_min: keep t2 >= w1 + e_min.
-        self._hist1 = self._prune(
-            np.concatenate((self._hist1, t1)), self._last2, -self._e_max, "right"
-        )
-        self._hist2 = self._prune(
-            np.concatenate((self._hist2, t2)), self._last1, self._e_min, "left"
-        )
-
-    def _prune(
-        self, hist: np.ndarray, last_other: int | None, offset: int, side: str
-    ) -> np.ndarray:
-        w = last_other
-        if self._t_end is not None and (w is None or self._t_end > w):
-            w = self._t_end
-        if w is None or hist.size == 0:
-            return hist
-        cut = int(np.searchsorted(hist, w + offset, side=side))
-        return hist[cut:].copy() if cut else hist
