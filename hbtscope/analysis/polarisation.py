@@ -45,7 +45,7 @@ class MalusResult:
     """Result of :func:`malus_fit` (1-sigma errors). ``theta0_deg`` in [0, 180).
 
     Goodness of fit: ``chi2_red`` over ``dof`` and ``gof_p_value`` = P(chi2(dof) > chi2).
-    ``identifiable`` is False (and ``theta0_err_deg`` infinite, ``message`` says why) when
+    ``identifiable`` is False (and ``theta0_deg_err`` infinite, ``message`` says why) when
     the modulation is not 2 sigma above zero: an unpolarised emitter has no dipole angle.
     """
 
@@ -54,7 +54,7 @@ class MalusResult:
     I_max: float
     I_max_err: float
     theta0_deg: float
-    theta0_err_deg: float
+    theta0_deg_err: float
     dolp: float
     dolp_err: float
     chi2_red: float
@@ -151,7 +151,7 @@ def malus_fit(theta_deg, counts, counts_err=None) -> MalusResult:
         I_max=float(i_max),
         I_max_err=err(d_max),
         theta0_deg=float(theta0),
-        theta0_err_deg=float(theta0_err),
+        theta0_deg_err=float(theta0_err),
         dolp=float(dolp),
         dolp_err=err(d_dolp),
         chi2_red=chi2_red,

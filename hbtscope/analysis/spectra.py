@@ -242,9 +242,9 @@ class SpectrumResult:
     """
 
     cew_nm: float
-    cew_err: float
+    cew_nm_err: float
     fwhm_nm: float
-    fwhm_err: float
+    fwhm_nm_err: float
     peak_nm: float
     amplitude: float
     amplitude_err: float
@@ -462,9 +462,9 @@ def cew_fwhm(
     amplitude = derived[2]  # counts per pixel at the peak, above background
     return SpectrumResult(
         cew_nm=float(cew),
-        cew_err=float(errs[0]),
+        cew_nm_err=float(errs[0]),
         fwhm_nm=float(fwhm),
-        fwhm_err=float(errs[1]),
+        fwhm_nm_err=float(errs[1]),
         peak_nm=float(lam[ip]),
         amplitude=float(amplitude),
         amplitude_err=float(errs[2]),
@@ -488,10 +488,10 @@ def cew_fwhm(
 class SeriesResult:
     """Result of :func:`spectrum_series`.
 
-    Per spectrum: ``cew_nm``, ``cew_err``, ``fwhm_nm``, ``fwhm_err`` (NaN where no line was
-    found, ``ok`` False). ``blueshift_rate_nm_per_h`` +- ``blueshift_rate_err`` is minus the
-    slope of a weighted linear fit of CEW versus time (positive = shift to the blue), errors
-    scaled up by sqrt(chi2_red) when the CEW scatters more than its errors (spectral
+    Per spectrum: ``cew_nm``, ``cew_nm_err``, ``fwhm_nm``, ``fwhm_nm_err`` (NaN where no line
+    was found, ``ok`` False). ``blueshift_rate_nm_per_h`` +- ``blueshift_rate_nm_per_h_err`` is
+    minus the slope of a weighted linear fit of CEW versus time (positive = shift to the blue),
+    errors scaled up by sqrt(chi2_red) when the CEW scatters more than its errors (spectral
     diffusion). ``normalised_map[i]`` is spectrum i, despiked, background subtracted and
     divided by its maximum (the drift map of Pierini et al. Fig. 4a / D'Amato et al. Fig. 2b).
     """
@@ -499,12 +499,12 @@ class SeriesResult:
     times_s: np.ndarray
     wavelength_nm: np.ndarray
     cew_nm: np.ndarray
-    cew_err: np.ndarray
+    cew_nm_err: np.ndarray
     fwhm_nm: np.ndarray
-    fwhm_err: np.ndarray
+    fwhm_nm_err: np.ndarray
     ok: np.ndarray
     blueshift_rate_nm_per_h: float
-    blueshift_rate_err: float
+    blueshift_rate_nm_per_h_err: float
     cew0_nm: float
     chi2_red: float
     normalised_map: np.ndarray = field(repr=False)
@@ -542,9 +542,9 @@ def spectrum_series(times_s, wavelength_nm, spectra, *, background="fit") -> Ser
                 nmap[i] = (clean - base) / top
             continue
         results.append(r)
-        if math.isfinite(r.cew_nm) and math.isfinite(r.cew_err) and r.cew_err > 0:
+        if math.isfinite(r.cew_nm) and math.isfinite(r.cew_nm_err) and r.cew_nm_err > 0:
             ok[i] = True
-            cew[i], cew_e[i], fw[i], fw_e[i] = r.cew_nm, r.cew_err, r.fwhm_nm, r.fwhm_err
+            cew[i], cew_e[i], fw[i], fw_e[i] = r.cew_nm, r.cew_nm_err, r.fwhm_nm, r.fwhm_nm_err
         sub = r.counts_clean - r.background
         top = float(np.max(ndimage.median_filter(sub, size=3)))
         nmap[i] = sub / top if top > 0 else sub
@@ -565,12 +565,12 @@ def spectrum_series(times_s, wavelength_nm, spectra, *, background="fit") -> Ser
         times_s=t,
         wavelength_nm=lam[order],
         cew_nm=cew,
-        cew_err=cew_e,
+        cew_nm_err=cew_e,
         fwhm_nm=fw,
-        fwhm_err=fw_e,
+        fwhm_nm_err=fw_e,
         ok=ok,
         blueshift_rate_nm_per_h=rate,
-        blueshift_rate_err=err,
+        blueshift_rate_nm_per_h_err=err,
         cew0_nm=c0,
         chi2_red=chi2,
         normalised_map=nmap,

@@ -262,7 +262,7 @@ class ChangePointResult:
 
     Segment ``i`` spans ``[seg_start_ps[i], seg_stop_ps[i]]`` (photon to photon) and
     contains ``seg_photons[i]`` photons (inter-photon intervals) in ``seg_duration_ps[i]``;
-    its intensity is ``seg_rate_cps`` +- ``seg_rate_err_cps`` (maximum likelihood,
+    its intensity is ``seg_rate_cps`` +- ``seg_rate_cps_err`` (maximum likelihood,
     Poisson error).
     """
 
@@ -280,7 +280,7 @@ class ChangePointResult:
     seg_photons: np.ndarray = field(repr=False)
     seg_duration_ps: np.ndarray = field(repr=False)
     seg_rate_cps: np.ndarray = field(repr=False)
-    seg_rate_err_cps: np.ndarray = field(repr=False)
+    seg_rate_cps_err: np.ndarray = field(repr=False)
 
     @property
     def n_change_points(self) -> int:
@@ -395,5 +395,5 @@ def change_points(
         seg_photons=seg_n,
         seg_duration_ps=dur,
         seg_rate_cps=rate,
-        seg_rate_err_cps=rate_err,
+        seg_rate_cps_err=rate_err,
     )

@@ -67,7 +67,7 @@ class LevelsResult:
     better; ``-inf`` where the m-state classification leaves a state without segments).
     The chosen model is the hard classification of the segments: ``state_of_segment``
     (states numbered by ascending rate), ``rates_cps`` (photons / time of each state's
-    segments) +- ``rates_err_cps`` (Poisson), ``weights`` (fraction of segments) and
+    segments) +- ``rates_cps_err`` (Poisson), ``weights`` (fraction of segments) and
     ``time_fraction`` (fraction of the time) of each state.
 
     ``classification_log_likelihood[m-1]`` is the ln L_class that enters ``bic[m-1]``,
@@ -78,7 +78,7 @@ class LevelsResult:
 
     n_states: int
     rates_cps: np.ndarray
-    rates_err_cps: np.ndarray
+    rates_cps_err: np.ndarray
     weights: np.ndarray
     time_fraction: np.ndarray
     state_of_segment: np.ndarray = field(repr=False)
@@ -288,7 +288,7 @@ def cluster_levels(segments, max_states: int = 8) -> LevelsResult:
     return LevelsResult(
         n_states=best,
         rates_cps=rates[order] * PS_PER_S,
-        rates_err_cps=np.sqrt(nm[order]) / tm[order] * PS_PER_S,
+        rates_cps_err=np.sqrt(nm[order]) / tm[order] * PS_PER_S,
         weights=cnt[order] / n_seg,
         time_fraction=tm[order] / dur.sum(),
         state_of_segment=rank[lab],

@@ -87,11 +87,11 @@ class Gaussian2DFit:
 class Gaussian1DFit:
     """Result of :func:`gaussian1d_fit`."""
 
-    center: float
+    centre: float
     sigma: float
     amplitude: float
     background: float
-    center_err: float
+    centre_err: float
     sigma_err: float
     amplitude_err: float
     background_err: float
@@ -107,6 +107,16 @@ class Gaussian1DFit:
     @property
     def fwhm(self) -> float:
         return FWHM_PER_SIGMA * self.sigma
+
+    @property
+    def center(self) -> float:
+        """Old (American) name of :attr:`centre` (kept until its callers are renamed)."""
+        return self.centre
+
+    @property
+    def center_err(self) -> float:
+        """Old (American) name of :attr:`centre_err` (kept until its callers are renamed)."""
+        return self.centre_err
 
     def as_dict(self) -> dict[str, float | int | bool | str]:
         return scalar_dict(self)
@@ -393,9 +403,9 @@ def gaussian1d_fit(
     z,
     counts,
     *,
-    center: float | None = None,
+    centre: float | None = None,
     sigma: float | None = None,
-    center_bounds: tuple[float, float] | None = None,
+    centre_bounds: tuple[float, float] | None = None,
     sigma_bounds: tuple[float, float] | None = None,
     noise: str = "poisson",
 ) -> Gaussian1DFit:
@@ -425,7 +435,7 @@ def gaussian1d_fit(
     smooth[0], smooth[-1] = yy[0], yy[-1]
     b0 = float(np.percentile(yy, 10))
     k = int(np.argmax(smooth))
-    c0 = float(zz[k]) if center is None else float(center)
+    c0 = float(zz[k]) if centre is None else float(centre)
     a0 = max(float(smooth[k] - b0), 1e-12)
     if sigma is None:
         above = zz[smooth - b0 >= 0.5 * a0]
@@ -433,7 +443,7 @@ def gaussian1d_fit(
         s0 = max(fw / FWHM_PER_SIGMA, step)
     else:
         s0 = float(sigma)
-    clo, chi = center_bounds if center_bounds is not None else (zz[0], zz[-1])
+    clo, chi = centre_bounds if centre_bounds is not None else (zz[0], zz[-1])
     slo, shi = sigma_bounds if sigma_bounds is not None else (0.25 * step, span)
     lo = np.array([float(clo), float(slo), 0.0, -np.inf if noise == "constant" else 0.0])
     hi = np.array([float(chi), float(shi), np.inf, np.inf])
@@ -451,16 +461,16 @@ def gaussian1d_fit(
     scale = max(float(np.ptp(yy)), float(np.max(np.abs(yy))), 1e-300)
     limit = np.array([span, span, 0.0, 0.0])
     limit[2:] = MAX_RELATIVE_ERROR * np.maximum(np.abs(p0[2:]), scale)
-    names = ("center", "sigma", "amplitude", "background")
+    names = ("centre", "sigma", "amplitude", "background")
     res = _weighted_lsq(model_jac, yy, p0, lo, hi, noise, limit, names)
     res = _no_spot(res, 2, [0, 1], scale, names)
     p, err, chi2_red = res.x, res.err, res.chi2_red
     return Gaussian1DFit(
-        center=float(p[0]),
+        centre=float(p[0]),
         sigma=float(p[1]),
         amplitude=float(p[2]),
         background=float(p[3]),
-        center_err=float(err[0]),
+        centre_err=float(err[0]),
         sigma_err=float(err[1]),
         amplitude_err=float(err[2]),
         background_err=float(err[3]),
