@@ -6,7 +6,8 @@ kind of number) naming the argument, and returns a clean array or number:
 * :func:`as_tags` -- integer picosecond time tags (int64, sorted): correlation, lifetime;
 * :func:`as_times` -- time tags that may also be float (int64 kept, float64 otherwise): blinking;
 * :func:`as_edges_ps` -- integer picosecond histogram edges (log-binned correlation);
-* :func:`finite_1d` -- a 1-D finite numeric vector as float64 (counts, angles, delays);
+* :func:`finite_array` / :func:`finite_1d` -- a finite numeric array (vector) as float64
+  (counts, angles, delays, spectra);
 * :func:`positive` -- a positive finite scalar;
 * :func:`as_image` -- a 2-D finite image as float64.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "as_tags",
     "as_times",
     "finite_1d",
+    "finite_array",
     "positive",
 ]
 
@@ -125,19 +127,24 @@ def as_edges_ps(edges_ps: object) -> np.ndarray:
     return np.ascontiguousarray(ei)
 
 
-def finite_1d(name: str, x, *, allow_empty: bool = False) -> np.ndarray:
-    """A 1-D numeric vector of finite values, as float64 (empty only if ``allow_empty``)."""
+def finite_array(name: str, x, ndim: int = 1, *, allow_empty: bool = False) -> np.ndarray:
+    """A numeric ``ndim``-D array of finite values, as float64 (empty only if ``allow_empty``)."""
     a = np.asarray(x)
     if a.dtype.kind not in "iufb":
         raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
     a = a.astype(np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {a.shape}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {a.shape}")
     if a.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf")
     return a
+
+
+def finite_1d(name: str, x, *, allow_empty: bool = False) -> np.ndarray:
+    """A 1-D numeric vector of finite values, as float64 (empty only if ``allow_empty``)."""
+    return finite_array(name, x, 1, allow_empty=allow_empty)
 
 
 def positive(name: str, value) -> float:

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, optimize, stats
 
+from hbtscope.analysis._validate import finite_array
 from hbtscope.units import FWHM_PER_SIGMA, HC_EV_NM
 
 __all__ = [
@@ -74,20 +75,6 @@ OUTLIER_SIGMA = 5.0
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _finite(name: str, x, ndim: int) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iufb":
-        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
 
 
 # ----------------------------------------------------------------------------- cosmic rays
@@ -159,7 +146,7 @@ def remove_cosmic_rays(
     a = np.asarray(counts)
     if a.ndim not in (1, 2):
         raise ValueError(f"counts must be 1-D or 2-D, got shape {a.shape}")
-    a = _finite("counts", a, a.ndim)
+    a = finite_array("counts", a, a.ndim)
     window = int(window)
     if window < 3 or window % 2 == 0:
         raise ValueError(f"window must be an odd number >= 3, got {window}")
@@ -289,8 +276,8 @@ def cew_fwhm(
     only uses the red side above half maximum. ``despike``: run
     :func:`remove_cosmic_rays` first.
     """
-    lam = _finite("wavelength_nm", wavelength_nm, 1)
-    y = _finite("counts", counts, 1)
+    lam = finite_array("wavelength_nm", wavelength_nm, 1)
+    y = finite_array("counts", counts, 1)
     if lam.size != y.size:
         raise ValueError(f"wavelength_nm and counts differ in length ({lam.size} vs {y.size})")
     if lam.size < 16:
@@ -513,9 +500,9 @@ class SeriesResult:
 
 def spectrum_series(times_s, wavelength_nm, spectra, *, background="fit") -> SeriesResult:
     """CEW/FWHM of every spectrum of a series and the blue-shift rate (class doc)."""
-    t = _finite("times_s", times_s, 1)
-    lam = _finite("wavelength_nm", wavelength_nm, 1)
-    s = _finite("spectra", spectra, 2)
+    t = finite_array("times_s", times_s, 1)
+    lam = finite_array("wavelength_nm", wavelength_nm, 1)
+    s = finite_array("spectra", spectra, 2)
     if s.shape != (t.size, lam.size):
         raise ValueError(
             f"spectra must have shape (len(times_s), len(wavelength_nm)) = "
@@ -612,7 +599,7 @@ def population_stats(cews, g2s=None, *, bins: int | np.ndarray | None = None) ->
 
     ``bins=None``: 1 nm wide bins over the data range.
     """
-    c = _finite("cews", cews, 1)
+    c = finite_array("cews", cews, 1)
     if bins is None:
         lo, hi = math.floor(c.min()), math.ceil(c.max())
         edges = np.arange(lo, max(hi, lo + 1) + 1.0, 1.0)
@@ -621,7 +608,7 @@ def population_stats(cews, g2s=None, *, bins: int | np.ndarray | None = None) ->
             raise ValueError("bins must be >= 1")
         edges = np.histogram_bin_edges(c, bins=int(bins))
     else:
-        edges = _finite("bins", bins, 1)
+        edges = finite_array("bins", bins, 1)
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError("bin edges must be strictly increasing")
     hist, edges = np.histogram(c, bins=edges)
@@ -637,7 +624,7 @@ def population_stats(cews, g2s=None, *, bins: int | np.ndarray | None = None) ->
         hist_counts=hist.astype(np.int64),
     )
     if g2s is not None:
-        g = _finite("g2s", g2s, 1)
+        g = finite_array("g2s", g2s, 1)
         if g.size != n:
             raise ValueError(f"cews and g2s differ in length ({n} vs {g.size})")
         out["fraction_antibunched"] = float(np.mean(g < 0.5))
