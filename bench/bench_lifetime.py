@@ -55,7 +55,7 @@ def main() -> None:
         r = fit_decay(c, BIN_PS, irf=irf, period_ps=PERIOD_PS)
         times.append(time.perf_counter() - t0)
         taus.append(r.tau_ps)
-        errs.append(r.tau_err_ps)
+        errs.append(r.tau_ps_err)
         iters.append(r.n_iter)
         n_ok += bool(r.converged)
     taus_a = np.asarray(taus)
@@ -67,7 +67,7 @@ def main() -> None:
     mu = big * (1 - BG_FRACTION) * _shape_gauss(edges, TAU_PS, T0_PS, SIGMA_PS, PERIOD_PS)[0]
     mu += big * BG_FRACTION / N_BINS
     cr = fit_decay(mu, BIN_PS, irf=irf, period_ps=PERIOD_PS)
-    f_cr = cr.tau_err_ps / TAU_PS * math.sqrt(mu.sum())
+    f_cr = cr.tau_ps_err / TAU_PS * math.sqrt(mu.sum())
 
     result = {
         "bench": "lifetime_mle",

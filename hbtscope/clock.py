@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Literal, Protocol
 
-PS_PER_S = 1_000_000_000_000
+from hbtscope.units import PS_PER_S
 
 ClockMode = Literal["fast", "realtime", "scaled"]
 

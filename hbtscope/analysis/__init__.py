@@ -1,7 +1,8 @@
 """Pure analysis layer (numpy/scipy/numba only): what a scientist calls from a notebook on
 data from any instrument, and what every procedure calls.
 
-No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
+No I/O, no GUI and no dependency on other hbtscope subpackages (only on the leaf module of
+constants ``hbtscope.units``). Modules:
 
 - ``correlation``: linear-bin cross-correlation of tag streams (``correlate``), streaming;
 - ``correlation_log``: log-binned correlation 10 ns – 1 s, normalised g2 (Laurence 2006 style);
@@ -14,10 +15,12 @@ No I/O, no GUI and no dependency on other hbtscope subpackages. Modules:
 - ``lifetime``: TCSPC histograms and the one decay fit ``fit_decay``; ``mean_arrival``: the
   mean-arrival-time estimators;
 - ``flim``: per-pixel lifetime maps (the same model and engine, all pixels in parallel);
-- ``blinking``, ``flid``: intensity traces, ON fraction, change points, FLID (Pierini et al.,
+- ``blinking`` (package: ``trace``, ``on_off``, ``change_points``, ``levels``), ``flid``:
+  intensity traces, ON fraction, change points, intensity levels, FLID (Pierini et al.,
   D'Amato et al.);
 - ``saturation``: D'Amato et al. eq. 1; ``spectra``: CEW/FWHM, series, blue-shift;
-- ``images``: emitter finding, survival curves, drift registration, Gaussian refocus fits;
+- ``images`` (package: ``refocus``, ``spots``, ``survival``, ``registration``): Gaussian
+  refocus fits, emitter finding, survival curves, drift registration;
 - ``polarisation``: Malus fit and DOLP (Farrow et al.).
 """
 

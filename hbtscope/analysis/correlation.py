@@ -19,24 +19,16 @@ partially filled.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from numba import njit
+
+from hbtscope.analysis._streaming import PairAccumulator
+from hbtscope.analysis._validate import as_int_ps, as_tags
 
 __all__ = ["CorrelationAccumulator", "correlate"]
 
 # Keep t +/- max_lag far away from int64 overflow for any realistic tag value.
 _MAX_LAG_LIMIT_PS = 2**53
-
-
-@njit(cache=True)
-def _first_unsorted(t: np.ndarray) -> int:
-    """Index of the first element smaller than its predecessor, or -1 if sorted."""
-    for i in range(1, t.shape[0]):
-        if t[i] < t[i - 1]:
-            return i
-    return -1
 
 
 @njit(cache=True)
@@ -61,46 +53,13 @@ def _correlate_into(
             j += 1
 
 
-def _as_int(value: object, name: str) -> int:
-    """Accept ints (and integral floats such as 1e6) for ps parameters; must be > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of picoseconds, got {value!r}")
-    if not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer number of picoseconds, got {value!r}")
-    ivalue = int(value)
-    if ivalue <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return ivalue
-
-
 def _check_params(bin_width_ps: object, max_lag_ps: object) -> tuple[int, int, int]:
-    bw = _as_int(bin_width_ps, "bin_width_ps")
-    ml = _as_int(max_lag_ps, "max_lag_ps")
+    bw = as_int_ps(bin_width_ps, "bin_width_ps")
+    ml = as_int_ps(max_lag_ps, "max_lag_ps")
     if ml > _MAX_LAG_LIMIT_PS:
         raise ValueError(f"max_lag_ps={ml} is unreasonably large (limit {_MAX_LAG_LIMIT_PS})")
     n_bins = -(-2 * ml // bw)  # ceil(2*ml/bw) in integers
     return bw, ml, n_bins
-
-
-def _as_tags(t: object, name: str) -> np.ndarray:
-    """Validate a tag array: 1-D, integer dtype, sorted ascending; return C-contiguous int64."""
-    a = np.asarray(t)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of time tags, got shape {a.shape}")
-    if a.size == 0:
-        return np.empty(0, dtype=np.int64)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer picosecond tags (int64), got dtype {a.dtype}")
-    if a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} holds tags that do not fit in int64")
-    a = np.ascontiguousarray(a, dtype=np.int64)
-    bad = _first_unsorted(a)
-    if bad >= 0:
-        raise ValueError(
-            f"{name} must be sorted ascending: element {bad} ({a[bad]}) < element "
-            f"{bad - 1} ({a[bad - 1]})"
-        )
-    return a
 
 
 def _lag_centres(bw: int, ml: int, n_bins: int) -> np.ndarray:
@@ -140,28 +99,26 @@ def correlate(
         If a tag array does not have an integer dtype.
     """
     bw, ml, n_bins = _check_params(bin_width_ps, max_lag_ps)
-    t1 = _as_tags(t1_ps, "t1_ps")
-    t2 = _as_tags(t2_ps, "t2_ps")
+    t1 = as_tags(t1_ps, "t1_ps")
+    t2 = as_tags(t2_ps, "t2_ps")
     counts = np.zeros(n_bins, dtype=np.int64)
     if t1.size and t2.size:
         _correlate_into(t1, t2, bw, ml, counts)
     return _lag_centres(bw, ml, n_bins), counts
 
 
-class CorrelationAccumulator:
+class CorrelationAccumulator(PairAccumulator):
     """Streaming version of :func:`correlate` for chunked acquisition.
 
     Feed consecutive chunks of both channels with :meth:`add`; after any number of
     chunks ``counts`` is bit-for-bit the histogram that one :func:`correlate` call on the
     concatenated streams would give.
 
-    Every pair is counted exactly once, in the call where its later-arriving tag arrives:
-    new t1 x (history t2 + new t2), then history t1 x new t2. The history of a channel
-    keeps only the tags that can still pair with a future tag of the other channel:
-    future tags of channel 2 are >= ``w2`` (the latest channel-2 tag seen, or ``t_end_ps``
-    if larger), so channel-1 history keeps ``t1 > w2 - max_lag_ps``; symmetrically the
-    channel-2 history keeps ``t2 >= w1 - max_lag_ps`` (the lag window is half-open).
-    This is exact relying only on each channel being time-ordered across chunks. When the
+    The chunk-order checks and the history are those of
+    :class:`~hbtscope.analysis._streaming.PairAccumulator` with the lag window
+    ``[-max_lag_ps, max_lag_ps)``: every pair is counted once, in the call where its
+    later-arriving tag arrives, and the history keeps only the tags that can still pair with
+    a future tag of the other channel (exact if each channel is time-ordered). When the
     chunks of the two channels end at a common time, pass it as ``t_end_ps`` so the
     history stays bounded to about ``max_lag_ps`` of tags even if one channel is silent.
 
@@ -173,10 +130,12 @@ class CorrelationAccumulator:
 
     def __init__(self, bin_width_ps: int, max_lag_ps: int) -> None:
         self._bw, self._ml, self._n_bins = _check_params(bin_width_ps, max_lag_ps)
-        self._counts = np.zeros(self._n_bins, dtype=np.int64)
         self._lag_ps = _lag_centres(self._bw, self._ml, self._n_bins)
         self._lag_ps.setflags(write=False)
-        self.reset()
+        super().__init__(self._n_bins, -self._ml, self._ml)
+
+    def _count(self, t1: np.ndarray, t2: np.ndarray) -> None:
+        _correlate_into(t1, t2, self._bw, self._ml, self._counts)
 
     @property
     def bin_width_ps(self) -> int:
@@ -190,81 +149,3 @@ class CorrelationAccumulator:
     def lag_ps(self) -> np.ndarray:
         """Bin centres in ps (read-only float64 array)."""
         return self._lag_ps
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Current histogram (int64 copy)."""
-        return self._counts.copy()
-
-    @property
-    def n_tags(self) -> tuple[int, int]:
-        """Number of tags of (channel 1, channel 2) added so far."""
-        return self._n1, self._n2
-
-    def reset(self) -> None:
-        """Clear the histogram and the history."""
-        self._counts[:] = 0
-        self._hist1 = np.empty(0, dtype=np.int64)
-        self._hist2 = np.empty(0, dtype=np.int64)
-        self._last1: int | None = None
-        self._last2: int | None = None
-        self._t_end: int | None = None
-        self._n1 = 0
-        self._n2 = 0
-
-    def add(self, t1_chunk: np.ndarray, t2_chunk: np.ndarray, t_end_ps: int | None = None) -> None:
-        """Add the next chunk of each channel (either may be empty).
-
-        Each chunk must be sorted and must not start before the last tag previously
-        added for the same channel (ValueError otherwise). ``t_end_ps`` (optional) is a
-        promise that all tags of both channels in later chunks are >= ``t_end_ps``.
-        """
-        t1 = _as_tags(t1_chunk, "t1_chunk")
-        t2 = _as_tags(t2_chunk, "t2_chunk")
-        for t, last, name in ((t1, self._last1, "t1_chunk"), (t2, self._last2, "t2_chunk")):
-            if t.size and last is not None and t[0] < last:
-                raise ValueError(
-                    f"{name} starts at {t[0]} ps, before the last tag of the previous chunk "
-                    f"({last} ps); chunks must be consecutive in time"
-                )
-        if self._t_end is not None:
-            for t, name in ((t1, "t1_chunk"), (t2, "t2_chunk")):
-                if t.size and t[0] < self._t_end:
-                    raise ValueError(
-                        f"{name} starts at {t[0]} ps, before the promised t_end_ps "
-                        f"{self._t_end} of the previous chunk"
-                    )
-
-        bw, ml = self._bw, self._ml
-        if t1.size:
-            t2_all = np.concatenate((self._hist2, t2)) if self._hist2.size else t2
-            if t2_all.size:
-                _correlate_into(t1, t2_all, bw, ml, self._counts)
-        if t2.size and self._hist1.size:
-            _correlate_into(self._hist1, t2, bw, ml, self._counts)
-
-        if t1.size:
-            self._last1 = int(t1[-1])
-            self._n1 += t1.size
-        if t2.size:
-            self._last2 = int(t2[-1])
-            self._n2 += t2.size
-        if t_end_ps is not None:
-            t_end = int(t_end_ps)
-            if self._t_end is None or t_end > self._t_end:
-                self._t_end = t_end
-
-        # A future t2 >= w2 pairs with a t1 only if t2 - t1 < max_lag: keep t1 > w2 - max_lag.
-        # A future t1 >= w1 pairs with a t2 only if t2 - t1 >= -max_lag: keep t2 >= w1 - max_lag.
-        self._hist1 = self._prune(np.concatenate((self._hist1, t1)), self._last2, "right")
-        self._hist2 = self._prune(np.concatenate((self._hist2, t2)), self._last1, "left")
-
-    def _prune(self, hist: np.ndarray, last_other: int | None, side: str) -> np.ndarray:
-        """Drop history tags that cannot pair with any future tag of the other channel."""
-        w = last_other
-        if self._t_end is not None and (w is None or self._t_end > w):
-            w = self._t_end
-        if w is None or hist.size == 0:
-            return hist
-        cut = int(np.searchsorted(hist, w - self._ml, side=side))
-        return hist[cut:].copy() if cut else hist

@@ -13,16 +13,8 @@ Definitions (shared by :func:`correlate_log` and :class:`LogCorrelationAccumulat
 This is the convention of ``pycorrelate.pcorrelate(t1, t2, edges)``, which returns
 ``counts / diff(edges)`` when ``normalize=False``.
 
-Algorithm. Let ``S(e) = #{(i, j) : t2[j] - t1[i] < e} = sum_i rank2(t1[i] + e)`` with
-``rank2(x) = #{j : t2[j] < x}``. Then ``counts[k] = S(edges[k+1]) - S(edges[k])``. For
-each edge a pointer into ``t2`` follows ``t1[i] + e`` as ``i`` increases (Laurence et
-al.): a merge of ``t1 + e`` with ``t2``, so every edge costs O(N1 + N2) in total whatever
-the number of pairs it spans (at 100 kcps a 1 s lag spans 1e5 partners per tag; they are
-never enumerated). The merges are branch-free and four edges run interleaved. For the
-small lags, where bins are narrow and pairs are few, the pairs of a contiguous window of
-bins are enumerated directly and binned by a branch-free binary search; the window is
-the widest one holding about one partner per tag. Total cost
-O((N1 + N2) * n_edges_outside_window + n_pairs_in_window).
+Algorithm: see :mod:`hbtscope.analysis._log_pairs` (Laurence et al.'s merge per edge, direct
+enumeration of the pairs at small lags).
 
 Normalisation (:func:`g2_log`). For two stationary, mutually independent streams with
 N1, N2 tags recorded over the same interval of length T, the expected number of pairs
@@ -44,9 +36,10 @@ import math
 import numbers
 
 import numpy as np
-from numba import njit
 
-from hbtscope.analysis.correlation import _as_tags
+from hbtscope.analysis._log_pairs import add_pairs
+from hbtscope.analysis._streaming import PairAccumulator
+from hbtscope.analysis._validate import EDGE_LIMIT_PS, as_edges_ps, as_tags
 
 __all__ = [
     "LogCorrelationAccumulator",
@@ -57,266 +50,6 @@ __all__ = [
     "log_edges",
     "tau_centres",
 ]
-
-_INT64_MAX = np.iinfo(np.int64).max
-# Edges are kept far from int64 overflow: |edge| + |tag| must fit.
-_EDGE_LIMIT_PS = 2**60
-# Target number of partners per tag inside the directly enumerated window of bins.
-_DIRECT_PAIRS_PER_TAG = 1.0
-# Largest lookup table (cells) used to bin the directly enumerated lags.
-_LUT_MAX_CELLS = 1 << 16
-
-
-# --------------------------------------------------------------------------------------
-# kernels
-# --------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _bin_of(d: np.int64, win: np.ndarray, n_pow: int) -> int:
-    """Index k with win[k] <= d < win[k+1] (caller guarantees win[0] <= d < win[-1]).
-
-    Branch-free binary search over ``win`` padded to ``n_pow + 1`` entries with +max.
-    """
-    k = 0
-    step = n_pow >> 1
-    while step > 0:
-        k += step * (win[k + step] <= d)
-        step >>= 1
-    return k
-
-
-@njit(cache=True)
-def _finish_lane(a: np.ndarray, b_pad: np.ndarray, e: np.int64, i: int, j: int, s: int) -> int:
-    """Complete one merge lane (branchy; only the few remaining steps)."""
-    n_a = a.shape[0]
-    while i < n_a:
-        x = a[i] + e
-        while b_pad[j] < x:
-            j += 1
-        s += j
-        i += 1
-    return s
-
-
-@njit(cache=True)
-def _rank_sums(a: np.ndarray, b_pad: np.ndarray, n_b: int, e_val: np.ndarray) -> np.ndarray:
-    """S(e) = sum_i #{j : b[j] < a[i] + e} for every e in ``e_val``.
-
-    One branch-free merge of ``a + e`` with ``b`` per edge (a step consumes the smaller
-    head: a b-step advances the rank, an a-step adds it to S), four edges interleaved so
-    the four dependency chains overlap. ``b_pad`` ends with int64-max sentinels.
-    """
-    n = e_val.shape[0]
-    n_a = a.shape[0]
-    s = np.zeros(n, dtype=np.int64)
-    if n_a == 0 or n_b == 0:
-        return s
-    bb = b_pad[:n_b]
-    first = a[0]
-    last = a[n_a - 1]
-    for q0 in range(0, n, 4):
-        e0 = e_val[min(q0, n - 1)]
-        e1 = e_val[min(q0 + 1, n - 1)]
-        e2 = e_val[min(q0 + 2, n - 1)]
-        e3 = e_val[min(q0 + 3, n - 1)]
-        j0 = np.searchsorted(bb, first + e0)
-        j1 = np.searchsorted(bb, first + e1)
-        j2 = np.searchsorted(bb, first + e2)
-        j3 = np.searchsorted(bb, first + e3)
-        # steps of a lane until its last a is consumed: n_a + #b in [first+e, last+e)
-        m0 = n_a + np.searchsorted(bb, last + e0) - j0
-        m1 = n_a + np.searchsorted(bb, last + e1) - j1
-        m2 = n_a + np.searchsorted(bb, last + e2) - j2
-        m3 = n_a + np.searchsorted(bb, last + e3) - j3
-        m = min(min(m0, m1), min(m2, m3))
-        i0 = i1 = i2 = i3 = 0
-        s0 = s1 = s2 = s3 = 0
-        for _ in range(m):
-            c0 = b_pad[j0] < a[i0] + e0
-            c1 = b_pad[j1] < a[i1] + e1
-            c2 = b_pad[j2] < a[i2] + e2
-            c3 = b_pad[j3] < a[i3] + e3
-            s0 += (1 - c0) * j0
-            i0 += 1 - c0
-            j0 += c0
-            s1 += (1 - c1) * j1
-            i1 += 1 - c1
-            j1 += c1
-            s2 += (1 - c2) * j2
-            i2 += 1 - c2
-            j2 += c2
-            s3 += (1 - c3) * j3
-            i3 += 1 - c3
-            j3 += c3
-        s[q0] = _finish_lane(a, b_pad, e0, i0, j0, s0)
-        if q0 + 1 < n:
-            s[q0 + 1] = _finish_lane(a, b_pad, e1, i1, j1, s1)
-        if q0 + 2 < n:
-            s[q0 + 2] = _finish_lane(a, b_pad, e2, i2, j2, s2)
-        if q0 + 3 < n:
-            s[q0 + 3] = _finish_lane(a, b_pad, e3, i3, j3, s3)
-    return s
-
-
-@njit(cache=True)
-def _direct_pairs(
-    a: np.ndarray,
-    b_pad: np.ndarray,
-    n_b: int,
-    lo_e: np.int64,
-    hi_e: np.int64,
-    win: np.ndarray,
-    n_pow: int,
-    lut: np.ndarray,
-    lut_shift: int,
-    counts: np.ndarray,
-) -> None:
-    """Enumerate the pairs with lo_e <= b - a < hi_e and bin them on ``win``.
-
-    With a non-empty ``lut`` the bin of a lag d is ``lut[(d - lo_e) >> lut_shift]``
-    or the next one (cells no wider than the narrowest bin hold at most one edge);
-    otherwise a branch-free binary search (:func:`_bin_of`).
-    """
-    n_a = a.shape[0]
-    if n_a == 0 or n_b == 0:
-        return
-    use_lut = lut.shape[0] > 0
-    bb = b_pad[:n_b]
-    lo = np.searchsorted(bb, a[0] + lo_e)
-    hi = np.searchsorted(bb, a[0] + hi_e)
-    for i in range(n_a):
-        ai = a[i]
-        x = ai + lo_e
-        y = ai + hi_e
-        # two branch-free steps cover the usual advance (< 1 partner per tag)
-        lo += b_pad[lo] < x
-        hi += b_pad[hi] < y
-        lo += b_pad[lo] < x
-        hi += b_pad[hi] < y
-        while b_pad[lo] < x:
-            lo += 1
-        while b_pad[hi] < y:
-            hi += 1
-        if use_lut:
-            for j in range(lo, hi):
-                d = b_pad[j] - ai
-                k = lut[(d - lo_e) >> lut_shift]
-                counts[k + (win[k + 1] <= d)] += 1
-        else:
-            for j in range(lo, hi):
-                counts[_bin_of(b_pad[j] - ai, win, n_pow)] += 1
-
-
-# --------------------------------------------------------------------------------------
-# input checks and helpers
-# --------------------------------------------------------------------------------------
-
-
-def _as_edges(edges_ps: object) -> np.ndarray:
-    """Validate bin edges: 1-D, >= 2 entries, integral, strictly increasing; int64."""
-    e = np.asarray(edges_ps)
-    if e.ndim != 1 or e.size < 2:
-        raise ValueError(f"edges_ps must be a 1-D array of at least 2 edges, got shape {e.shape}")
-    if np.issubdtype(e.dtype, np.integer):
-        ei = e.astype(np.int64)
-    elif np.issubdtype(e.dtype, np.floating):
-        if not np.all(np.isfinite(e)):
-            raise ValueError("edges_ps must be finite")
-        if np.any(e != np.round(e)):
-            raise ValueError("edges_ps must be integer numbers of picoseconds")
-        if np.max(np.abs(e)) > _EDGE_LIMIT_PS:
-            raise ValueError(f"edges_ps must be within +-{_EDGE_LIMIT_PS} ps")
-        ei = e.astype(np.int64)
-    else:
-        raise TypeError(f"edges_ps must be numeric, got dtype {e.dtype}")
-    if np.max(np.abs(ei)) > _EDGE_LIMIT_PS:
-        raise ValueError(f"edges_ps must be within +-{_EDGE_LIMIT_PS} ps")
-    if np.any(np.diff(ei) <= 0):
-        raise ValueError("edges_ps must be strictly increasing")
-    return np.ascontiguousarray(ei)
-
-
-def _direct_window(edges: np.ndarray, rate_per_ps: float) -> tuple[int, int]:
-    """Contiguous edge window [ka, kb] with the most bins and <= ~1 partner per tag.
-
-    Returns (0, 0) when no window of at least two bins is cheap enough.
-    """
-    n = edges.size
-    if rate_per_ps <= 0 or n < 3:
-        return 0, 0
-    span_max = _DIRECT_PAIRS_PER_TAG / rate_per_ps
-    best = (0, 0)
-    lo = 0
-    for hi in range(n):
-        while edges[hi] - edges[lo] > span_max:
-            lo += 1
-        if hi - lo > best[1] - best[0]:
-            best = (lo, hi)
-    if best[1] - best[0] < 2:
-        return 0, 0
-    return best
-
-
-def _bin_lut(w: np.ndarray) -> tuple[np.ndarray, int]:
-    """Lookup table of the bin of each cell of 2**shift ps of the window ``w`` (edges).
-
-    ``lut[c]`` is the bin holding ``w[0] + c * 2**shift``; the cell width is at most the
-    narrowest bin, so a lag in cell c lies in bin ``lut[c]`` or ``lut[c] + 1``. Returns an
-    empty table when it would exceed ``_LUT_MAX_CELLS`` cells.
-    """
-    shift = int(np.min(np.diff(w))).bit_length() - 1
-    n_cells = int((w[-1] - w[0] - 1) >> shift) + 1
-    if n_cells > _LUT_MAX_CELLS:
-        return np.empty(0, dtype=np.int64), 0
-    starts = w[0] + (np.arange(n_cells, dtype=np.int64) << shift)
-    lut = np.searchsorted(w, starts, side="right").astype(np.int64) - 1
-    return lut, shift
-
-
-def _run_kernel(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
-    """Add the pairs of sorted int64 arrays a x b to counts (no validation)."""
-    if a.size == 0 or b.size == 0:
-        return
-    span = float(b[-1] - b[0])
-    rate = (b.size - 1) / span if span > 0 else 0.0
-    ka, kb = _direct_window(edges, rate)
-    b_pad = np.empty(b.size + 2, dtype=np.int64)
-    b_pad[: b.size] = b
-    b_pad[b.size :] = _INT64_MAX
-    # rank sums at every edge outside the open window (ka, kb)
-    k_ptr = (
-        np.r_[np.arange(0, ka + 1), np.arange(kb, edges.size)] if kb > ka else np.arange(edges.size)
-    )
-    s = _rank_sums(a, b_pad, b.size, np.ascontiguousarray(edges[k_ptr]))
-    consecutive = np.diff(k_ptr) == 1
-    counts[k_ptr[:-1][consecutive]] += np.diff(s)[consecutive]
-    if kb - ka > 1:
-        n_direct = kb - ka
-        n_pow = 1
-        while n_pow < n_direct:
-            n_pow <<= 1
-        win = np.full(n_pow + 1, _INT64_MAX, dtype=np.int64)
-        win[: n_direct + 1] = edges[ka : kb + 1]
-        lut, lut_shift = _bin_lut(edges[ka : kb + 1])
-        direct = np.zeros(n_direct, dtype=np.int64)
-        _direct_pairs(a, b_pad, b.size, edges[ka], edges[kb], win, n_pow, lut, lut_shift, direct)
-        counts[ka:kb] += direct
-
-
-def _add_pairs(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
-    """Add pairs a x b, looping over the shorter array (pointers walk the longer one).
-
-    Looping over ``b`` uses the mirror identity: the lags of (a, b) equal those of
-    (-b[::-1], -a[::-1]), with the same half-open convention.
-    """
-    if a.size == 0 or b.size == 0:
-        return
-    if b.size < a.size // 2:
-        _run_kernel(-b[::-1].copy(), -a[::-1].copy(), edges, counts)
-    else:
-        _run_kernel(a, b, edges, counts)
-
 
 # --------------------------------------------------------------------------------------
 # public API
@@ -337,8 +70,8 @@ def log_edges(start_ps: float = 10_000, stop_ps: float = 1e12, per_decade: int =
     start, stop = float(start_ps), float(stop_ps)
     if not (math.isfinite(start) and math.isfinite(stop)) or not 1 <= start < stop:
         raise ValueError(f"need 1 <= start_ps < stop_ps, got {start_ps!r}, {stop_ps!r}")
-    if stop > _EDGE_LIMIT_PS:
-        raise ValueError(f"stop_ps must be <= {_EDGE_LIMIT_PS}")
+    if stop > EDGE_LIMIT_PS:
+        raise ValueError(f"stop_ps must be <= {EDGE_LIMIT_PS}")
     n = math.ceil(per_decade * math.log10(stop / start) - 1e-9)
     e = np.round(start * 10.0 ** (np.arange(n + 1) / per_decade))
     e[-1] = round(stop)
@@ -379,11 +112,11 @@ def correlate_log(t1_ps: np.ndarray, t2_ps: np.ndarray, edges_ps: np.ndarray) ->
     ValueError, TypeError
         Unsorted / non-integer tags, or edges not strictly increasing integers.
     """
-    edges = _as_edges(edges_ps)
-    t1 = _as_tags(t1_ps, "t1_ps")
-    t2 = _as_tags(t2_ps, "t2_ps")
+    edges = as_edges_ps(edges_ps)
+    t1 = as_tags(t1_ps, "t1_ps")
+    t2 = as_tags(t2_ps, "t2_ps")
     counts = np.zeros(edges.size - 1, dtype=np.int64)
-    _add_pairs(t1, t2, edges, counts)
+    add_pairs(t1, t2, edges, counts)
     return counts
 
 
@@ -456,7 +189,7 @@ def g2_log_variance(
     measured N1, N2. For |tau|, width << T the excess is ~ (1/r1 + 1/r2)(a + W/3)/T^2.
     ``g2`` (measured or model values) scales the shot-noise term.
     """
-    edges = _as_edges(edges_ps)
+    edges = as_edges_ps(edges_ps)
     T = float(duration_ps)
     if not T > 0:
         raise ValueError(f"duration_ps must be > 0, got {duration_ps!r}")
@@ -484,41 +217,41 @@ def g2_log(
     g2
         float64; NaN for bins with no possible overlap (|tau| >= T).
     """
-    edges = _as_edges(edges_ps)
-    t1 = _as_tags(t1_ps, "t1_ps")
-    t2 = _as_tags(t2_ps, "t2_ps")
+    edges = as_edges_ps(edges_ps)
+    t1 = as_tags(t1_ps, "t1_ps")
+    t2 = as_tags(t2_ps, "t2_ps")
     counts = np.zeros(edges.size - 1, dtype=np.int64)
-    _add_pairs(t1, t2, edges, counts)
+    add_pairs(t1, t2, edges, counts)
     exp = expected_pairs(edges, t1.size, t2.size, duration_ps)
     with np.errstate(divide="ignore", invalid="ignore"):
         g2 = np.where(exp > 0, counts / exp, np.nan)
     return tau_centres(edges), g2
 
 
-class LogCorrelationAccumulator:
+class LogCorrelationAccumulator(PairAccumulator):
     """Streaming version of :func:`correlate_log` for chunked acquisition.
 
     Feed consecutive chunks of both channels with :meth:`add`; ``counts`` is then
     exactly (integer for integer) the one-pass :func:`correlate_log` of the concatenated
-    streams. Every pair is counted once, when its later-arriving tag is added: new t1 x
-    (history t2 + new t2), then history t1 x new t2. The history keeps the tags that can
-    still pair with a future tag of the other channel (lags up to the last edge), i.e.
-    about ``edges[-1] - edges[0]`` of tags; pass ``t_end_ps`` (a promise that later tags
-    of both channels are >= it) to keep it bounded while one channel is silent.
+    streams. Chunk checks and history are those of
+    :class:`~hbtscope.analysis._streaming.PairAccumulator` with the lag window
+    ``[edges[0], edges[-1])``: the history keeps about ``edges[-1] - edges[0]`` of tags; pass
+    ``t_end_ps`` (a promise that later tags of both channels are >= it) to keep it bounded
+    while one channel is silent.
 
     Chunk cost is O(n_edges * (chunk + history overlap)): each cross-product loops over
     the chunk and walks pointers over the part of the history in range.
     """
 
     def __init__(self, edges_ps: np.ndarray) -> None:
-        self._edges = _as_edges(edges_ps)
+        self._edges = as_edges_ps(edges_ps)
         self._edges.setflags(write=False)
-        self._e_min = int(self._edges[0])
-        self._e_max = int(self._edges[-1])
-        self._counts = np.zeros(self._edges.size - 1, dtype=np.int64)
         self._tau = tau_centres(self._edges)
         self._tau.setflags(write=False)
-        self.reset()
+        super().__init__(self._edges.size - 1, int(self._edges[0]), int(self._edges[-1]))
+
+    def _count(self, t1: np.ndarray, t2: np.ndarray) -> None:
+        add_pairs(t1, t2, self._edges, self._counts)
 
     @property
     def edges_ps(self) -> np.ndarray:
@@ -529,84 +262,9 @@ class LogCorrelationAccumulator:
         """Bin centres (read-only, :func:`tau_centres`)."""
         return self._tau
 
-    @property
-    def counts(self) -> np.ndarray:
-        """Current pair counts (int64 copy)."""
-        return self._counts.copy()
-
-    @property
-    def n_tags(self) -> tuple[int, int]:
-        return self._n1, self._n2
-
     def g2(self, duration_ps: float) -> tuple[np.ndarray, np.ndarray]:
         """(tau_ps, g2) normalised as in :func:`g2_log` with the tags added so far."""
         exp = expected_pairs(self._edges, self._n1, self._n2, duration_ps)
         with np.errstate(divide="ignore", invalid="ignore"):
             g2 = np.where(exp > 0, self._counts / exp, np.nan)
         return self._tau.copy(), g2
-
-    def reset(self) -> None:
-        """Clear counts and history."""
-        self._counts[:] = 0
-        self._hist1 = np.empty(0, dtype=np.int64)
-        self._hist2 = np.empty(0, dtype=np.int64)
-        self._last1: int | None = None
-        self._last2: int | None = None
-        self._t_end: int | None = None
-        self._n1 = 0
-        self._n2 = 0
-
-    def add(self, t1_chunk: np.ndarray, t2_chunk: np.ndarray, t_end_ps: int | None = None) -> None:
-        """Add the next chunk of each channel (either may be empty).
-
-        Chunks must be sorted and must not start before the last tag previously added
-        on the same channel (nor before a promised ``t_end_ps``); ValueError otherwise.
-        """
-        t1 = _as_tags(t1_chunk, "t1_chunk")
-        t2 = _as_tags(t2_chunk, "t2_chunk")
-        for t, last, name in ((t1, self._last1, "t1_chunk"), (t2, self._last2, "t2_chunk")):
-            if t.size and last is not None and t[0] < last:
-                raise ValueError(
-                    f"{name} starts at {t[0]} ps, before the last tag of the previous chunk "
-                    f"({last} ps); chunks must be consecutive in time"
-                )
-            if t.size and self._t_end is not None and t[0] < self._t_end:
-                raise ValueError(
-                    f"{name} starts at {t[0]} ps, before the promised t_end_ps "
-                    f"{self._t_end} of the previous chunk"
-                )
-        if t1.size:
-            t2_all = np.concatenate((self._hist2, t2)) if self._hist2.size else t2
-            _add_pairs(t1, t2_all, self._edges, self._counts)
-        if t2.size and self._hist1.size:
-            _add_pairs(self._hist1, t2, self._edges, self._counts)
-
-        if t1.size:
-            self._last1 = int(t1[-1])
-            self._n1 += t1.size
-        if t2.size:
-            self._last2 = int(t2[-1])
-            self._n2 += t2.size
-        if t_end_ps is not None:
-            t_end = int(t_end_ps)
-            if self._t_end is None or t_end > self._t_end:
-                self._t_end = t_end
-        # future t2 >= w2 pairs with t1 only if t2 - t1 < e_max: keep t1 > w2 - e_max;
-        # future t1 >= w1 pairs with t2 only if t2 - t1 >= e_min: keep t2 >= w1 + e_min.
-        self._hist1 = self._prune(
-            np.concatenate((self._hist1, t1)), self._last2, -self._e_max, "right"
-        )
-        self._hist2 = self._prune(
-            np.concatenate((self._hist2, t2)), self._last1, self._e_min, "left"
-        )
-
-    def _prune(
-        self, hist: np.ndarray, last_other: int | None, offset: int, side: str
-    ) -> np.ndarray:
-        w = last_other
-        if self._t_end is not None and (w is None or self._t_end > w):
-            w = self._t_end
-        if w is None or hist.size == 0:
-            return hist
-        cut = int(np.searchsorted(hist, w + offset, side=side))
-        return hist[cut:].copy() if cut else hist

@@ -144,10 +144,8 @@ def decay_model(
 
 @dataclass(frozen=True)
 class FlimResult:
-    """Per-pixel lifetime maps from :func:`flim_fit` (arrays of the image shape).
-
-    Old error names ``tau1_err_ps``, ``tau2_err_ps``, ``tau_mean_err_ps`` remain as
-    read-only aliases."""
+    """Per-pixel lifetime maps from :func:`flim_fit` (arrays of the image shape); the
+    uncertainty of ``<name>`` is ``<name>_err``."""
 
     tau1_ps: np.ndarray
     tau1_ps_err: np.ndarray
@@ -177,18 +175,6 @@ class FlimResult:
     gof_p_value: np.ndarray | None = None  # deviance p-value per fitted pixel
     identifiable: np.ndarray | None = None  # bool: the ML fit determines its parameters
     # (False where no ML fit was made: empty or mean-arrival-time pixels)
-
-    @property
-    def tau1_err_ps(self) -> np.ndarray:
-        return self.tau1_ps_err
-
-    @property
-    def tau2_err_ps(self) -> np.ndarray:
-        return self.tau2_ps_err
-
-    @property
-    def tau_mean_err_ps(self) -> np.ndarray:
-        return self.tau_mean_ps_err
 
     def as_dict(self) -> dict[str, np.ndarray | str]:
         out: dict = {}

@@ -19,11 +19,13 @@ Method (see :func:`g2_pulsed`):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 from scipy import special
+
+from hbtscope.analysis._result import scalar_dict
 
 __all__ = [
     "BACKGROUND_METHODS",
@@ -121,19 +123,7 @@ class G2PulsedResult:
 
     def as_dict(self) -> dict[str, float | int | str | bool | list[float]]:
         """All scalar fields as plain Python scalars (arrays are left out)."""
-        out: dict[str, float | int | str | bool | list[float]] = {}
-        for key, value in asdict(self).items():
-            if isinstance(value, np.ndarray):
-                continue
-            if isinstance(value, str | bool):
-                out[key] = value
-            elif isinstance(value, tuple):
-                out[key] = [float(v) for v in value]
-            elif isinstance(value, int | np.integer):
-                out[key] = int(value)
-            else:
-                out[key] = float(value)
-        return out
+        return scalar_dict(self)
 
 
 def _bin_geometry(lag_ps: np.ndarray) -> tuple[float, float]:

@@ -193,16 +193,6 @@ class G2CWResult:
     g2_err: np.ndarray = field(repr=False)
     model_g2: np.ndarray = field(repr=False)
 
-    @property
-    def tau0_err_ps(self) -> float:
-        """Old name of ``tau0_ps_err`` (read-only alias)."""
-        return self.tau0_ps_err
-
-    @property
-    def tau_offset_err_ps(self) -> float:
-        """Old name of ``tau_offset_ps_err`` (read-only alias)."""
-        return self.tau_offset_ps_err
-
     def as_dict(self) -> dict[str, float | int | str | bool]:
         """Scalar fields as plain Python values (arrays left out)."""
         return _scalars(self)

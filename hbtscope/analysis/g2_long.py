@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hbtscope.analysis._fisher_scoring import _ml_fit
-from hbtscope.analysis.correlation import _as_tags
+from hbtscope.analysis._log_pairs import add_pairs
+from hbtscope.analysis._validate import as_edges_ps, as_tags
 from hbtscope.analysis.correlation_log import (
-    _add_pairs,
-    _as_edges,
     expected_pairs,
     g2_log_variance,
     log_edges,
@@ -66,11 +65,6 @@ class G2LongResult:
     counts: np.ndarray = field(repr=False)
     expected: np.ndarray = field(repr=False)
     edges_ps: np.ndarray = field(repr=False)
-
-    @property
-    def tau_blink_err_ps(self) -> float:
-        """Old name of ``tau_blink_ps_err`` (read-only alias)."""
-        return self.tau_blink_ps_err
 
     def as_dict(self) -> dict[str, float | int | str | bool]:
         out = _scalars(self)
@@ -133,14 +127,14 @@ def g2_long_delays(
         noise, so ``fit_baseline_err`` is optimistic (C_b and tau_b, set by the short-lag
         bins, are not affected).
     """
-    edges = _as_edges(log_edges(10_000, 1e12, 10) if edges_ps is None else edges_ps)
-    t1 = _as_tags(t1_ps, "t1_ps")
-    t2 = _as_tags(t2_ps, "t2_ps")
+    edges = as_edges_ps(log_edges(10_000, 1e12, 10) if edges_ps is None else edges_ps)
+    t1 = as_tags(t1_ps, "t1_ps")
+    t2 = as_tags(t2_ps, "t2_ps")
     T = float(duration_ps)
     if not T > 0:
         raise ValueError(f"duration_ps must be > 0, got {duration_ps!r}")
     counts = np.zeros(edges.size - 1, dtype=np.int64)
-    _add_pairs(t1, t2, edges, counts)
+    add_pairs(t1, t2, edges, counts)
     exp = expected_pairs(edges, t1.size, t2.size, T)
     tau = tau_centres(edges)
     with np.errstate(divide="ignore", invalid="ignore"):

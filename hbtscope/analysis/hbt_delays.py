@@ -40,7 +40,7 @@ class ZeroDelay:
     width and background-subtracted counts it was estimated from."""
 
     zero_delay_ps: float
-    zero_delay_err_ps: float
+    zero_delay_ps_err: float
     rms_width_ps: float
     peak_counts: float
 
@@ -117,7 +117,7 @@ def find_zero_delay(
     rms = float(math.sqrt(np.sum(w * (centres[sel] - c) ** 2) / n))
     return ZeroDelay(
         zero_delay_ps=guess_ps + c,
-        zero_delay_err_ps=max(rms, bw / math.sqrt(12)) / math.sqrt(n),
+        zero_delay_ps_err=max(rms, bw / math.sqrt(12)) / math.sqrt(n),
         rms_width_ps=rms,
         peak_counts=n,
     )

@@ -65,7 +65,7 @@ from hbtscope.analysis._gof import (
     pearson_p_value,
     poisson_deviance,
 )
-from hbtscope.analysis.correlation import _as_tags
+from hbtscope.analysis._validate import as_tags
 from hbtscope.analysis.decay_model import (
     I_AMP,
     I_BG,
@@ -122,7 +122,7 @@ def photon_delays(photon_ps: np.ndarray, sync_ps: np.ndarray) -> np.ndarray:
     before the first sync get -1. Vectorised with ``searchsorted``.
     """
     ph = _as_int_array(photon_ps, "photon_ps")
-    sync = _as_tags(sync_ps, "sync_ps")
+    sync = as_tags(sync_ps, "sync_ps")
     out = np.full(ph.size, -1, dtype=np.int64)
     if ph.size == 0 or sync.size == 0:
         return out
@@ -167,9 +167,7 @@ class DecayFitResult:
     parameters the data do not determine). Goodness of fit: ``chi2_red`` (Pearson / dof),
     ``deviance``, ``dof``, ``gof_p_value`` (deviance, low-count exact moments);
     ``identifiable``, ``at_bound`` and ``message`` as in the module doc. ``irf``: the IRF
-    representation (``decay_model`` doc). Old error names (``taus_err_ps``,
-    ``tau_err_ps``, ``tau_intensity_err_ps``, ``tau_amplitude_err_ps``, ``t0_err_ps``)
-    remain as read-only aliases.
+    representation (``decay_model`` doc).
     """
 
     n_exp: int
@@ -230,27 +228,6 @@ class DecayFitResult:
     @property
     def tau_mean_ps_err(self) -> float:
         return self.tau_intensity_ps_err
-
-    # old names of the error fields (read-only aliases)
-    @property
-    def taus_err_ps(self) -> np.ndarray:
-        return self.taus_ps_err
-
-    @property
-    def tau_err_ps(self) -> float:
-        return self.tau_ps_err
-
-    @property
-    def tau_intensity_err_ps(self) -> float:
-        return self.tau_intensity_ps_err
-
-    @property
-    def tau_amplitude_err_ps(self) -> float:
-        return self.tau_amplitude_ps_err
-
-    @property
-    def t0_err_ps(self) -> float:
-        return self.t0_ps_err
 
     def as_dict(self) -> dict[str, float | int | str | bool]:
         """Scalars and per-component values flattened (``tau_1_ps``, ``fraction_1``, ...)."""

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hbtscope.analysis._gof import chi2_p_value
+from hbtscope.analysis._result import scalar_dict
+from hbtscope.analysis._validate import finite_1d
 
 __all__ = ["MalusResult", "malus_fit", "malus_model"]
 
@@ -43,7 +45,7 @@ class MalusResult:
     """Result of :func:`malus_fit` (1-sigma errors). ``theta0_deg`` in [0, 180).
 
     Goodness of fit: ``chi2_red`` over ``dof`` and ``gof_p_value`` = P(chi2(dof) > chi2).
-    ``identifiable`` is False (and ``theta0_err_deg`` infinite, ``message`` says why) when
+    ``identifiable`` is False (and ``theta0_deg_err`` infinite, ``message`` says why) when
     the modulation is not 2 sigma above zero: an unpolarised emitter has no dipole angle.
     """
 
@@ -52,7 +54,7 @@ class MalusResult:
     I_max: float
     I_max_err: float
     theta0_deg: float
-    theta0_err_deg: float
+    theta0_deg_err: float
     dolp: float
     dolp_err: float
     chi2_red: float
@@ -66,48 +68,15 @@ class MalusResult:
     def model(self, theta_deg) -> np.ndarray:
         return malus_model(theta_deg, self.I_min, self.I_max, self.theta0_deg)
 
-    def as_dict(self) -> dict[str, float | int | bool | str]:
-        keys = (
-            "I_min",
-            "I_min_err",
-            "I_max",
-            "I_max_err",
-            "theta0_deg",
-            "theta0_err_deg",
-            "dolp",
-            "dolp_err",
-            "chi2_red",
-            "dof",
-            "gof_p_value",
-        )
-        out: dict[str, float | int | bool | str] = {
-            k: (int(v) if isinstance(v, int) else float(v))
-            for k in keys
-            for v in [getattr(self, k)]
-        }
-        out["identifiable"] = self.identifiable
-        out["message"] = self.message
-        return out
-
-
-def _vec(name: str, x) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iufb":
-        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
+    def as_dict(self) -> dict[str, float | int | str | bool | list[float]]:
+        """All scalar fields as plain Python scalars (arrays are left out)."""
+        return scalar_dict(self)
 
 
 def malus_fit(theta_deg, counts, counts_err=None) -> MalusResult:
     """Fit Malus' law to counts versus analyser angle (module doc)."""
-    th = _vec("theta_deg", theta_deg)
-    y = _vec("counts", counts)
+    th = finite_1d("theta_deg", theta_deg)
+    y = finite_1d("counts", counts)
     if th.size != y.size:
         raise ValueError(f"theta_deg and counts differ in length ({th.size} vs {y.size})")
     if np.unique(np.round(np.mod(th, 180.0), 9)).size < 3:
@@ -115,7 +84,7 @@ def malus_fit(theta_deg, counts, counts_err=None) -> MalusResult:
     if y.size < 4:
         raise ValueError("need at least 4 points (3 parameters and one degree of freedom)")
     if counts_err is not None:
-        s = _vec("counts_err", counts_err)
+        s = finite_1d("counts_err", counts_err)
         if s.size != y.size:
             raise ValueError(f"counts_err must have {y.size} entries, got {s.size}")
         if np.any(s <= 0):
@@ -182,7 +151,7 @@ def malus_fit(theta_deg, counts, counts_err=None) -> MalusResult:
         I_max=float(i_max),
         I_max_err=err(d_max),
         theta0_deg=float(theta0),
-        theta0_err_deg=float(theta0_err),
+        theta0_deg_err=float(theta0_err),
         dolp=float(dolp),
         dolp_err=err(d_dolp),
         chi2_red=chi2_red,

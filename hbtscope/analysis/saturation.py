@@ -70,6 +70,7 @@ from hbtscope.analysis._gof import (
     chi2_p_value,
     identifiability,
 )
+from hbtscope.analysis._result import scalar_dict
 
 __all__ = [
     "SaturationResult",
@@ -171,30 +172,9 @@ class SaturationResult:
     def model(self, p) -> np.ndarray:
         return saturation_model(p, self.A, self.P_sat, self.B)
 
-    def as_dict(self) -> dict[str, float | int]:
-        keys = (
-            "A",
-            "A_err",
-            "P_sat",
-            "P_sat_err",
-            "B",
-            "B_err",
-            "chi2_red",
-            "dof",
-            "n_outliers",
-            "counts_at_sat",
-            "chi2",
-            "gof_p_value",
-            "converged",
-            "identifiable",
-            "at_bound",
-            "message",
-        )
-        return {
-            k: (v if isinstance(v, bool | str) else int(v) if isinstance(v, int) else float(v))
-            for k in keys
-            for v in [getattr(self, k)]
-        }
+    def as_dict(self) -> dict[str, float | int | str | bool | list[float]]:
+        """All scalar fields as plain Python scalars (arrays are left out)."""
+        return scalar_dict(self)
 
 
 def _reduce_repeats(

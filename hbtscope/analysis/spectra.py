@@ -54,6 +54,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, optimize, stats
 
+from hbtscope.analysis._validate import finite_array
+from hbtscope.units import FWHM_PER_SIGMA, HC_EV_NM
+
 __all__ = [
     "HC_EV_NM",
     "PopulationResult",
@@ -66,28 +69,12 @@ __all__ = [
     "spectrum_series",
 ]
 
-HC_EV_NM = 1239.841984  # h c in eV nm
 K_TAIL = math.sqrt(2.0 * math.log(2.0))
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 SPIKE_MEDIAN_PX = 11
 OUTLIER_SIGMA = 5.0
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _finite(name: str, x, ndim: int) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iufb":
-        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
 
 
 # ----------------------------------------------------------------------------- cosmic rays
@@ -159,7 +146,7 @@ def remove_cosmic_rays(
     a = np.asarray(counts)
     if a.ndim not in (1, 2):
         raise ValueError(f"counts must be 1-D or 2-D, got shape {a.shape}")
-    a = _finite("counts", a, a.ndim)
+    a = finite_array("counts", a, a.ndim)
     window = int(window)
     if window < 3 or window % 2 == 0:
         raise ValueError(f"window must be an odd number >= 3, got {window}")
@@ -242,9 +229,9 @@ class SpectrumResult:
     """
 
     cew_nm: float
-    cew_err: float
+    cew_nm_err: float
     fwhm_nm: float
-    fwhm_err: float
+    fwhm_nm_err: float
     peak_nm: float
     amplitude: float
     amplitude_err: float
@@ -289,8 +276,8 @@ def cew_fwhm(
     only uses the red side above half maximum. ``despike``: run
     :func:`remove_cosmic_rays` first.
     """
-    lam = _finite("wavelength_nm", wavelength_nm, 1)
-    y = _finite("counts", counts, 1)
+    lam = finite_array("wavelength_nm", wavelength_nm, 1)
+    y = finite_array("counts", counts, 1)
     if lam.size != y.size:
         raise ValueError(f"wavelength_nm and counts differ in length ({lam.size} vs {y.size})")
     if lam.size < 16:
@@ -360,7 +347,7 @@ def cew_fwhm(
     sig_bg = max(sig_bg, 1e-6 * peak)
 
     e_p = HC_EV_NM / lam_p
-    s_e0 = HC_EV_NM * fwhm0 / lam_p**2 / _FWHM_PER_SIGMA
+    s_e0 = HC_EV_NM * fwhm0 / lam_p**2 / FWHM_PER_SIGMA
     e00 = e_p - 2.0 * s_e0**2 / e_p
     amp0 = peak * (lam_p / lam_ref) ** 2
     free = [True, True, True, tail, fit_bg]
@@ -462,9 +449,9 @@ def cew_fwhm(
     amplitude = derived[2]  # counts per pixel at the peak, above background
     return SpectrumResult(
         cew_nm=float(cew),
-        cew_err=float(errs[0]),
+        cew_nm_err=float(errs[0]),
         fwhm_nm=float(fwhm),
-        fwhm_err=float(errs[1]),
+        fwhm_nm_err=float(errs[1]),
         peak_nm=float(lam[ip]),
         amplitude=float(amplitude),
         amplitude_err=float(errs[2]),
@@ -488,10 +475,10 @@ def cew_fwhm(
 class SeriesResult:
     """Result of :func:`spectrum_series`.
 
-    Per spectrum: ``cew_nm``, ``cew_err``, ``fwhm_nm``, ``fwhm_err`` (NaN where no line was
-    found, ``ok`` False). ``blueshift_rate_nm_per_h`` +- ``blueshift_rate_err`` is minus the
-    slope of a weighted linear fit of CEW versus time (positive = shift to the blue), errors
-    scaled up by sqrt(chi2_red) when the CEW scatters more than its errors (spectral
+    Per spectrum: ``cew_nm``, ``cew_nm_err``, ``fwhm_nm``, ``fwhm_nm_err`` (NaN where no line
+    was found, ``ok`` False). ``blueshift_rate_nm_per_h`` +- ``blueshift_rate_nm_per_h_err`` is
+    minus the slope of a weighted linear fit of CEW versus time (positive = shift to the blue),
+    errors scaled up by sqrt(chi2_red) when the CEW scatters more than its errors (spectral
     diffusion). ``normalised_map[i]`` is spectrum i, despiked, background subtracted and
     divided by its maximum (the drift map of Pierini et al. Fig. 4a / D'Amato et al. Fig. 2b).
     """
@@ -499,12 +486,12 @@ class SeriesResult:
     times_s: np.ndarray
     wavelength_nm: np.ndarray
     cew_nm: np.ndarray
-    cew_err: np.ndarray
+    cew_nm_err: np.ndarray
     fwhm_nm: np.ndarray
-    fwhm_err: np.ndarray
+    fwhm_nm_err: np.ndarray
     ok: np.ndarray
     blueshift_rate_nm_per_h: float
-    blueshift_rate_err: float
+    blueshift_rate_nm_per_h_err: float
     cew0_nm: float
     chi2_red: float
     normalised_map: np.ndarray = field(repr=False)
@@ -513,9 +500,9 @@ class SeriesResult:
 
 def spectrum_series(times_s, wavelength_nm, spectra, *, background="fit") -> SeriesResult:
     """CEW/FWHM of every spectrum of a series and the blue-shift rate (class doc)."""
-    t = _finite("times_s", times_s, 1)
-    lam = _finite("wavelength_nm", wavelength_nm, 1)
-    s = _finite("spectra", spectra, 2)
+    t = finite_array("times_s", times_s, 1)
+    lam = finite_array("wavelength_nm", wavelength_nm, 1)
+    s = finite_array("spectra", spectra, 2)
     if s.shape != (t.size, lam.size):
         raise ValueError(
             f"spectra must have shape (len(times_s), len(wavelength_nm)) = "
@@ -542,9 +529,9 @@ def spectrum_series(times_s, wavelength_nm, spectra, *, background="fit") -> Ser
                 nmap[i] = (clean - base) / top
             continue
         results.append(r)
-        if math.isfinite(r.cew_nm) and math.isfinite(r.cew_err) and r.cew_err > 0:
+        if math.isfinite(r.cew_nm) and math.isfinite(r.cew_nm_err) and r.cew_nm_err > 0:
             ok[i] = True
-            cew[i], cew_e[i], fw[i], fw_e[i] = r.cew_nm, r.cew_err, r.fwhm_nm, r.fwhm_err
+            cew[i], cew_e[i], fw[i], fw_e[i] = r.cew_nm, r.cew_nm_err, r.fwhm_nm, r.fwhm_nm_err
         sub = r.counts_clean - r.background
         top = float(np.max(ndimage.median_filter(sub, size=3)))
         nmap[i] = sub / top if top > 0 else sub
@@ -565,12 +552,12 @@ def spectrum_series(times_s, wavelength_nm, spectra, *, background="fit") -> Ser
         times_s=t,
         wavelength_nm=lam[order],
         cew_nm=cew,
-        cew_err=cew_e,
+        cew_nm_err=cew_e,
         fwhm_nm=fw,
-        fwhm_err=fw_e,
+        fwhm_nm_err=fw_e,
         ok=ok,
         blueshift_rate_nm_per_h=rate,
-        blueshift_rate_err=err,
+        blueshift_rate_nm_per_h_err=err,
         cew0_nm=c0,
         chi2_red=chi2,
         normalised_map=nmap,
@@ -612,7 +599,7 @@ def population_stats(cews, g2s=None, *, bins: int | np.ndarray | None = None) ->
 
     ``bins=None``: 1 nm wide bins over the data range.
     """
-    c = _finite("cews", cews, 1)
+    c = finite_array("cews", cews, 1)
     if bins is None:
         lo, hi = math.floor(c.min()), math.ceil(c.max())
         edges = np.arange(lo, max(hi, lo + 1) + 1.0, 1.0)
@@ -621,7 +608,7 @@ def population_stats(cews, g2s=None, *, bins: int | np.ndarray | None = None) ->
             raise ValueError("bins must be >= 1")
         edges = np.histogram_bin_edges(c, bins=int(bins))
     else:
-        edges = _finite("bins", bins, 1)
+        edges = finite_array("bins", bins, 1)
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError("bin edges must be strictly increasing")
     hist, edges = np.histogram(c, bins=edges)
@@ -637,7 +624,7 @@ def population_stats(cews, g2s=None, *, bins: int | np.ndarray | None = None) ->
         hist_counts=hist.astype(np.int64),
     )
     if g2s is not None:
-        g = _finite("g2s", g2s, 1)
+        g = finite_array("g2s", g2s, 1)
         if g.size != n:
             raise ValueError(f"cews and g2s differ in length ({n} vs {g.size})")
         out["fraction_antibunched"] = float(np.mean(g < 0.5))

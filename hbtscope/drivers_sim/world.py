@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hbtscope.clock import PS_PER_S, VirtualClock
+from hbtscope.clock import VirtualClock
 from hbtscope.drivers_sim import physics
 from hbtscope.drivers_sim._kernels import (
     LADDER_RUNGS,
@@ -40,6 +40,7 @@ from hbtscope.drivers_sim.imperfections import (
 from hbtscope.drivers_sim.model import EMITTER_PROPERTIES, Emitter, EmitterSpot, SimulationConfig
 from hbtscope.drivers_sim.presets import PRESETS
 from hbtscope.drivers_sim.sample import draw_emitter, draw_population
+from hbtscope.units import FWHM_PER_SIGMA, PS_PER_S
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
@@ -156,7 +157,7 @@ class World:
         n_det = len(self.detectors)
         for j, d in enumerate(self.detectors):
             other = self.detectors[(j + 1) % n_det]  # with two detectors: the other one
-            self._xt_jitter[d.tagger_channel] = d.jitter_fwhm_ps / 2.3548
+            self._xt_jitter[d.tagger_channel] = d.jitter_fwhm_ps / FWHM_PER_SIGMA
             if d.crosstalk_prob > 0 and n_det > 1:
                 self._xt_prob[d.tagger_channel] = d.crosstalk_prob
                 self._xt_target[d.tagger_channel] = other.tagger_channel
@@ -172,7 +173,7 @@ class World:
         self._eta_split = self._detector_split()
         # per detector, for the generation of every piece
         self._det_channels = np.array([d.tagger_channel for d in self.detectors], np.int16)
-        self._det_jitter = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
+        self._det_jitter = np.array([d.jitter_fwhm_ps / FWHM_PER_SIGMA for d in self.detectors])
         self._det_delay = np.array([d.delay_ps for d in self.detectors], np.float64)
         self._det_tail_f = np.array([d.jitter_tail_fraction for d in self.detectors])
         self._det_tail_ps = np.array([d.jitter_tail_ps for d in self.detectors])
@@ -656,7 +657,7 @@ class World:
         if route_cum is None:
             route_cum = np.cumsum(self._eta_split / self._eta_split.sum())
         det = np.searchsorted(route_cum[:-1], rng.random(t_emit.size), side="right")
-        jit = np.array([d.jitter_fwhm_ps / 2.3548 for d in self.detectors])
+        jit = np.array([d.jitter_fwhm_ps / FWHM_PER_SIGMA for d in self.detectors])
         dly = np.array([d.delay_ps for d in self.detectors], np.float64)
         t = t_emit + np.maximum(dly[det] + jit[det] * rng.standard_normal(t_emit.size), 0.0)
         return np.round(t).astype(np.int64), det.astype(np.int64), t_emit
@@ -982,7 +983,7 @@ class World:
         from scipy.stats import exponnorm, norm
 
         d = self.detectors[detector]
-        sigma = max(d.jitter_fwhm_ps / 2.3548, 1e-3)
+        sigma = max(d.jitter_fwhm_ps / FWHM_PER_SIGMA, 1e-3)
         edges = np.arange(n_bins + 1) * bin_ps
         # exact bin integrals: Gaussian, and Gaussian (x) exponential (ex-Gaussian) for the tail
         fast = np.diff(norm.cdf(edges, loc=d.delay_ps, scale=sigma))

@@ -46,8 +46,7 @@ from hbtscope.storage.reading import (
     spad_channels,
 )
 from hbtscope.storage.runfile import read_parameters, read_values
-
-PS_PER_S = 1_000_000_000_000
+from hbtscope.units import PS_PER_S
 
 
 def analyse_g2_histogram(
@@ -69,7 +68,7 @@ def analyse_g2_histogram(
     Crosstalk (``exclude_crosstalk``): the calibration's ``crosstalk_windows_ps``, else the
     narrow excess peaks found in the centre peak (:func:`find_crosstalk_peaks`), excluded
     from every peak. Returns the result with ``background``, the one with the square-root
-    correction, and what was used (``zero_delay_ps``, ``zero_delay_err_ps``,
+    correction, and what was used (``zero_delay_ps``, ``zero_delay_ps_err``,
     ``zero_delay_source``, ``crosstalk_windows_ps``, ``crosstalk_source``).
     Raises ValueError when the histogram cannot be analysed at all.
     """
@@ -82,10 +81,10 @@ def analyse_g2_histogram(
     else:
         try:
             found = find_zero_delay(lag_ps, counts, period_ps)
-            z, z_err, source = found.zero_delay_ps, found.zero_delay_err_ps, "data"
+            z, z_err, source = found.zero_delay_ps, found.zero_delay_ps_err, "data"
         except ValueError as exc:  # no side-peak signal: nothing to align on
             z, z_err, source = 0.0, math.nan, f"default (not found: {exc})"
-    used.update(zero_delay_ps=z, zero_delay_err_ps=z_err, zero_delay_source=source)
+    used.update(zero_delay_ps=z, zero_delay_ps_err=z_err, zero_delay_source=source)
     windows: tuple = ()
     xt_source = "off"
     if exclude_crosstalk:

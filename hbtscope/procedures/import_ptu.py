@@ -24,13 +24,13 @@ from hbtscope.procedures.base import AnalysisOutput, Measurement
 from hbtscope.procedures.g2 import analyse_g2_histogram
 from hbtscope.storage import layout as L
 from hbtscope.storage.reading import (
-    PS_PER_S,
     busiest_channels,
     channel_map,
     is_photon_name,
     read_tags,
 )
 from hbtscope.storage.runfile import read_attrs, read_parameters
+from hbtscope.units import PS_PER_S
 
 
 def _correlation_summary(
@@ -135,7 +135,7 @@ def _decay_summary(f, ch, photon_channels, arrays, params) -> dict[str, Any]:
         "decay_resolution_ps": res_ps,
         "decay_n_bins": n_bins,
         "mean_delay_ps": mean_delay,
-        "mean_delay_err_ps": mean_err,
+        "mean_delay_ps_err": mean_err,
     }
     if isinstance(stored, h5py.Dataset):
         s = stored[()]

@@ -29,8 +29,6 @@ __all__ = [
     "read_tags",
 ]
 
-PS_PER_S = 1e12
-
 
 class RunFileError(ValueError):
     """The path is not a readable hbtscope run file (missing, not HDF5, wrong layout)."""

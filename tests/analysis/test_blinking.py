@@ -238,7 +238,7 @@ def test_telegraph_change_points_states_and_intensities():
     assert r.n_change_points <= sw.size + 3 * math.sqrt(0.05 * sw.size) + 3
     lv = cluster_levels(r, max_states=6)
     assert lv.n_states == 2
-    for truth, got, err in zip([2000.0, 20000.0], lv.rates_cps, lv.rates_err_cps, strict=True):
+    for truth, got, err in zip([2000.0, 20000.0], lv.rates_cps, lv.rates_cps_err, strict=True):
         assert abs(got - truth) < 3 * err + 0.02 * truth
     on_time = _on_truth(segs)
     assert lv.time_fraction[1] == pytest.approx(on_time, abs=0.02)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hbtscope.analysis.correlation_log as cl
+import hbtscope.analysis._log_pairs as lp
 from hbtscope.analysis.correlation_log import (
     LogCorrelationAccumulator,
     correlate_log,
@@ -74,12 +74,12 @@ def test_correlate_log_matches_brute_force(case, budget):
     # budget = partners per tag allowed in the directly enumerated window: 0 forces the
     # rank-sum path for every edge, 1e9 the widest direct window (both code paths).
     t1, t2, edges = case
-    old = cl._DIRECT_PAIRS_PER_TAG
-    cl._DIRECT_PAIRS_PER_TAG = budget
+    old = lp._DIRECT_PAIRS_PER_TAG
+    lp._DIRECT_PAIRS_PER_TAG = budget
     try:
         counts = correlate_log(t1, t2, edges)
     finally:
-        cl._DIRECT_PAIRS_PER_TAG = old
+        lp._DIRECT_PAIRS_PER_TAG = old
     assert counts.dtype == np.int64 and counts.shape == (edges.size - 1,)
     np.testing.assert_array_equal(counts, brute_force(t1, t2, edges))
 

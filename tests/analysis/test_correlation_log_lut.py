@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hbtscope.analysis import _log_pairs as lp
 from hbtscope.analysis import correlation_log as cl
 
 
@@ -19,9 +20,9 @@ def _direct(a, b, w, use_lut):
         n_pow <<= 1
     win = np.full(n_pow + 1, np.iinfo(np.int64).max, np.int64)
     win[: n + 1] = w
-    lut, shift = cl._bin_lut(w) if use_lut else (np.empty(0, np.int64), 0)
+    lut, shift = lp._bin_lut(w) if use_lut else (np.empty(0, np.int64), 0)
     counts = np.zeros(n, np.int64)
-    cl._direct_pairs(a, b_pad, b.size, w[0], w[-1], win, n_pow, lut, shift, counts)
+    lp._direct_pairs(a, b_pad, b.size, w[0], w[-1], win, n_pow, lut, shift, counts)
     return counts, lut.size
 
 
@@ -47,5 +48,5 @@ def test_lut_binning_equals_binary_search(w):
 
 
 def test_lut_too_large_falls_back():
-    lut, _ = cl._bin_lut(np.array([0, 1, 2, 10**9], np.int64))
+    lut, _ = lp._bin_lut(np.array([0, 1, 2, 10**9], np.int64))
     assert lut.size == 0

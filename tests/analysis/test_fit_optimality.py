@@ -260,7 +260,7 @@ def test_gaussian1d_fit_is_at_least_as_good_as_the_truth(c, s, a, b, noise):
             data = mu + np.sqrt(mu) * rng.standard_normal(z.size)
         fit = gaussian1d_fit(z, data, noise=noise)
         at_fit = gaussian_fit_objective(
-            data, _profile_1d(z, fit.center, fit.sigma, fit.amplitude, fit.background), noise
+            data, _profile_1d(z, fit.centre, fit.sigma, fit.amplitude, fit.background), noise
         )
         truth = gaussian_fit_objective(data, mu, noise)
         assert at_fit <= truth + 1e-6 * (1 + abs(truth)), (seed, at_fit, truth, fit)

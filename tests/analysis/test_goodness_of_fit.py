@@ -280,4 +280,4 @@ def test_gaussian_fits_of_a_flat_image_are_flagged_unidentifiable(noise, level):
     assert np.isinf(fit.x_err) and np.isinf(fit.y_err) and np.isinf(fit.sigma_err)
     assert fit.as_dict()["identifiable"] is False
     fit1 = gaussian1d_fit(np.linspace(-3, 3, 31), np.full(31, level), noise=noise)
-    assert not fit1.identifiable and np.isinf(fit1.center_err), fit1
+    assert not fit1.identifiable and np.isinf(fit1.centre_err), fit1

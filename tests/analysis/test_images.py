@@ -392,14 +392,14 @@ def test_gaussian1d_fit_z_scan_within_errors():
         counts = rng.poisson(50.0 + 400.0 * np.exp(-((z - c) ** 2) / (2 * 0.55**2)))
         fit = gaussian1d_fit(z, counts)
         assert fit.success and not fit.at_bound
-        pulls.append((fit.center - c) / fit.center_err)
+        pulls.append((fit.centre - c) / fit.centre_err)
     pulls = np.array(pulls)
     assert abs(pulls.mean()) < 0.2
     assert 0.85 < pulls.std() < 1.15
     assert fit.fwhm == pytest.approx(2.3548 * fit.sigma, rel=1e-4)
     # bounded: a centre outside the allowed range ends on the bound
     counts = rng.poisson(50.0 + 400.0 * np.exp(-((z - 1.5) ** 2) / (2 * 0.55**2)))
-    b = gaussian1d_fit(z, counts, center_bounds=(-1.0, 1.0))
-    assert b.center == pytest.approx(1.0) and b.at_bound
+    b = gaussian1d_fit(z, counts, centre_bounds=(-1.0, 1.0))
+    assert b.centre == pytest.approx(1.0) and b.at_bound
     with pytest.raises(ValueError, match="equal length"):
         gaussian1d_fit(z, counts[:-1])

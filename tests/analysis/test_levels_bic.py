@@ -33,12 +33,8 @@ import sys
 import numpy as np
 import pytest
 
-from hbtscope.analysis.blinking import (
-    LevelsResult,
-    _classification_ll,
-    change_points,
-    cluster_levels,
-)
+from hbtscope.analysis.blinking import LevelsResult, change_points, cluster_levels
+from hbtscope.analysis.blinking.levels import _classification_ll
 
 PS = 1e12
 BASE_CPS = 2000.0

@@ -47,7 +47,7 @@ def test_dolp_and_angle_within_errors_over_seeds():
         y, (i_min, i_max) = _curve(rng)
         r = malus_fit(THETA, y)
         pulls_d.append((r.dolp - 0.4) / r.dolp_err)
-        pulls_t.append(_dtheta(r.theta0_deg, 130.0) / r.theta0_err_deg)
+        pulls_t.append(_dtheta(r.theta0_deg, 130.0) / r.theta0_deg_err)
         pulls_max.append((r.I_max - i_max) / r.I_max_err)
         assert 0.0 <= r.theta0_deg < 180.0
     for p in (pulls_d, pulls_t, pulls_max):
@@ -63,7 +63,7 @@ def test_theta0_wraps_around(theta0):
     y, _ = _curve(rng, theta0=theta0, dolp=0.6)
     r = malus_fit(THETA, y)
     assert 0.0 <= r.theta0_deg < 180.0
-    assert abs(_dtheta(r.theta0_deg, theta0)) < 4 * r.theta0_err_deg
+    assert abs(_dtheta(r.theta0_deg, theta0)) < 4 * r.theta0_deg_err
 
 
 def test_given_errors_are_used():
@@ -131,7 +131,7 @@ def test_unpolarised_emitter_has_no_dipole_angle():
     theta = np.arange(0.0, 360.0, 15.0)
     counts = rng.poisson(np.full(theta.size, 5000.0))
     r = malus_fit(theta, counts)
-    assert not r.identifiable and math.isinf(r.theta0_err_deg) and "theta0" in r.message
+    assert not r.identifiable and math.isinf(r.theta0_deg_err) and "theta0" in r.message
     assert 0 <= r.gof_p_value <= 1
     polarised = rng.poisson(malus_model(theta, 1000.0, 9000.0, 30.0))
     assert malus_fit(theta, polarised).identifiable

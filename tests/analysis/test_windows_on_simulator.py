@@ -64,5 +64,5 @@ def test_high_and_low_windows_give_the_state_lifetimes():
     for mask, tau_true in ((high, 10_200.0), (low, 1_300.0)):
         hist = decay_histogram(photons[mask], sync, 50, 4000)
         fit = fit_decay(hist, 50, n_exp=1, irf={"gaussian": 150.0}, background=True)
-        tau, err = fit.taus_ps[0], fit.taus_err_ps[0]
+        tau, err = fit.taus_ps[0], fit.taus_ps_err[0]
         assert abs(tau - tau_true) < 4 * err + 0.06 * tau_true, (tau, err, tau_true)

@@ -72,7 +72,7 @@ def test_crosstalk_peaks_sit_at_the_optical_path_and_have_the_expected_size():
     a, b = ts[ch == 2], ts[ch == 3]
     lag, c = correlate(a, b, 250, 12_000_000)
     z = find_zero_delay(lag, c, PERIOD_PS)
-    assert abs(z.zero_delay_ps - 2700) < 4 * z.zero_delay_err_ps + 25
+    assert abs(z.zero_delay_ps - 2700) < 4 * z.zero_delay_ps_err + 25
     xt = find_crosstalk_peaks(lag, c, PERIOD_PS, z.zero_delay_ps)
     assert len(xt.windows_ps) == 2
     centres = sorted(0.5 * (lo + hi) for lo, hi in xt.windows_ps)

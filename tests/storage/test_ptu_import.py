@@ -171,7 +171,7 @@ def test_t3_decay_histogram_equals_ptufile(imported, name):
     for i, c in enumerate(chans):
         mean = float((hist[i] * bins).sum() / hist[i].sum()) * info["tcspc_res_ps"]
         assert result["mean_delay_ps"][str(c)] == pytest.approx(mean, rel=1e-9)
-        assert 0 < result["mean_delay_err_ps"][str(c)] < 0.01 * mean
+        assert 0 < result["mean_delay_ps_err"][str(c)] < 0.01 * mean
     assert result["photon_channels"] == [2, 3]
     assert "g2_0_pulsed" in result or "g2_pulsed_error" in result
 

@@ -1,0 +1,258 @@
+"""Pair counting of two sorted int64 tag streams into arbitrary increasing lag bins (kernels).
+
+Used by the log-binned correlation (:mod:`hbtscope.analysis.correlation_log`) and the
+blinking bunching of :func:`hbtscope.analysis.g2_cw.g2_long_delays`. :func:`add_pairs` adds
+``#{(i, j) : edges[k] <= t2[j] - t1[i] < edges[k+1]}`` to ``counts[k]``; inputs are not
+validated (use :mod:`hbtscope.analysis._validate`).
+
+Algorithm. Let ``S(e) = #{(i, j) : t2[j] - t1[i] < e} = sum_i rank2(t1[i] + e)`` with
+``rank2(x) = #{j : t2[j] < x}``. Then ``counts[k] = S(edges[k+1]) - S(edges[k])``. For
+each edge a pointer into ``t2`` follows ``t1[i] + e`` as ``i`` increases (Laurence et
+al.): a merge of ``t1 + e`` with ``t2``, so every edge costs O(N1 + N2) in total whatever
+the number of pairs it spans (at 100 kcps a 1 s lag spans 1e5 partners per tag; they are
+never enumerated). The merges are branch-free and four edges run interleaved. For the
+small lags, where bins are narrow and pairs are few, the pairs of a contiguous window of
+bins are enumerated directly and binned by a branch-free binary search; the window is
+the widest one holding about one partner per tag. Total cost
+O((N1 + N2) * n_edges_outside_window + n_pairs_in_window).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["add_pairs"]
+
+_INT64_MAX = np.iinfo(np.int64).max
+# Target number of partners per tag inside the directly enumerated window of bins.
+_DIRECT_PAIRS_PER_TAG = 1.0
+# Largest lookup table (cells) used to bin the directly enumerated lags.
+_LUT_MAX_CELLS = 1 << 16
+
+
+# --------------------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _bin_of(d: np.int64, win: np.ndarray, n_pow: int) -> int:
+    """Index k with win[k] <= d < win[k+1] (caller guarantees win[0] <= d < win[-1]).
+
+    Branch-free binary search over ``win`` padded to ``n_pow + 1`` entries with +max.
+    """
+    k = 0
+    step = n_pow >> 1
+    while step > 0:
+        k += step * (win[k + step] <= d)
+        step >>= 1
+    return k
+
+
+@njit(cache=True)
+def _finish_lane(a: np.ndarray, b_pad: np.ndarray, e: np.int64, i: int, j: int, s: int) -> int:
+    """Complete one merge lane (branchy; only the few remaining steps)."""
+    n_a = a.shape[0]
+    while i < n_a:
+        x = a[i] + e
+        while b_pad[j] < x:
+            j += 1
+        s += j
+        i += 1
+    return s
+
+
+@njit(cache=True)
+def _rank_sums(a: np.ndarray, b_pad: np.ndarray, n_b: int, e_val: np.ndarray) -> np.ndarray:
+    """S(e) = sum_i #{j : b[j] < a[i] + e} for every e in ``e_val``.
+
+    One branch-free merge of ``a + e`` with ``b`` per edge (a step consumes the smaller
+    head: a b-step advances the rank, an a-step adds it to S), four edges interleaved so
+    the four dependency chains overlap. ``b_pad`` ends with int64-max sentinels.
+    """
+    n = e_val.shape[0]
+    n_a = a.shape[0]
+    s = np.zeros(n, dtype=np.int64)
+    if n_a == 0 or n_b == 0:
+        return s
+    bb = b_pad[:n_b]
+    first = a[0]
+    last = a[n_a - 1]
+    for q0 in range(0, n, 4):
+        e0 = e_val[min(q0, n - 1)]
+        e1 = e_val[min(q0 + 1, n - 1)]
+        e2 = e_val[min(q0 + 2, n - 1)]
+        e3 = e_val[min(q0 + 3, n - 1)]
+        j0 = np.searchsorted(bb, first + e0)
+        j1 = np.searchsorted(bb, first + e1)
+        j2 = np.searchsorted(bb, first + e2)
+        j3 = np.searchsorted(bb, first + e3)
+        # steps of a lane until its last a is consumed: n_a + #b in [first+e, last+e)
+        m0 = n_a + np.searchsorted(bb, last + e0) - j0
+        m1 = n_a + np.searchsorted(bb, last + e1) - j1
+        m2 = n_a + np.searchsorted(bb, last + e2) - j2
+        m3 = n_a + np.searchsorted(bb, last + e3) - j3
+        m = min(min(m0, m1), min(m2, m3))
+        i0 = i1 = i2 = i3 = 0
+        s0 = s1 = s2 = s3 = 0
+        for _ in range(m):
+            c0 = b_pad[j0] < a[i0] + e0
+            c1 = b_pad[j1] < a[i1] + e1
+            c2 = b_pad[j2] < a[i2] + e2
+            c3 = b_pad[j3] < a[i3] + e3
+            s0 += (1 - c0) * j0
+            i0 += 1 - c0
+            j0 += c0
+            s1 += (1 - c1) * j1
+            i1 += 1 - c1
+            j1 += c1
+            s2 += (1 - c2) * j2
+            i2 += 1 - c2
+            j2 += c2
+            s3 += (1 - c3) * j3
+            i3 += 1 - c3
+            j3 += c3
+        s[q0] = _finish_lane(a, b_pad, e0, i0, j0, s0)
+        if q0 + 1 < n:
+            s[q0 + 1] = _finish_lane(a, b_pad, e1, i1, j1, s1)
+        if q0 + 2 < n:
+            s[q0 + 2] = _finish_lane(a, b_pad, e2, i2, j2, s2)
+        if q0 + 3 < n:
+            s[q0 + 3] = _finish_lane(a, b_pad, e3, i3, j3, s3)
+    return s
+
+
+@njit(cache=True)
+def _direct_pairs(
+    a: np.ndarray,
+    b_pad: np.ndarray,
+    n_b: int,
+    lo_e: np.int64,
+    hi_e: np.int64,
+    win: np.ndarray,
+    n_pow: int,
+    lut: np.ndarray,
+    lut_shift: int,
+    counts: np.ndarray,
+) -> None:
+    """Enumerate the pairs with lo_e <= b - a < hi_e and bin them on ``win``.
+
+    With a non-empty ``lut`` the bin of a lag d is ``lut[(d - lo_e) >> lut_shift]``
+    or the next one (cells no wider than the narrowest bin hold at most one edge);
+    otherwise a branch-free binary search (:func:`_bin_of`).
+    """
+    n_a = a.shape[0]
+    if n_a == 0 or n_b == 0:
+        return
+    use_lut = lut.shape[0] > 0
+    bb = b_pad[:n_b]
+    lo = np.searchsorted(bb, a[0] + lo_e)
+    hi = np.searchsorted(bb, a[0] + hi_e)
+    for i in range(n_a):
+        ai = a[i]
+        x = ai + lo_e
+        y = ai + hi_e
+        # two branch-free steps cover the usual advance (< 1 partner per tag)
+        lo += b_pad[lo] < x
+        hi += b_pad[hi] < y
+        lo += b_pad[lo] < x
+        hi += b_pad[hi] < y
+        while b_pad[lo] < x:
+            lo += 1
+        while b_pad[hi] < y:
+            hi += 1
+        if use_lut:
+            for j in range(lo, hi):
+                d = b_pad[j] - ai
+                k = lut[(d - lo_e) >> lut_shift]
+                counts[k + (win[k + 1] <= d)] += 1
+        else:
+            for j in range(lo, hi):
+                counts[_bin_of(b_pad[j] - ai, win, n_pow)] += 1
+
+
+# --------------------------------------------------------------------------------------
+# input checks and helpers
+# --------------------------------------------------------------------------------------
+
+
+def _direct_window(edges: np.ndarray, rate_per_ps: float) -> tuple[int, int]:
+    """Contiguous edge window [ka, kb] with the most bins and <= ~1 partner per tag.
+
+    Returns (0, 0) when no window of at least two bins is cheap enough.
+    """
+    n = edges.size
+    if rate_per_ps <= 0 or n < 3:
+        return 0, 0
+    span_max = _DIRECT_PAIRS_PER_TAG / rate_per_ps
+    best = (0, 0)
+    lo = 0
+    for hi in range(n):
+        while edges[hi] - edges[lo] > span_max:
+            lo += 1
+        if hi - lo > best[1] - best[0]:
+            best = (lo, hi)
+    if best[1] - best[0] < 2:
+        return 0, 0
+    return best
+
+
+def _bin_lut(w: np.ndarray) -> tuple[np.ndarray, int]:
+    """Lookup table of the bin of each cell of 2**shift ps of the window ``w`` (edges).
+
+    ``lut[c]`` is the bin holding ``w[0] + c * 2**shift``; the cell width is at most the
+    narrowest bin, so a lag in cell c lies in bin ``lut[c]`` or ``lut[c] + 1``. Returns an
+    empty table when it would exceed ``_LUT_MAX_CELLS`` cells.
+    """
+    shift = int(np.min(np.diff(w))).bit_length() - 1
+    n_cells = int((w[-1] - w[0] - 1) >> shift) + 1
+    if n_cells > _LUT_MAX_CELLS:
+        return np.empty(0, dtype=np.int64), 0
+    starts = w[0] + (np.arange(n_cells, dtype=np.int64) << shift)
+    lut = np.searchsorted(w, starts, side="right").astype(np.int64) - 1
+    return lut, shift
+
+
+def _run_kernel(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
+    """Add the pairs of sorted int64 arrays a x b to counts (no validation)."""
+    if a.size == 0 or b.size == 0:
+        return
+    span = float(b[-1] - b[0])
+    rate = (b.size - 1) / span if span > 0 else 0.0
+    ka, kb = _direct_window(edges, rate)
+    b_pad = np.empty(b.size + 2, dtype=np.int64)
+    b_pad[: b.size] = b
+    b_pad[b.size :] = _INT64_MAX
+    # rank sums at every edge outside the open window (ka, kb)
+    k_ptr = (
+        np.r_[np.arange(0, ka + 1), np.arange(kb, edges.size)] if kb > ka else np.arange(edges.size)
+    )
+    s = _rank_sums(a, b_pad, b.size, np.ascontiguousarray(edges[k_ptr]))
+    consecutive = np.diff(k_ptr) == 1
+    counts[k_ptr[:-1][consecutive]] += np.diff(s)[consecutive]
+    if kb - ka > 1:
+        n_direct = kb - ka
+        n_pow = 1
+        while n_pow < n_direct:
+            n_pow <<= 1
+        win = np.full(n_pow + 1, _INT64_MAX, dtype=np.int64)
+        win[: n_direct + 1] = edges[ka : kb + 1]
+        lut, lut_shift = _bin_lut(edges[ka : kb + 1])
+        direct = np.zeros(n_direct, dtype=np.int64)
+        _direct_pairs(a, b_pad, b.size, edges[ka], edges[kb], win, n_pow, lut, lut_shift, direct)
+        counts[ka:kb] += direct
+
+
+def add_pairs(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
+    """Add pairs a x b, looping over the shorter array (pointers walk the longer one).
+
+    Looping over ``b`` uses the mirror identity: the lags of (a, b) equal those of
+    (-b[::-1], -a[::-1]), with the same half-open convention.
+    """
+    if a.size == 0 or b.size == 0:
+        return
+    if b.size < a.size // 2:
+        _run_kernel(-b[::-1].copy(), -a[::-1].copy(), edges, counts)
+    else:
+        _run_kernel(a, b, edges, counts)
