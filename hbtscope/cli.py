@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hbtscope.config_schema import SetupFileError
+from hbtscope.procedures.errors import OutputDirError, ParameterError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -340,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (SetupFileError, UsageError) as exc:
         print(f"hbtscope: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ParameterError, OutputDirError) as exc:
+        print(f"hbtscope: {exc}; nothing was moved or switched on", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("hbtscope: interrupted; instruments left in safe state", file=sys.stderr)

@@ -82,17 +82,47 @@ def test_stop_midway_leaves_an_aborted_readable_file(tmp_path):
     assert run_status(outcome.path) == "aborted"
 
 
-def test_failure_is_recorded(tmp_path):
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"laser_power_W": 5e-6}, r"laser_power_W = 5e-06 exceeds the setup's max_power_W = 2e-06"),
+        ({"laser_power_W": 5e-3, "x_um": 20.0, "y_um": 10.0}, r"max_power_W"),
+        ({"duration_s": float("nan")}, r"duration_s = nan is not a finite number"),
+        ({"x_um": 500.0, "y_um": 10.0}, r"x_um = 500.0 is outside the stage travel"),
+        ({"bin_width_ps": 1, "max_lag_ps": 1_000_000_000}, r"14.9 GiB"),
+    ],
+)
+def test_a_bad_parameter_is_refused_before_anything_moves_or_fires(tmp_path, params, match):
+    """Validate, then act: no stage move, no laser write, no run file."""
+    from hbtscope.procedures.errors import ParameterError
+
     with hbtscope.open_setup(data_dir=tmp_path) as setup:
-        proc = G2Measurement(laser_power_W=5e-6, duration_s=1.0)  # above max_power_W = 2 µW
-        with pytest.raises(ValueError, match=r"outside the allowed range \[0, 2e-06\] W") as info:
-            run_procedure(proc, setup)
+        focus_before = setup.world.focus_um.copy()
+        power_before = setup.laser.power_W
+        with pytest.raises(ParameterError, match=match):
+            run_procedure(G2Measurement(**{"duration_s": 1.0, **params}), setup)
+        assert not setup.laser.emission_on and setup.laser.power_W == power_before
+        np.testing.assert_array_equal(setup.world.focus_um, focus_before)
+    assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_failure_during_the_run_is_recorded(tmp_path, monkeypatch):
+    """A failure after the start (here the tagger's stream) leaves a run file saying so."""
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("tagger unplugged")
+
+        monkeypatch.setattr(setup.tagger.api, "TimeTagStream", broken)
+        with pytest.raises(RuntimeError, match="unplugged") as info:
+            run_procedure(G2Measurement(x_um=10.0, y_um=10.0, duration_s=1.0), setup)
         assert not setup.laser.emission_on
     outcome = info.value.run_outcome
     assert outcome.status == "failed"
     with h5py.File(outcome.path, "r") as f:
         assert f.attrs["status"] == "failed"
-        assert "max_power_W" in f.attrs["error"]
+        assert "tagger unplugged" in f.attrs["error"]
+        assert f["setup/snapshot/laser"].attrs["emission_on"]  # it had started
 
 
 def test_sigkill_during_recording_keeps_flushed_tags(tmp_path):

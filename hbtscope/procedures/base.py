@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import Procedure
+from pymeasure.experiment import FloatParameter, Procedure
 
 from hbtscope import events as ev
+from hbtscope.procedures.errors import ParameterError
 
 
 class AbortRequested(Exception):
@@ -63,6 +64,9 @@ class HbtProcedure(Procedure):
 
     NAME: ClassVar[str] = ""
     DATA_COLUMNS: ClassVar[list[str]] = []
+    #: float parameters for which NaN has a meaning (e.g. "stay where the stage is"); every
+    #: other float parameter must be finite
+    NAN_MEANS: ClassVar[dict[str, str]] = {}
 
     setup: Any = None
     events: ev.EventStream | None = None
@@ -74,6 +78,65 @@ class HbtProcedure(Procedure):
             if unit:
                 units[name] = unit
         return units
+
+    # --- validation, before anything is done ---------------------------------------------
+
+    def _allowed(self, name: str) -> str:
+        p = self._parameters[name]
+        lo, hi = getattr(p, "minimum", None), getattr(p, "maximum", None)
+        unit = getattr(p, "units", None) or ""
+        return f"allowed [{lo}, {hi}] {unit}".rstrip()
+
+    def fail(self, name: str, message: str) -> None:
+        """Raise :class:`ParameterError` for parameter ``name`` with what is allowed."""
+        value = getattr(self, name)
+        raise ParameterError(f"{self.NAME}: {name} = {value!r} {message}")
+
+    def validate(self, setup: Any) -> None:
+        """Check every parameter against its own range and the setup's limits, before any
+        hardware write and before the run file exists (:class:`ParameterError` otherwise).
+
+        Here: every float parameter is finite (NaN only where :attr:`NAN_MEANS` gives it a
+        meaning) and within its range; a measurement adds its cross-checks with the setup
+        (laser power limit, stage travel, memory) in :meth:`check_setup`.
+        """
+        for name, p in self._parameters.items():
+            value = getattr(self, name)
+            if isinstance(p, FloatParameter) and isinstance(value, float):
+                if math.isnan(value) and name in self.NAN_MEANS:
+                    continue
+                if not math.isfinite(value):
+                    self.fail(name, f"is not a finite number ({self._allowed(name)})")
+            lo, hi = getattr(p, "minimum", None), getattr(p, "maximum", None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    self.fail(name, f"is out of range ({self._allowed(name)})")
+        self.check_setup(setup)
+
+    def check_setup(self, setup: Any) -> None:
+        """Cross-checks of the parameters with the setup (override; raise via :meth:`fail`)."""
+
+    def check_stage_target(self, setup: Any, **target_um: float) -> None:
+        """The given (not NaN) stage coordinates lie within the stage's travel."""
+        given = {a: v for a, v in target_um.items() if not math.isnan(v)}
+        if not given:
+            return
+        travel = getattr(setup.stage, "travel_um", {})
+        for name, value in given.items():
+            lo, hi = travel.get(name.removesuffix("_um"), (-math.inf, math.inf))
+            if not lo <= value <= hi:
+                self.fail(name, f"is outside the stage travel [{lo}, {hi}] um of {setup.path}")
+
+    def check_laser(self, setup: Any, power_W: str, rep_rate_Hz: str | None = None) -> None:
+        """Power within the setup's ``max_power_W``, repetition rate within the laser's range."""
+        laser = setup.laser
+        max_W = float(getattr(laser, "max_power_W", math.inf))
+        if getattr(self, power_W) > max_W:
+            self.fail(power_W, f"exceeds the setup's max_power_W = {max_W} W ({setup.path})")
+        if rep_rate_Hz is not None and getattr(laser, "rep_rate_range_Hz", None):
+            lo, hi = laser.rep_rate_range_Hz
+            if not lo <= getattr(self, rep_rate_Hz) <= hi:
+                self.fail(rep_rate_Hz, f"is outside the laser's range [{lo}, {hi}] Hz")
 
     # --- events -------------------------------------------------------------------------
 

@@ -172,12 +172,35 @@ class G2Measurement(HbtProcedure):
     y_um = FloatParameter("Stage y (NaN = stay)", units="um", default=float("nan"))
     z_um = FloatParameter("Stage z (NaN = stay)", units="um", default=float("nan"))
 
-    def startup(self) -> None:
-        if self.max_lag_ps < self.norm_delay_ps + self.norm_halfwidth_ps + self._period_ps():
-            raise ValueError(
-                f"max_lag_ps = {self.max_lag_ps} ps must reach beyond the normalisation peaks at "
-                f"{self.norm_delay_ps} ± {self.norm_halfwidth_ps} ps plus one period"
+    NAN_MEANS = {
+        "x_um": "stay",
+        "y_um": "stay",
+        "z_um": "stay",
+        "zero_delay_ps": "from the calibration or the data",
+    }
+    #: the correlation histogram may hold at most this many bins (8 bytes each: 400 MB)
+    MAX_HISTOGRAM_BINS = 50_000_000
+
+    def check_setup(self, setup) -> None:
+        reach = self.norm_delay_ps + self.norm_halfwidth_ps + self._period_ps()
+        if self.max_lag_ps < reach:
+            self.fail(
+                "max_lag_ps",
+                f"ps must reach beyond the normalisation peaks at {self.norm_delay_ps} ± "
+                f"{self.norm_halfwidth_ps} ps plus one period (>= {reach:.0f} ps)",
             )
+        n_bins = 2 * self.max_lag_ps // self.bin_width_ps + 1
+        if n_bins > self.MAX_HISTOGRAM_BINS:
+            self.fail(
+                "bin_width_ps",
+                f"with max_lag_ps = {self.max_lag_ps} asks for {n_bins:.3g} histogram bins "
+                f"({8 * n_bins / 2**30:.1f} GiB); at most {self.MAX_HISTOGRAM_BINS:.3g} allowed",
+            )
+        self.check_laser(setup, "laser_power_W", "rep_rate_Hz")
+        self.check_stage_target(setup, x_um=self.x_um, y_um=self.y_um, z_um=self.z_um)
+        setup.tagger  # noqa: B018 - a missing tagger role is reported now, not after moving
+
+    def startup(self) -> None:
         self.move_if_given(self.x_um, self.y_um, self.z_um)
         laser = self.setup.laser
         laser.rep_rate_Hz = self.rep_rate_Hz

@@ -16,6 +16,7 @@ measurement's ``figure(run, path)`` draws the run from its file.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 
 from hbtscope import events as ev
 from hbtscope.procedures.base import AbortRequested, HbtProcedure, Measurement
+from hbtscope.procedures.errors import OutputDirError
 from hbtscope.storage import new_run_path, open_run
 from hbtscope.storage.recorder import RunFileRecorder
 
@@ -48,6 +50,18 @@ def measurement_of(procedure: HbtProcedure) -> Measurement | None:
         if m.procedure is type(procedure):
             return m
     return None
+
+
+def _writable_dir(directory: str | Path) -> Path:
+    """``directory``, created if needed; :class:`OutputDirError` if it cannot hold run files."""
+    d = Path(directory).expanduser()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"data directory {d}: cannot create it ({exc.strerror})") from None
+    if not d.is_dir() or not os.access(d, os.W_OK | os.X_OK):
+        raise OutputDirError(f"data directory {d}: not a writable directory")
+    return d
 
 
 def _legacy_emit(on_event: Callable[[str, Any], None]) -> Callable[[Any], None]:
@@ -88,7 +102,10 @@ def run_procedure(
     procedure.should_stop = stop_event.is_set
     procedure.is_last = lambda: True
     procedure.check_parameters()
-    path = new_run_path(out_dir if out_dir is not None else setup.data_dir, procedure.NAME)
+    procedure.validate(setup)  # before anything moves or fires, before a file exists
+    path = new_run_path(
+        _writable_dir(out_dir if out_dir is not None else setup.data_dir), procedure.NAME
+    )
     stream = ev.EventStream()
     recorder = RunFileRecorder(path)
     stream.subscribe(recorder)
