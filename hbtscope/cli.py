@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -334,9 +336,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a service manager, a closed terminal): handled like Ctrl+C."""
+
+
+def _abort_on_termination() -> None:
+    """SIGTERM and SIGHUP abort a run like Ctrl+C: status ``aborted``, light sources off."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _abort_on_termination()
     try:
         return args.func(args)
     except (SetupFileError, UsageError) as exc:
@@ -345,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ParameterError, OutputDirError) as exc:
         print(f"hbtscope: {exc}; nothing was moved or switched on", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("hbtscope: interrupted; instruments left in safe state", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        why = f"{exc.args[0]} received" if isinstance(exc, Terminated) else "interrupted"
+        print(f"hbtscope: {why}; instruments left in safe state", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for the user
         outcome = getattr(exc, "run_outcome", None)

@@ -201,7 +201,11 @@ class Setup:
             for role, inst in spec.instruments.items():
                 info = DRIVERS[(role, inst.driver)]
                 try:
-                    self.instruments[role] = info.build(self, inst, self._connector(info, inst))
+                    built = info.build(self, inst, self._connector(info, inst))
+                    self.instruments[role] = built
+                    # a run that crashed or was killed may have left a light source on: every
+                    # device starts in its safe state, before anything else is done with it
+                    built.safe_state()
                 except Exception as exc:
                     if not keep_going:
                         raise

@@ -179,6 +179,46 @@ def test_sigkill_during_recording_keeps_flushed_tags(tmp_path):
     assert run_status(path) == "interrupted"
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_aborts_like_ctrl_c(tmp_path, sig):
+    """What a service manager or a closed terminal sends: the run ends 'aborted', the CLI says
+    the instruments are in their safe state, and the file holds the data so far."""
+    setup_file = tmp_path / "realtime.yaml"
+    setup_file.write_text(
+        default_setup_path().read_text().replace("clock: {mode: fast}", "clock: {mode: realtime}")
+    )
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "hbtscope.cli", "run", "g2", "--setup", str(setup_file)]
+    cmd += ["--out", str(out), "--set", "x_um=10", "--set", "y_um=10", "--set", "duration_s=600"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while time.monotonic() < deadline and seen == 0:
+            time.sleep(0.5)
+            files = list(out.rglob("*.h5"))
+            if files:
+                try:
+                    with open_run(files[0]) as f:
+                        seen = f["tttr/timestamps"].shape[0]
+                except (OSError, KeyError):
+                    seen = 0
+            assert proc.poll() is None, proc.stderr.read().decode()
+        assert seen > 0, "the run never flushed tags"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert f"{signal.Signals(sig).name} received; instruments left in safe state" in err.decode()
+    path = next(out.rglob("*.h5"))
+    assert run_status(path) == "aborted"
+    with h5py.File(path, "r") as f:
+        assert f["tttr/timestamps"].shape[0] >= seen
+        assert 0 < f["analysis/g2"].attrs["acquired_s"] < 600
+
+
 def test_cli_run_json(tmp_path, capsys):
     code = main(
         [
@@ -299,3 +339,21 @@ def test_zero_delay_and_crosstalk_from_the_setup_calibration(tmp_path, ideal_sta
     with h5py.File(par.path, "r") as f:
         assert f["analysis/g2"].attrs["zero_delay_source"] == "parameter"
         assert f["analysis/g2"].attrs["zero_delay_ps"] == 2500.0
+
+
+def test_opening_a_setup_switches_a_laser_left_on_off(monkeypatch, tmp_path):
+    """A crashed or killed run may leave the laser emitting; the next start makes it safe
+    before anything else (here: a laser that comes up emitting at 1 µW)."""
+    from hbtscope.drivers_sim.devices.laser import SimPulsedLaser
+
+    built = SimPulsedLaser.__init__
+
+    def comes_up_on(self, *args, **kwargs):
+        built(self, *args, **kwargs)
+        self.power_W = 1e-6
+        self.enable()
+
+    monkeypatch.setattr(SimPulsedLaser, "__init__", comes_up_on)
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+        assert not setup.laser.emission_on
+        assert not setup.world.laser.on
