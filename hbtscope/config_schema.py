@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import stat
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -394,10 +395,68 @@ def _describe(err: dict) -> str:
     return msg
 
 
+#: a setup file is a page of YAML: anything far bigger is a mistake (or /dev/zero)
+MAX_SETUP_BYTES = 1_000_000
+#: nesting deeper than this is no setup file (and would exhaust the recursion of the parser)
+MAX_YAML_DEPTH = 32
+
+
+class _SetupYAMLError(yaml.YAMLError):
+    def __init__(self, line: int | None, problem: str):
+        super().__init__(problem)
+        self.line, self.problem = line, problem
+
+
+class _SetupLoader(yaml.SafeLoader):
+    """YAML for setup files: no anchors/aliases (no "billion laughs"), bounded nesting, and a
+    key given twice is an error instead of "the last one wins"."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            event = self.peek_event()
+            raise _SetupYAMLError(
+                event.start_mark.line + 1,
+                "YAML anchors and aliases (&name, *name) are not allowed in setup files",
+            )
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                event = self.peek_event()
+                raise _SetupYAMLError(
+                    event.start_mark.line + 1,
+                    f"nested deeper than {MAX_YAML_DEPTH} levels",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML reports it below
+                continue
+            if first is not None:
+                raise _SetupYAMLError(
+                    line, f"key {key!r} given twice (first on line {first}); give it once"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_setup_text(text: str, path: str | Path = "<setup>") -> SetupSpec:
     """Validate setup-file text; raise :class:`SetupFileError` naming file and line."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SetupLoader)  # noqa: S506 - a SafeLoader subclass
+    except _SetupYAMLError as exc:
+        raise SetupFileError(path, exc.line, "", exc.problem) from None
+    except RecursionError:
+        raise SetupFileError(
+            path, None, "", f"nested deeper than {MAX_YAML_DEPTH} levels"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -440,9 +499,25 @@ def load_setup_file(path: str | Path) -> tuple[SetupSpec, str]:
     """Read and validate a setup file; returns the spec and the file's text."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        st = p.stat()  # not open(): a FIFO would block
     except FileNotFoundError:
         raise SetupFileError(p, None, "", "setup file not found") from None
+    except OSError as exc:
+        raise SetupFileError(p, None, "", f"cannot read it ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SetupFileError(p, None, "", "not a regular file (a directory, FIFO or device)")
+    if st.st_size > MAX_SETUP_BYTES:
+        raise SetupFileError(
+            p, None, "", f"{st.st_size} bytes; a setup file has at most {MAX_SETUP_BYTES}"
+        )
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_SETUP_BYTES + 1)
+        if len(raw) > MAX_SETUP_BYTES:
+            raise SetupFileError(p, None, "", f"more than {MAX_SETUP_BYTES} bytes")
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise SetupFileError(p, None, "", f"cannot read it ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise SetupFileError(p, None, "", f"not UTF-8 text ({exc.reason})") from None
     return parse_setup_text(text, p), text

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hbtscope
-from hbtscope.config_schema import SetupFileError
+from hbtscope.config_schema import SetupFileError, load_setup_file, parse_setup_text
 from hbtscope.setup import default_setup_path, open_setup
 
 GOOD = default_setup_path().read_text()
@@ -251,3 +251,53 @@ def test_docs_list_every_driver():
     doc = (Path(__file__).parents[1] / "docs" / "setup-file.md").read_text()
     for role, name in DRIVERS:
         assert f"| {role} | `{name}` |" in doc, (role, name)
+
+
+# --- bounded, strict reading (issue 16) -------------------------------------------------
+
+
+def _one_line(exc_info) -> str:
+    text = str(exc_info.value)
+    assert "\n" not in text.strip()
+    return text
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "match"),
+    [
+        # the "billion laughs": nine levels of aliases would expand to 10**9 strings
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n",
+            1,
+            "anchors and aliases",
+        ),
+        ("instruments: {}\nname: *oops\n", 2, "anchors and aliases"),
+        ("name: a\nname: b\ninstruments: {}\n", 2, r"key 'name' given twice \(first on line 1\)"),
+        (
+            "instruments:\n  laser: {driver: PulsedLaser}\n  laser: {driver: PulsedLaser}\n",
+            3,
+            "key 'laser' given twice",
+        ),
+        ("a: " + "[" * 200 + "]" * 200 + "\n", 1, "nested deeper than 32 levels"),
+    ],
+)
+def test_setup_yaml_is_read_strictly_and_boundedly(text, line, match):
+    with pytest.raises(SetupFileError, match=match) as info:
+        parse_setup_text(text, "bad.yaml")
+    message = _one_line(info)
+    assert "bad.yaml" in message and f"line {line}" in message
+
+
+def test_a_setup_file_that_is_no_regular_file_or_too_big_is_refused_at_once(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it would block until someone writes
+    with pytest.raises(SetupFileError, match="not a regular file"):
+        load_setup_file(fifo)
+    with pytest.raises(SetupFileError, match="not a regular file"):
+        load_setup_file(tmp_path)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * 2_000_000)
+    with pytest.raises(SetupFileError, match="at most 1000000"):
+        load_setup_file(big)
