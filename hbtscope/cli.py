@@ -280,6 +280,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbtscope", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_demo = sub.add_parser("demo", help="find the demo emitter and measure its g2 (simulated)")
@@ -370,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hbtscope: {why}; instruments left in safe state", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for the user
+        if args.debug:
+            raise
         outcome = getattr(exc, "run_outcome", None)
         where = f" (run file: {outcome.path})" if outcome is not None else ""
         print(f"hbtscope: {type(exc).__name__}: {exc}{where}", file=sys.stderr)

@@ -62,7 +62,8 @@ class SetupFileError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    #: NaN and infinity are refused in every number of a setup file (issue 16)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]

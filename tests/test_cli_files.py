@@ -221,3 +221,17 @@ def test_subprocess_exit_code_and_stderr(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("hbtscope: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_debug_shows_the_traceback_of_an_unexpected_error(monkeypatch, capsys):
+    from hbtscope import cli
+
+    def broken(args):
+        raise RuntimeError("something nobody foresaw")
+
+    monkeypatch.setattr(cli, "cmd_procedures", broken)
+    assert cli.main(["procedures"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err == "hbtscope: RuntimeError: something nobody foresaw\n"
+    with pytest.raises(RuntimeError, match="nobody foresaw"):
+        cli.main(["--debug", "procedures"])

@@ -301,3 +301,34 @@ def test_a_setup_file_that_is_no_regular_file_or_too_big_is_refused_at_once(tmp_
     big.write_bytes(b"#" * 2_000_000)
     with pytest.raises(SetupFileError, match="at most 1000000"):
         load_setup_file(big)
+
+
+@pytest.mark.parametrize(
+    ("line_no", "replacement", "where"),
+    [
+        (69, "  x_um: .nan", r"line 69 \(demo\.x_um\): Input should be a finite number"),
+        (69, "  x_um: .inf", r"line 69 \(demo\.x_um\): Input should be a finite number"),
+    ],
+)
+def test_nan_and_infinity_are_refused_in_a_setup_file(tmp_path, line_no, replacement, where):
+    lines = default_setup_path().read_text().splitlines()
+    assert lines[line_no - 1].strip().startswith("x_um:")  # the demo position
+    lines[line_no - 1] = replacement
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SetupFileError, match=where):
+        load_setup_file(bad)
+
+
+def test_an_unbounded_filter_band_is_refused(tmp_path):
+    text = default_setup_path().read_text()
+    assert "{name: spad_a, tagger_channel: 2, " in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        text.replace(
+            "{name: spad_a, tagger_channel: 2, ",
+            "{name: spad_a, tagger_channel: 2, band_nm: [500, .inf], ",
+        )
+    )
+    with pytest.raises(SetupFileError, match=r"band_nm\.1\): Input should be a finite number"):
+        load_setup_file(bad)

@@ -382,9 +382,9 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         check_declared(self)
         v = self.band_nm
-        if v is not None and not (0 <= v[0] < v[1]):
+        if v is not None and not (0 <= v[0] < v[1] and math.isfinite(v[1])):
             raise ConfigError(
-                "band_nm", f"band_nm is [min, max] with 0 <= min < max, got {list(v)}"
+                "band_nm", f"band_nm is [min, max] with 0 <= min < max < inf, got {list(v)}"
             )
 
 
