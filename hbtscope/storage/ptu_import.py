@@ -209,6 +209,46 @@ def _default_out_path(ptu_path: pathlib.Path, out: pathlib.Path) -> pathlib.Path
     return out / f"{safe}_{_uuid.uuid4().hex[:8]}.h5"
 
 
+#: physically possible header values (PicoQuant TCSPC hardware: bins of 1 ps to ~1 µs, a sync
+#: period of 1 ns to 1 s, at most 2**15 micro-time bins); anything else is a corrupt header,
+#: refused before it sizes an allocation (a "1 s" TCSPC bin once asked for 233 GiB)
+RESOLUTION_RANGE_PS = (0.1, 1.0e6)
+SYNC_PERIOD_RANGE_PS = (1.0e3, 1.0e12)
+MAX_TCSPC_BINS = 65_536
+
+
+def _check_header(src: object, info: dict[str, Any], is_t3: bool) -> None:
+    def within(name: str, value: float, lo: float, hi: float, what: str) -> None:
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise PtuImportError(
+                f"{src}: header {name} = {value:g} ps is not a possible {what} "
+                f"(allowed [{lo:g}, {hi:g}] ps): a corrupt header"
+            )
+
+    if is_t3:
+        within(
+            "MeasDesc_Resolution", info["tcspc_resolution_ps"], *RESOLUTION_RANGE_PS, "TCSPC bin"
+        )
+        within(
+            "MeasDesc_GlobalResolution",
+            info["global_resolution_ps"],
+            *SYNC_PERIOD_RANGE_PS,
+            "sync period",
+        )
+        if not 0 <= info["n_bins"] <= MAX_TCSPC_BINS:
+            raise PtuImportError(
+                f"{src}: header gives {info['n_bins']} TCSPC bins per period "
+                f"(at most {MAX_TCSPC_BINS}): a corrupt header"
+            )
+    else:
+        within(
+            "MeasDesc_GlobalResolution",
+            info["global_resolution_ps"],
+            *RESOLUTION_RANGE_PS,
+            "time-tag resolution",
+        )
+
+
 def import_ptu(
     ptu_path: str | os.PathLike,
     out_path_or_dir: str | os.PathLike,
@@ -295,6 +335,7 @@ def _write_run(src, out, raw, decoded, is_t3, record_type, info, tags, version) 
         r = np.asarray(raw, dtype=np.uint32)
         is_sync = is_photon & ((r >> 31) == 1) & (((r >> 25) & 0x3F) == 0)
 
+    _check_header(src, info, is_t3)
     keep = np.flatnonzero(is_photon)
     gres = info["global_resolution_ps"]
     tres = info["tcspc_resolution_ps"]

@@ -249,3 +249,36 @@ def test_json_of_bookkeeping_is_plain(tmp_path):
     with open_run(p) as f:
         raw = f["analysis/ptu_import"].attrs["photons_per_channel"]
     assert json.loads(raw) == {"2": 48001, "3": 46559}
+
+
+def _set_float_tag(data: bytes, ident: str, value: float) -> bytes:
+    """A PTU header with the Float8 tag ``ident`` set to ``value`` (tag: 32-byte ident,
+    int32 index, uint32 type, 8-byte value)."""
+    import struct
+
+    start = data.index(ident.encode().ljust(32, b"\0"))
+    at = start + 32 + 4 + 4
+    return data[:at] + struct.pack("<d", value) + data[at + 8 :]
+
+
+@pytest.mark.parametrize(
+    ("ident", "value", "match"),
+    [
+        (
+            "MeasDesc_Resolution",
+            1.0,
+            r"MeasDesc_Resolution = 1e\+12 ps is not a possible TCSPC bin",
+        ),
+        ("MeasDesc_Resolution", float("inf"), "MeasDesc_Resolution = inf ps"),
+        ("MeasDesc_Resolution", 1e300, "MeasDesc_Resolution = inf ps"),
+        ("MeasDesc_GlobalResolution", 0.0, "GlobalResolution = 0 ps is not a possible sync period"),
+    ],
+)
+def test_an_impossible_header_is_refused_before_anything_is_allocated(
+    tmp_path, ident, value, match
+):
+    bad = tmp_path / "bad.ptu"
+    bad.write_bytes(_set_float_tag((DATA / "hydraharp/v20_t3.ptu").read_bytes(), ident, value))
+    with pytest.raises(PtuImportError, match=match):
+        import_ptu(bad, tmp_path / "out")
+    assert not list(tmp_path.rglob("*.h5"))
