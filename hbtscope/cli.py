@@ -6,6 +6,9 @@
     hbtscope import FILE.ptu [--out DIR] [--json]
     hbtscope export RUN.h5 --format photon-hdf5 [--out FILE] [--force]
     hbtscope analyse RUN.h5 [--json] [--figure]   (``analyze`` is accepted too)
+    hbtscope analyse DIR... [--workers N] [--scheduler ADDRESS] [--where EXPR] [--catalog FILE]
+    hbtscope catalog update DIR... | query [--where EXPR]... [--json|--csv F|--parquet F]
+    hbtscope gui [--setup FILE] [--out DIR]
 
 ``--json`` prints one JSON object (file, status, the main results and, on the simulator, the
 ground truth) on stdout; human-readable progress goes to stderr.
@@ -22,8 +25,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from hbtscope.archive_cli import ArchiveUsageError
 from hbtscope.config_schema import SetupFileError
 from hbtscope.procedures.errors import OutputDirError, ParameterError
+from hbtscope.queue.spec import QueueFileError
+from hbtscope.queue_cli import QueueUsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -156,15 +162,46 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from hbtscope.demo import run_demo
+    from hbtscope.demo import run_quick_demo, run_survey
 
-    return run_demo(
-        setup_path=args.setup,
-        out_dir=args.out,
-        as_json=args.json,
-        report=_report,
-        progress=_progress_printer(args.json),
-    )
+    if args.quick:
+        return run_quick_demo(
+            setup_path=args.setup,
+            out_dir=args.out,
+            as_json=args.json,
+            report=_report,
+            progress=_progress_printer(args.json),
+        )
+    from hbtscope.queue_cli import _Display
+
+    if not args.json:
+        print(
+            "hbtscope demo: an emitter survey on the simulated microscope (a few minutes)",
+            file=sys.stderr,
+        )
+    display = _Display(quiet=args.json)
+    try:
+        out = run_survey(
+            args.setup, args.out, displays=[display.on_event], on_status=display.on_status
+        )
+    finally:
+        display.close()
+    if args.json:
+        print(json.dumps(_clean(out)))
+    else:
+        lo, hi = out["single_photon_fraction_68"]
+        print(
+            f"survey {out['status']}: {out['n_emitters']} emitters, "
+            f"{out['n_single_photon']} pass g2(0) + 2σ < 0.5 (68 %: {lo:.2f}-{hi:.2f})"
+        )
+        if "truth_single_photon" in out:
+            print(
+                f"  truth: {out['truth_single_photon']} single-photon emitters, "
+                f"{out['truth_not_single_photon']} impurities or clusters, of which "
+                f"{out['rejected_of_not_single_photon']} rejected"
+            )
+        print(f"  report: {out['report']}")
+    return EXIT_OK if out["status"] == "finished" else EXIT_FAILED
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -253,6 +290,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_analyse(args: argparse.Namespace) -> int:
     from hbtscope.reanalyse import RunFileError, analyse_run, redraw
 
+    if len(args.run) > 1 or Path(args.run[0]).is_dir():  # a directory: the archive's runs
+        from hbtscope.archive_cli import cmd_analyse_archive
+
+        return cmd_analyse_archive(args)
+    args.run = args.run[0]
     try:
         result = analyse_run(args.run)
         if args.figure:
@@ -278,6 +320,13 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    """The live dashboard (PyQt5): imported only here, so the rest runs without a display."""
+    from hbtscope.gui.app import run_gui
+
+    return run_gui(args.setup, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbtscope", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -285,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_demo = sub.add_parser("demo", help="find the demo emitter and measure its g2 (simulated)")
+    p_demo = sub.add_parser(
+        "demo", help="an emitter survey on the simulated microscope, ending in its report"
+    )
+    p_demo.add_argument(
+        "--quick", action="store_true", help="only find the demo emitter and measure its g2"
+    )
     p_demo.add_argument("--setup", help="setup file (default: the bundled simulated microscope)")
     p_demo.add_argument("--out", help="directory for run files (default: the setup's data_dir)")
     p_demo.add_argument("--json", action="store_true", help="print one JSON object")
@@ -330,12 +384,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_an = sub.add_parser(
         "analyse", aliases=["analyze"], help="recompute a run's analysis from its run file"
     )
-    p_an.add_argument("run", help="the run file (.h5)")
+    p_an.add_argument(
+        "run", nargs="+", help="the run file (.h5), or directories of run files (archive mode)"
+    )
     p_an.add_argument("--json", action="store_true", help="print one JSON object")
     p_an.add_argument(
         "--figure", action="store_true", help="also re-draw the run's figure (<run>.png)"
     )
+    from hbtscope import archive_cli, queue_cli
+
+    archive_cli.add_archive_arguments(p_an)
     p_an.set_defaults(func=cmd_analyse)
+    archive_cli.add_parser(sub)
+    p_gui = sub.add_parser("gui", help="the live dashboard (docs/gui.md)")
+    p_gui.add_argument("--setup", help="setup file (default: the bundled simulated microscope)")
+    p_gui.add_argument("--out", help="directory for run files (default: the setup's data_dir)")
+    p_gui.set_defaults(func=cmd_gui)
+
+    queue_cli.add_parser(sub)
     return parser
 
 
@@ -362,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     _abort_on_termination()
     try:
         return args.func(args)
-    except (SetupFileError, UsageError) as exc:
+    except (SetupFileError, UsageError, QueueFileError, QueueUsageError, ArchiveUsageError) as exc:
         print(f"hbtscope: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ParameterError, OutputDirError) as exc:

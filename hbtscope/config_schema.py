@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import stat
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,6 +31,13 @@ from pydantic import (
 )
 
 from hbtscope.drivers_sim import model
+from hbtscope.strict_yaml import (
+    StrictYAMLError,
+    line_map,
+    load_text,
+    nearest_line,
+    read_text,
+)
 
 ROLES = (
     "laser",
@@ -146,6 +151,11 @@ class _SampleBase(_Strict):
         values["emitters"] = [e.to_config() for e in self.emitters]
         return model.SampleConfig(**values)
 
+    @model_validator(mode="after")
+    def _valid_sample(self) -> _SampleBase:
+        self.to_config()  # the sample's own rules (the emitter budget), located in it
+        return self
+
 
 SampleSpec = create_model(
     "SampleSpec",
@@ -239,6 +249,14 @@ class CalibrationSpec(_Strict):
         missing = {"spad_a", "spad_b"} - set(v)
         if missing:
             raise ValueError(f"needs channels for spad_a and spad_b (missing {sorted(missing)})")
+        shared = {ch: [n for n in v if v[n] == ch] for ch in set(v.values())}
+        shared = {ch: names for ch, names in shared.items() if len(names) > 1}
+        if shared:
+            ch, names = next(iter(shared.items()))
+            raise ValueError(
+                f"{' and '.join(names)} are both on tagger channel {ch}; each "
+                "detector, the sync and the pixel marker need their own channel"
+            )
         return v
 
 
@@ -250,6 +268,20 @@ class DemoSpec(_Strict):
     z_um: float = 0.0
 
 
+class NotifySpec(_Strict):
+    """Where the lab's mail goes out: the SMTP server a queue's ``notify: {mail_to: ...}``
+    uses (plain SMTP, optionally STARTTLS; the password, if any, from an environment
+    variable, never from the file)."""
+
+    smtp_host: str
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    sender: str = "hbtscope@localhost"
+    starttls: bool = False
+    username: str = ""
+    password_env: str = ""
+    timeout_s: Annotated[float, Field(gt=0, le=120, allow_inf_nan=False)] = 10.0
+
+
 class SetupSpec(_Strict):
     """The whole setup file."""
 
@@ -259,6 +291,7 @@ class SetupSpec(_Strict):
     calibrations: CalibrationSpec = CalibrationSpec()
     simulation: Simulation | None = None
     demo: DemoSpec = DemoSpec()
+    notify: NotifySpec | None = None
 
     @model_validator(mode="after")
     def _sim_needs_world(self) -> SetupSpec:
@@ -267,46 +300,20 @@ class SetupSpec(_Strict):
                 raise ValueError("a 'sim' backend needs a 'simulation:' section (the world)")
         return self
 
+    @model_validator(mode="after")
+    def _faults_on_roles_of_this_setup(self) -> SetupSpec:
+        for i, fault in enumerate(getattr(self.simulation, "faults", None) or ()):
+            role = getattr(fault, "role", None)
+            if role and role not in self.instruments:
+                raise model.ConfigError(
+                    f"simulation.faults.{i}.role",
+                    f"a {fault.kind} fault on role {role!r}, which this setup does not define "
+                    f"(its roles: {', '.join(self.instruments)})",
+                )
+        return self
+
 
 # ----------------------------------------------------------------------------- loading
-def _line_map(text: str) -> dict[tuple, int]:
-    """Map every key path in a YAML document to its 1-based line number."""
-    lines: dict[tuple, int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: yaml.Node, path: tuple) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = key_node.value
-                lines[path + (key,)] = key_node.start_mark.line + 1
-                walk(value_node, path + (key,))
-                lines[path + (key,)] = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, path + (i,))
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _nearest_line(lines: dict[tuple, int], loc: tuple) -> int | None:
-    loc = tuple(str(p) if not isinstance(p, int) else p for p in loc)
-    for n in range(len(loc), -1, -1):
-        key = loc[:n]
-        if key in lines:
-            return lines[key]
-        # YAML keys may be numbers (e.g. a role spelled 1); compare as strings too
-        for k, line in lines.items():
-            if len(k) == n and tuple(str(p) for p in k) == tuple(str(p) for p in key):
-                return line
-    return None
-
-
 def _field_bounds(loc: tuple) -> str:
     """The full allowed range of the field at ``loc`` (e.g. ">= 0 and <= 1"), or ''.
 
@@ -398,71 +405,14 @@ def _describe(err: dict) -> str:
 
 #: a setup file is a page of YAML: anything far bigger is a mistake (or /dev/zero)
 MAX_SETUP_BYTES = 1_000_000
-#: nesting deeper than this is no setup file (and would exhaust the recursion of the parser)
-MAX_YAML_DEPTH = 32
-
-
-class _SetupYAMLError(yaml.YAMLError):
-    def __init__(self, line: int | None, problem: str):
-        super().__init__(problem)
-        self.line, self.problem = line, problem
-
-
-class _SetupLoader(yaml.SafeLoader):
-    """YAML for setup files: no anchors/aliases (no "billion laughs"), bounded nesting, and a
-    key given twice is an error instead of "the last one wins"."""
-
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
-        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
-            event = self.peek_event()
-            raise _SetupYAMLError(
-                event.start_mark.line + 1,
-                "YAML anchors and aliases (&name, *name) are not allowed in setup files",
-            )
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                event = self.peek_event()
-                raise _SetupYAMLError(
-                    event.start_mark.line + 1,
-                    f"nested deeper than {MAX_YAML_DEPTH} levels",
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                first = seen.get(key)
-            except TypeError:  # an unhashable key: PyYAML reports it below
-                continue
-            if first is not None:
-                raise _SetupYAMLError(
-                    line, f"key {key!r} given twice (first on line {first}); give it once"
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
 
 
 def parse_setup_text(text: str, path: str | Path = "<setup>") -> SetupSpec:
     """Validate setup-file text; raise :class:`SetupFileError` naming file and line."""
     try:
-        data = yaml.load(text, Loader=_SetupLoader)  # noqa: S506 - a SafeLoader subclass
-    except _SetupYAMLError as exc:
+        data = load_text(text)
+    except StrictYAMLError as exc:
         raise SetupFileError(path, exc.line, "", exc.problem) from None
-    except RecursionError:
-        raise SetupFileError(
-            path, None, "", f"nested deeper than {MAX_YAML_DEPTH} levels"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SetupFileError(path, line, "", f"not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise SetupFileError(
             path, 1, "", "a setup file is a YAML mapping with at least 'instruments:'"
@@ -471,7 +421,7 @@ def parse_setup_text(text: str, path: str | Path = "<setup>") -> SetupSpec:
     if isinstance(instruments, dict):
         for role in instruments:
             if role not in ROLES:
-                line = _nearest_line(_line_map(text), ("instruments", role))
+                line = nearest_line(line_map(text), ("instruments", role))
                 hint = "the role is spelt 'polariser' now; " if role == "polarizer" else ""
                 raise SetupFileError(
                     path,
@@ -485,10 +435,10 @@ def parse_setup_text(text: str, path: str | Path = "<setup>") -> SetupSpec:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         culprit = getattr((err.get("ctx") or {}).get("error"), "field", None)
-        if isinstance(culprit, str):  # a rule of the simulated world naming its field
-            loc += (culprit,)
-        lines = _line_map(text)
-        line = _nearest_line(lines, loc)
+        if isinstance(culprit, str):  # a rule naming its field (a dotted path from loc)
+            loc += tuple(int(p) if p.isdigit() else p for p in culprit.split("."))
+        lines = line_map(text)
+        line = nearest_line(lines, loc)
         where = ".".join(str(p) for p in loc)
         n_more = len(exc.errors()) - 1
         msg = _describe(err) + (f" (and {n_more} more problem(s))" if n_more else "")
@@ -500,25 +450,7 @@ def load_setup_file(path: str | Path) -> tuple[SetupSpec, str]:
     """Read and validate a setup file; returns the spec and the file's text."""
     p = Path(path)
     try:
-        st = p.stat()  # not open(): a FIFO would block
-    except FileNotFoundError:
-        raise SetupFileError(p, None, "", "setup file not found") from None
-    except OSError as exc:
-        raise SetupFileError(p, None, "", f"cannot read it ({exc.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise SetupFileError(p, None, "", "not a regular file (a directory, FIFO or device)")
-    if st.st_size > MAX_SETUP_BYTES:
-        raise SetupFileError(
-            p, None, "", f"{st.st_size} bytes; a setup file has at most {MAX_SETUP_BYTES}"
-        )
-    try:
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_SETUP_BYTES + 1)
-        if len(raw) > MAX_SETUP_BYTES:
-            raise SetupFileError(p, None, "", f"more than {MAX_SETUP_BYTES} bytes")
-        text = raw.decode("utf-8")
-    except OSError as exc:
-        raise SetupFileError(p, None, "", f"cannot read it ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise SetupFileError(p, None, "", f"not UTF-8 text ({exc.reason})") from None
+        text = read_text(p, MAX_SETUP_BYTES, "setup file")
+    except StrictYAMLError as exc:
+        raise SetupFileError(p, None, "", exc.problem) from None
     return parse_setup_text(text, p), text

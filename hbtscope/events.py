@@ -9,7 +9,7 @@ file are therefore the same objects. The model is bluesky's documents and callba
 
 Order of a run: :class:`RunStarted` (parameters, setup, the instrument snapshot taken *after*
 the procedure set the instruments), then any number of data events (:class:`TTTRInfo`,
-:class:`TagsRecorded`, :class:`ArrayRecorded`, :class:`ValuesRecorded`,
+:class:`TagsRecorded`, :class:`ArrayRecorded`, :class:`ArrayAppended`, :class:`ValuesRecorded`,
 :class:`TruthRecorded`), :class:`Progress` and :class:`Emitted`, then :class:`AnalysisResult`
 (from the measurement's ``analyse(run)``) and :class:`RunEnded` (status, error, the final
 snapshot). This module imports only the standard library and numpy, so storage, procedures
@@ -61,6 +61,17 @@ class TagsRecorded:
 @dataclass(frozen=True)
 class ArrayRecorded:
     """A named array of raw or accumulated data (``data/<name>`` in the run file)."""
+
+    name: str
+    data: np.ndarray
+    units: str | None = None
+
+
+@dataclass(frozen=True)
+class ArrayAppended:
+    """One more row of a growing array (``data/<name>``, extended along its first axis): e.g.
+    one camera frame of a video. ``data`` is the row (a frame: (ny, nx)); rows of one name
+    share shape and dtype. Streams data that must not sit in memory until the run ends."""
 
     name: str
     data: np.ndarray
@@ -122,6 +133,7 @@ Event = (
     | TTTRInfo
     | TagsRecorded
     | ArrayRecorded
+    | ArrayAppended
     | ValuesRecorded
     | TruthRecorded
     | Progress

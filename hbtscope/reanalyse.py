@@ -71,6 +71,9 @@ def analyse_run(path: str | os.PathLike) -> dict[str, Any]:
             raise RunFileError(
                 f"{path}: incomplete {procedure!r} run file (missing {exc})"
             ) from None
+        except ValueError as exc:  # e.g. a run killed before its first frame: nothing to fit
+            msg = str(exc)
+            raise RunFileError(msg if str(path) in msg else f"{path}: {msg}") from None
         arrays: dict[str, np.ndarray] = {}
         for key, value in output.values.items():
             if isinstance(value, np.ndarray) and value.ndim > 0:
@@ -78,11 +81,14 @@ def analyse_run(path: str | os.PathLike) -> dict[str, Any]:
             else:
                 out[key] = value
         for key, err in output.errors.items():
-            out[f"{key}{L.ERR_SUFFIX}"] = err
+            if isinstance(err, np.ndarray) and err.ndim > 0:  # per-element errors: an array
+                arrays[f"{key}{L.ERR_SUFFIX}"] = err
+            else:
+                out[f"{key}{L.ERR_SUFFIX}"] = err
         stored = f.get(f"{L.ANALYSIS}/{output.name}")
         if isinstance(stored, h5py.Group):
             vals = read_values(stored)
-            if "g2_0" in vals:
+            if "g2_0" in vals and np.ndim(vals["g2_0"]) == 0:  # g2_power: one per power
                 out["stored_g2_0"] = float(vals["g2_0"])
                 out["stored_g2_0_err"] = float(vals.get("g2_0_err", np.nan))
         out["arrays"] = arrays

@@ -24,8 +24,6 @@ from hbtscope.config_schema import (
     InstrumentSpec,
     SetupFileError,
     SetupSpec,
-    _line_map,
-    _nearest_line,
     load_setup_file,
 )
 from hbtscope.instruments.base import Instrument
@@ -36,6 +34,7 @@ from hbtscope.instruments.registry import (
     SimConnector,
     all_drivers,
 )
+from hbtscope.strict_yaml import line_map, nearest_line
 
 
 def default_setup_path() -> Path:
@@ -81,10 +80,10 @@ def _check_drivers(spec: SetupSpec, path: Path, text: str) -> tuple[dict, dict]:
 
     Returns the parsed limits by role: a float for a value, a (min, max) tuple for a range.
     """
-    lines = _line_map(text)
+    lines = line_map(text)
 
     def fail(loc: tuple, msg: str) -> None:
-        raise SetupFileError(path, _nearest_line(lines, loc), ".".join(map(str, loc)), msg)
+        raise SetupFileError(path, nearest_line(lines, loc), ".".join(map(str, loc)), msg)
 
     parsed: dict[str, dict[str, Any]] = {}
     settings: dict[str, dict[str, Any]] = {}
@@ -212,7 +211,7 @@ class Setup:
                     self.failed[role] = f"{type(exc).__name__}: {exc}"
         except ValueError as exc:  # the device refused what the setup file asks of it
             self.close()
-            line = _nearest_line(_line_map(text), ("instruments", role))
+            line = nearest_line(line_map(text), ("instruments", role))
             raise SetupFileError(
                 path, line, f"instruments.{role}", f"{spec.instruments[role].driver}: {exc}"
             ) from None

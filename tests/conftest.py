@@ -44,3 +44,45 @@ def ideal_stage_setup_path(tmp_path) -> Path:
     out = tmp_path / "sim_ideal_stage.yaml"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def start_cli_run(tmp_path: Path, measurement: str, clock: str, *sets: str):
+    """``hbtscope run MEASUREMENT`` in a subprocess on the default setup with its clock in
+    ``clock`` mode, each ``name=value`` of ``sets`` given with ``--set``; (process, run dir)."""
+    import subprocess
+    import sys
+
+    setup_file = tmp_path / f"{clock}.yaml"
+    text = default_setup_path().read_text()
+    assert "clock: {mode: fast}" in text
+    setup_file.write_text(text.replace("clock: {mode: fast}", f"clock: {{mode: {clock}}}"))
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "hbtscope.cli", "run", measurement]
+    cmd += ["--setup", str(setup_file), "--out", str(out)]
+    for item in sets:
+        cmd += ["--set", item]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, out
+
+
+def wait_for_rows(proc, out: Path, dataset: str, n: int) -> int:
+    """Poll the run file *while it is written* until ``dataset`` holds ``n`` rows (90 s hang
+    guard, not a timing assertion); the rows seen."""
+    import time
+
+    from hbtscope.storage import open_run
+
+    deadline = time.monotonic() + 90
+    seen = 0
+    while time.monotonic() < deadline and seen < n:
+        time.sleep(0.3)
+        files = list(out.rglob("*.h5"))
+        if files:
+            try:
+                with open_run(files[0]) as f:
+                    seen = f[dataset].shape[0]
+            except (OSError, KeyError):
+                seen = 0
+        assert proc.poll() is None, proc.stderr.read().decode()
+    assert seen >= n, f"the run never flushed {n} rows of {dataset}"
+    return seen

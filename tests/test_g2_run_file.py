@@ -298,7 +298,7 @@ def test_cli_bad_setup_file(tmp_path, capsys):
 
 
 def test_demo_json(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["status"] == "finished"
     assert abs(out["spot_x_um"] - 10.0) < 0.1 and abs(out["spot_y_um"] - 10.0) < 0.1
@@ -357,3 +357,23 @@ def test_opening_a_setup_switches_a_laser_left_on_off(monkeypatch, tmp_path):
     with hbtscope.open_setup(data_dir=tmp_path) as setup:
         assert not setup.laser.emission_on
         assert not setup.world.laser.on
+
+
+def test_ctrl_c_while_the_run_file_is_created_aborts_and_keeps_the_interruption(
+    tmp_path, monkeypatch
+):
+    """Ctrl+C or SIGTERM landing while the run file is being laid out: the run ends
+    ``aborted`` (the file says so), the interruption reaches the caller (not a
+    FileExistsError from a second attempt at the file), the laser is off."""
+    from hbtscope.storage.runfile import RunWriter
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(RunWriter, "_init_layout", interrupted)
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+        with pytest.raises(KeyboardInterrupt):
+            run_procedure(G2Measurement(duration_s=0.1), setup, tmp_path)
+        assert not setup.laser.emission_on
+    (path,) = tmp_path.rglob("*.h5")
+    assert run_status(path) == "aborted"

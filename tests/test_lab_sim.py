@@ -126,7 +126,7 @@ def test_g2_on_the_command_line_recovers_the_truth(tmp_path, setup_file):
 def test_demo_runs_on_the_lab_drivers(tmp_path):
     """``hbtscope demo`` finds the emitter by rastering with the MDT693B and the tagger's
     count rate, then measures its g2 (tolerance as above)."""
-    out = _cli("demo", "--setup", str(LAB_SIM), tmp_path=tmp_path)
+    out = _cli("demo", "--quick", "--setup", str(LAB_SIM), tmp_path=tmp_path)
     assert out["status"] == "finished"
     assert abs(out["spot_x_um"] - 10.0) < 0.1 and abs(out["spot_y_um"] - 10.0) < 0.1
     assert abs(out["g2_0"] - out["truth_g2_0_with_background"]) < 4 * out["g2_0_err"]

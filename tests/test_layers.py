@@ -25,6 +25,9 @@ CONTRACT_IDS = (
     "sim-plugs-in-below",
     "procedures-no-gui",
     "nothing-imports-cli",
+    "archive-no-instruments",
+    "only-cli-imports-gui",
+    "gui-no-cli",
     "no-cycles",
 )
 
@@ -80,6 +83,24 @@ def test_layer_contracts_hold() -> None:
             "instruments/base.py",
             "def _twin():\n    import hbtscope.drivers_sim.wire  # noqa\n",
             "real drivers and role interfaces know nothing of the simulator",
+        ),
+        # the run archive reaching for an instrument
+        (
+            "archive/catalog.py",
+            "import hbtscope.instruments.base  # noqa",
+            "the run archive (catalogue, re-analysis) reads run files",
+        ),
+        # the event stream (below everything) reaching for the dashboard
+        (
+            "events.py",
+            "import hbtscope.gui  # noqa",
+            "nothing but the command line imports the dashboard",
+        ),
+        # the dashboard calling into the command line, lazily
+        (
+            "gui/app.py",
+            "def _cli():\n    import hbtscope.cli  # noqa\n",
+            "the dashboard imports no command line",
         ),
         # a cycle: the clock (imported by the setup) importing the setup back
         ("clock.py", "import hbtscope.setup  # noqa", "no import cycles"),

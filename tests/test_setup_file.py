@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import pytest
 import yaml
@@ -124,6 +125,38 @@ def test_missing_role_is_named(tmp_path):
             "colour: blue",
             r"unknown field",
         ),
+        # issue 16: NaN/inf/huge tagger dead times, shared channels, budgets, missing roles
+        *(
+            (
+                "2: {trigger_level_V: 0.5, deadtime_ps: 6000}",
+                f"2: {{trigger_level_V: 0.5, deadtime_ps: {bad}}}",
+                f"deadtime_ps: {bad}",
+                message,
+            )
+            for bad, message in (
+                (".nan", r"deadtime_ps must be a finite number, not nan"),
+                (".inf", r"deadtime_ps must be a finite number, not inf"),
+                ("1.0e+300", r"deadtime_ps must be in \[0, 1000000000\] ps"),
+            )
+        ),
+        (
+            "spad_a: 2, spad_b: 3",
+            "spad_a: 2, spad_b: 2",
+            "spad_b: 2",
+            r"spad_a and spad_b are both on tagger channel 2; each detector",
+        ),
+        (
+            "{mode: fast}",
+            "{mode: scaled, speed: 1.0e-9}",
+            "speed: 1.0e-9",
+            r"speed\): out of range: allowed >= 0.1",
+        ),
+        (
+            "density_per_um2: 0.01, area_um: [40.0, 80.0, 0.0, 80.0]",
+            "density_per_um2: 100.0, area_um: [0.0, 1000.0, 0.0, 1000.0]",
+            "  populations:",
+            r"populations\): the sample would hold about 1e\+08 emitters .* at most 100,000",
+        ),
     ],
 )
 def test_bad_setup_names_file_line_and_allowed(tmp_path, old, new, needle, message):
@@ -214,8 +247,9 @@ def test_damaged_setup_either_opens_or_says_where(tmp_path, path, value, drop):
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     p = tmp_path / "damaged.yaml"
     p.write_text(text)
+    tracemalloc.start()
     try:
-        setup = open_setup(p)
+        setup = open_setup(p, data_dir=tmp_path / "runs")
     except SetupFileError as err:
         assert str(p) in str(err)
         n_lines = len(text.splitlines())
@@ -224,6 +258,13 @@ def test_damaged_setup_either_opens_or_says_where(tmp_path, path, value, drop):
         assert err.problem
     else:
         setup.close()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    # issue 16, point 5: bounded memory whatever the damage (the populations' emitter budget,
+    # the bounded reader), and opening a setup (good or bad) writes no run file
+    assert peak < 512 * 2**20, f"{path} = {value!r}: {peak / 2**20:.0f} MB"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.h5"))
 
 
 @settings(
@@ -332,3 +373,18 @@ def test_an_unbounded_filter_band_is_refused(tmp_path):
     )
     with pytest.raises(SetupFileError, match=r"band_nm\.1\): Input should be a finite number"):
         load_setup_file(bad)
+
+
+def test_a_fault_on_a_role_this_setup_does_not_define_is_refused(tmp_path):
+    data = yaml.safe_load(GOOD)
+    del data["instruments"]["camera"]
+    data["simulation"]["faults"] = [{"kind": "timeout", "role": "camera", "at_s": 1.0}]
+    text = yaml.safe_dump(data, sort_keys=False)
+    with pytest.raises(SetupFileError) as info:
+        open_setup(_write(tmp_path, text))
+    assert info.value.line == _line_of(text, "role: camera"), str(info.value)
+    assert re.search(
+        r"faults\.0\.role\): a timeout fault on role 'camera', which this setup does not "
+        r"define \(its roles: laser, stage",
+        str(info.value),
+    )

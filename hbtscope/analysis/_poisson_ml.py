@@ -28,7 +28,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from hbtscope.analysis.decay_model import I_T0, N_PARAMS, evaluate
+from hbtscope.analysis.decay_model import I_T0, N_PARAMS, evaluate, jacobian_columns
 
 STATUS_CONVERGED, STATUS_NOT_CONVERGED, STATUS_STUCK, STATUS_SINGULAR, STATUS_BAD_START = range(5)
 
@@ -48,8 +48,11 @@ def _loglik(y, mu, klo, khi):
 
 
 @njit(cache=True)
-def _score_fisher(y, mu, J, idx, n, g, F, klo, khi):
-    """Score g and Fisher information F restricted to parameters idx[:n]."""
+def _score_fisher(y, mu, J, col, idx, n, g, F, klo, khi, ci):
+    """Score g and Fisher information F restricted to parameters idx[:n] (their Jacobian
+    columns ``col[idx]``, written to the scratch ``ci``)."""
+    for a in range(n):
+        ci[a] = col[idx[a]]
     for a in range(n):
         g[a] = 0.0
         for b in range(n):
@@ -61,11 +64,11 @@ def _score_fisher(y, mu, J, idx, n, g, F, klo, khi):
         w = y[k] / m - 1.0
         im = 1.0 / m
         for a in range(n):
-            ja = J[k, idx[a]]
+            ja = J[k, ci[a]]
             g[a] += w * ja
             t = ja * im
             for b in range(a, n):
-                F[a, b] += t * J[k, idx[b]]
+                F[a, b] += t * J[k, ci[b]]
     for a in range(n):
         for b in range(a):
             F[a, b] = F[b, a]
@@ -115,7 +118,7 @@ def _free_set(theta, g_full, free, lo, hi, idx):
 
 
 @njit(cache=True)
-def _free_score(y, mu, J, free, g_full, klo, khi):
+def _free_score(y, mu, J, col, free, g_full, klo, khi):
     for a in range(free.shape[0]):
         g_full[free[a]] = 0.0
     for k in range(klo, khi):
@@ -125,7 +128,7 @@ def _free_score(y, mu, J, free, g_full, klo, khi):
         w = y[k] / m - 1.0
         for a in range(free.shape[0]):
             p = free[a]
-            g_full[p] += w * J[k, p]
+            g_full[p] += w * J[k, col[p]]
 
 
 @njit(parallel=True, cache=True)
@@ -137,14 +140,16 @@ def fit_rows(
     n_rows, K = Y.shape
     nfree = free.shape[0]
     ns = max(K * s, K)
+    col = jacobian_columns(n_exp, need_t0)
+    ncol = 2 * n_exp + 2 if need_t0 else 2 * n_exp + 1
     for i in prange(n_rows):
         y = Y[i]
         theta = theta0[i].copy()
         trial = theta.copy()
         mu = np.empty(K)
         mu2 = np.empty(K)
-        J = np.zeros((K, N_PARAMS))
-        J2 = np.zeros((K, N_PARAMS))
+        J = np.zeros((K, ncol))
+        J2 = np.zeros((K, ncol))
         u = np.empty(K)
         du = np.empty(K)
         dt0 = np.empty(K)
@@ -152,6 +157,7 @@ def fit_rows(
         dhf = np.empty(ns)
         g_full = np.zeros(N_PARAMS)
         idx = np.empty(N_PARAMS, dtype=np.int64)
+        ci = np.empty(N_PARAMS, dtype=np.int64)
         g = np.empty(N_PARAMS)
         F = np.empty((N_PARAMS, N_PARAMS))
         A = np.empty((N_PARAMS, N_PARAMS))
@@ -175,12 +181,12 @@ def fit_rows(
         it = 0
         while it < max_iter:
             it += 1
-            _free_score(y, mu, J, free, g_full, klo, khi)
+            _free_score(y, mu, J, col, free, g_full, klo, khi)
             n = _free_set(theta, g_full, free, lo, hi, idx)
             if n == 0:
                 status = 0
                 break
-            _score_fisher(y, mu, J, idx, n, g, F, klo, khi)
+            _score_fisher(y, mu, J, col, idx, n, g, F, klo, khi, ci)
             accepted = False
             gain = 0.0
             small = True
@@ -233,10 +239,10 @@ def fit_rows(
                 status = 0
                 break
         # convergence: Newton decrement over the free parameters off their bounds
-        _free_score(y, mu, J, free, g_full, klo, khi)
+        _free_score(y, mu, J, col, free, g_full, klo, khi)
         n = _free_set(theta, g_full, free, lo, hi, idx)
         if n > 0:
-            _score_fisher(y, mu, J, idx, n, g, F, klo, khi)
+            _score_fisher(y, mu, J, col, idx, n, g, F, klo, khi, ci)
             if _cholesky_solve(F, g, n, delta):
                 dec = 0.0
                 for a in range(n):
@@ -253,19 +259,19 @@ def fit_rows(
         nc = nfree
         for a in range(nfree):
             idx[a] = free[a]
-        _score_fisher(y, mu, J, idx, nc, g, F, klo, khi)
+        _score_fisher(y, mu, J, col, idx, nc, g, F, klo, khi, ci)
         e = np.zeros(N_PARAMS)
         if not _cholesky_solve(F, e, nc, delta):
-            _free_score(y, mu, J, free, g_full, klo, khi)
+            _free_score(y, mu, J, col, free, g_full, klo, khi)
             nc = _free_set(theta, g_full, free, lo, hi, idx)
-            _score_fisher(y, mu, J, idx, nc, g, F, klo, khi)
-        col = np.empty(N_PARAMS)
+            _score_fisher(y, mu, J, col, idx, nc, g, F, klo, khi, ci)
+        cov_col = np.empty(N_PARAMS)
         for a in range(nc):
             for b in range(nc):
                 e[b] = 1.0 if a == b else 0.0
-            if _cholesky_solve(F, e, nc, col):
+            if _cholesky_solve(F, e, nc, cov_col):
                 for b in range(nc):
-                    out_cov[i, idx[a], idx[b]] = col[b]
+                    out_cov[i, idx[a], idx[b]] = cov_col[b]
             else:
                 for b in range(nc):
                     out_cov[i, idx[a], idx[b]] = np.nan
@@ -306,9 +312,15 @@ def run(Y, theta0, free, lo, hi, model, n_exp: int, *, fit_range=None, max_iter:
 
 
 def model_and_jacobian(theta, model, n_exp: int, need_t0: bool):
-    """mu (K) and J (K, N_PARAMS) at ``theta`` (the engine's own evaluation)."""
+    """mu (K) and J (K, N_PARAMS; zero columns for parameters not in the model) at ``theta``
+    (the engine's own evaluation)."""
     K, ns = model.n_bins, model.scratch
-    mu, J = np.empty(K), np.zeros((K, N_PARAMS))
-    evaluate(np.asarray(theta, dtype=np.float64), int(n_exp), bool(need_t0), *model.args(), mu,
-             J, np.empty(K), np.empty(K), np.empty(K), np.empty(ns), np.empty(ns))  # fmt: skip
+    n_exp, need_t0 = int(n_exp), bool(need_t0)
+    col = jacobian_columns(n_exp, need_t0)
+    mu, Jc = np.empty(K), np.zeros((K, int(np.count_nonzero(col >= 0))))
+    evaluate(np.asarray(theta, dtype=np.float64), n_exp, need_t0, *model.args(), mu, Jc,
+             np.empty(K), np.empty(K), np.empty(K), np.empty(ns), np.empty(ns))  # fmt: skip
+    J = np.zeros((K, N_PARAMS))
+    used = np.flatnonzero(col >= 0)
+    J[:, used] = Jc[:, col[used]]
     return mu, J

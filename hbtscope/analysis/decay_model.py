@@ -40,8 +40,10 @@ representations (:class:`DecayModel`, ``kind``):
 
 Parameters of the fit engine (:mod:`hbtscope.analysis._poisson_ml`) are one vector
 ``theta = (A_1, A_2, A_3, ln tau_1, ln tau_2, ln tau_3, t0, B)`` (``N_PARAMS``); the model
-and its Jacobian are evaluated by :func:`evaluate` (numba). Public: :func:`decay_expectation`
-(mu at any parameters) and :func:`decay_deviance` (the Poisson deviance the fits minimise).
+and its Jacobian are evaluated by :func:`evaluate` (numba), which stores only the columns of
+the parameters in the model (:func:`jacobian_columns`: 3 of 8 for a mono-exponential).
+Public: :func:`decay_expectation` (mu at any parameters) and :func:`decay_deviance` (the
+Poisson deviance the fits minimise).
 """
 
 from __future__ import annotations
@@ -287,19 +289,39 @@ def unit_shape(kind, tau, t0, need_t0, edges, sigma, period, h, gi, nz, Mf, s, d
 
 
 @njit(cache=True)
+def jacobian_columns(n_exp, need_t0):
+    """Column of each parameter of ``theta`` in the compact Jacobian of :func:`evaluate`
+    (-1 for parameters not in the model): ``A_1..A_n, ln tau_1..ln tau_n, [t0], B``. Only
+    the columns in use are stored, so that a pixel's working set stays small (a mono fit
+    touches 3 of the 8 parameters)."""
+    col = np.full(N_PARAMS, -1, dtype=np.int64)
+    for i in range(n_exp):
+        col[I_AMP + i] = i
+        col[I_LOGTAU + i] = n_exp + i
+    c = 2 * n_exp
+    if need_t0:
+        col[I_T0] = c
+        c += 1
+    col[I_BG] = c
+    return col
+
+
+@njit(cache=True)
 def evaluate(theta, n_exp, need_t0, kind, edges, sigma, period, h, gi, nz, Mf, s, dtf,
              mu, J, u, du, dt0, hf, dhf):  # fmt: skip
-    """mu (K) and its Jacobian J (K x N_PARAMS) with respect to theta (module doc). Only the
-    columns of the ``n_exp`` components, the background and (if ``need_t0``) t0 are
-    written."""
+    """mu (K) and its compact Jacobian J (K x (2 n_exp + need_t0 + 1)) with respect to theta
+    (module doc), columns as in :func:`jacobian_columns`: ``A_1..A_n, ln tau_1..ln tau_n,
+    [t0], B``."""
     K = mu.shape[0]
     b = theta[I_BG]
     t0 = theta[I_T0]
+    c_t0 = 2 * n_exp
+    c_bg = c_t0 + 1 if need_t0 else c_t0
     for k in range(K):
         mu[k] = b
-        J[k, I_BG] = 1.0
+        J[k, c_bg] = 1.0
         if need_t0:
-            J[k, I_T0] = 0.0
+            J[k, c_t0] = 0.0
     for i in range(n_exp):
         A = theta[I_AMP + i]
         tau = math.exp(theta[I_LOGTAU + i])
@@ -307,11 +329,11 @@ def evaluate(theta, n_exp, need_t0, kind, edges, sigma, period, h, gi, nz, Mf, s
                            dtf, u, du, dt0, hf, dhf)  # fmt: skip
         for k in range(K):
             mu[k] += A * u[k]
-            J[k, I_AMP + i] = u[k]
-            J[k, I_LOGTAU + i] = f * du[k]
+            J[k, i] = u[k]
+            J[k, n_exp + i] = f * du[k]
         if need_t0:
             for k in range(K):
-                J[k, I_T0] += A * dt0[k]
+                J[k, c_t0] += A * dt0[k]
 
 
 @njit(parallel=True, cache=True)

@@ -232,6 +232,7 @@ def g2_cw_fit(
     data: str | None = None,
     g2_err: np.ndarray | None = None,
     max_iter: int = 200,
+    exclude_ps: tuple = (),
 ) -> G2CWResult:
     """Fit g2(tau) = 1 - C exp(-|tau - tau_off|/tau0) (x) IRF to a CW HBT histogram.
 
@@ -258,6 +259,10 @@ def g2_cw_fit(
         the old ``"auto"``) accepts an integer array as counts and refuses anything else.
     g2_err
         1-sigma errors of a normalised g2 (least-squares weights); ignored for counts.
+    exclude_ps
+        (lo, hi) windows of tau (ps, absolute lags) left out of the fit and of the
+        normalisation window, e.g. the narrow SPAD crosstalk peaks; only with a Gaussian
+        IRF or none (the model is then evaluated bin by bin, so holes are allowed).
 
     Returns
     -------
@@ -304,6 +309,15 @@ def g2_cw_fit(
     if fit_range_ps is not None:
         lo_r, hi_r = float(fit_range_ps[0]), float(fit_range_ps[1])
         sel = (lag >= lo_r) & (lag <= hi_r)
+    windows = np.asarray(exclude_ps, dtype=np.float64).reshape(-1, 2)
+    kept = np.ones(lag.size, dtype=bool)
+    for lo_x, hi_x in windows:
+        if not (math.isfinite(lo_x) and math.isfinite(hi_x) and lo_x < hi_x):
+            raise ValueError(f"each exclude_ps window is (lo, hi) with lo < hi, got {(lo_x, hi_x)}")
+        kept &= ~((lag >= lo_x) & (lag <= hi_x))
+    if windows.size and kind == "array":
+        raise ValueError("exclude_ps needs a Gaussian IRF or none (a measured IRF is convolved)")
+    sel &= kept
     if sel.sum() < 6:
         raise ValueError("fewer than 6 bins in the fit range")
     lag_f = lag[sel]
@@ -334,7 +348,7 @@ def g2_cw_fit(
         if not 0 <= w_lo < w_hi:
             raise ValueError("normalise_by must be (tau_min_ps, tau_max_ps) with 0 <= min < max")
         wd = np.abs(lag - (0.0 if tau_offset_ps is None else float(tau_offset_ps)))
-        win = (wd >= w_lo) & (wd < w_hi)
+        win = (wd >= w_lo) & (wd < w_hi) & kept
         if win.sum() < 1:
             raise ValueError(f"no bins with {w_lo} <= |tau| < {w_hi} ps")
         A_fixed = float(np.mean(y_all[win]))

@@ -14,7 +14,9 @@ ahead of ``now`` is discarded and generated again under the new conditions.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +43,8 @@ from hbtscope.drivers_sim.model import EMITTER_PROPERTIES, Emitter, EmitterSpot,
 from hbtscope.drivers_sim.presets import PRESETS
 from hbtscope.drivers_sim.sample import draw_emitter, draw_population
 from hbtscope.units import FWHM_PER_SIGMA, PS_PER_S
+
+log = logging.getLogger(__name__)
 
 MAX_CHANNEL = 65
 _NEVER = -(2**62)
@@ -134,12 +138,18 @@ class World:
         self._em_xyz = np.array([[e.x_um, e.y_um, e.z_um] for e in self.emitters]).reshape(-1, 3)
         self.slice_ps = int(slice_ms * 1e9)
         self.sync_enabled = False
+        # sync event divider done at the source (the tagger's setEventDivider on the sync
+        # channel): only pulses k with k = sync_phase_k (mod sync_divider) make a sync tag, so
+        # a divided 5 MHz sync costs nothing to generate
+        self.sync_divider = 1
+        self.sync_phase_k = 0
         # stream state
         self._generated_until_ps = clock.now_ps()
         self._released_until_ps = self._generated_until_ps
         self._pending_ts = np.empty(0, np.int64)
         self._pending_ch = np.empty(0, np.int16)
         self._pending_origin = np.empty(0, np.int64)
+        self._new_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._dead_ps = np.zeros(MAX_CHANNEL, np.int64)
         for d in self.detectors:
             self._dead_ps[d.tagger_channel] = int(round(d.dead_time_ns * 1000))
@@ -193,6 +203,9 @@ class World:
         self._brightening = bool(self._brightening_idx)
         self._paths_ahead: set[int] = set()
         self._change_listeners: list = []
+        #: every hardware action that reached the world, in order: (t_ps, action, arguments)
+        #: -- what the twins wrote, whichever driver and wire they came through (bounded)
+        self.hardware_log: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=10_000)
         # hardware-timed scan: focus changes at known times, pixel markers into the tagger
         self._sched_t = np.empty(0, np.int64)
         self._sched_xyz = np.empty((0, 3))
@@ -305,10 +318,18 @@ class World:
         if callback in self._change_listeners:
             self._change_listeners.remove(callback)
 
+    def _log(self, action: str, **arguments: Any) -> None:
+        given = {k: v for k, v in arguments.items() if v is not None}
+        self.hardware_log.append((self.clock.now_ps(), action, given))
+
     def changing(self) -> None:
         """Call before changing any condition: photons up to now keep the old conditions."""
         for callback in list(self._change_listeners):
-            callback()
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001 - e.g. a disconnected tagger: its own
+                # calls say so; it must not keep the laser from switching off
+                log.warning("a listener of the simulated world failed: %s", exc)
         now = self.clock.now_ps()
         if self._generated_until_ps > now:
             keep = self._pending_origin < now
@@ -361,6 +382,7 @@ class World:
         return rate, x / (1.0 - math.exp(-1.0))
 
     def set_laser(self, *, on=None, power_W=None, rep_rate_Hz=None, cw=None) -> None:
+        self._log("set_laser", on=on, power_W=power_W, rep_rate_Hz=rep_rate_Hz, cw=cw)
         self.changing()
         if cw is not None:
             self.laser.cw = bool(cw)
@@ -382,6 +404,7 @@ class World:
     def set_led(self, *, on: bool | None = None, intensity_W_cm2: float | None = None) -> None:
         """Wide-field LED illumination of the whole field (400 nm, CoolLED pE-100, as Pierini et
         al. and D'Amato et al. use)."""
+        self._log("set_led", on=on, intensity_W_cm2=intensity_W_cm2)
         self.changing()
         if intensity_W_cm2 is not None:
             self.led.intensity_W_cm2 = float(intensity_W_cm2)
@@ -391,12 +414,14 @@ class World:
 
     def set_analyser(self, angle_deg: float | None) -> None:
         """Linear analyser in the detection path at ``angle_deg`` (None: removed)."""
+        self._log("set_analyser", angle_deg=angle_deg)
         self.changing()
         self.analyser_deg = None if angle_deg is None else float(angle_deg)
         self._changed()
 
     def set_light_path(self, position: str) -> None:
         """Flip mirror: collected light to the SPADs or to the spectrometer."""
+        self._log("set_light_path", position=position)
         self.changing()
         self.light_path = position
         self._changed()
@@ -416,6 +441,7 @@ class World:
     ) -> int:
         """A hardware-timed raster: focus at xyz_um[i] from start + i dwell; a marker tag at
         every pixel start and one at the end. Returns the end time (ps)."""
+        self._log("schedule_scan", start_ps=start_ps, dwell_ps=dwell_ps, n_pixels=len(xyz_um))
         self.changing()
         n = xyz_um.shape[0]
         times = start_ps + dwell_ps * np.arange(n, dtype=np.int64)
@@ -432,6 +458,7 @@ class World:
 
     def cancel_scan(self) -> None:
         """Stop the raster now: the stage stays where it is."""
+        self._log("cancel_scan")
         self.changing()
         now = self.clock.now_ps()
         self._apply_schedule(now)
@@ -462,7 +489,12 @@ class World:
         return self.focus_um.copy()
 
     def move_focus(self, x_um: float, y_um: float, z_um: float) -> None:
+        self._log("move_focus", x_um=x_um, y_um=y_um, z_um=z_um)
         self.changing()
+        if self._sched_t.size:  # a move after (or during) a raster ends the raster's hold
+            self._apply_schedule(self.clock.now_ps())
+            self._sched_t = self._sched_t[:0]
+            self._sched_i = 0
         self.focus_um = np.array([x_um, y_um, z_um], dtype=float)
         self.piezo.command(self.focus_um, self.clock.now_ps())
         self._changed()
@@ -473,9 +505,19 @@ class World:
         return self.piezo.actual(t)
 
     def set_sync_enabled(self, enabled: bool) -> None:
+        self._log("set_sync_enabled", enabled=enabled)
         if enabled != self.sync_enabled:
             self.changing()
             self.sync_enabled = enabled
+
+    def set_sync_divider(self, divider: int) -> None:
+        """Make a sync tag for every ``divider``-th laser pulse only, the first being the next
+        pulse from now (the tagger's event divider on the sync channel, applied where the
+        syncs are generated rather than by dropping them one by one)."""
+        self.changing()
+        self.sync_divider = max(int(divider), 1)
+        now = self.clock.now_ps()
+        self.sync_phase_k = self._pulse_range(now, now + 1)[0] % self.sync_divider
 
     # ------------------------------------------------------------------ optics
     def _detector_split(self) -> np.ndarray:
@@ -890,7 +932,8 @@ class World:
                 or_list.append(tm)
 
         if self.sync_enabled and k1 > k0:
-            ks = np.arange(k0, k1, dtype=np.int64)
+            n = self.sync_divider
+            ks = np.arange(k0 + (self.sync_phase_k - k0) % n, k1, n, dtype=np.int64)
             tsync = self._pulse_times(ks) + self.sync_delay_ps
             ts_list.append(tsync)
             ch_list.append(np.full(tsync.size, self.sync_channel, np.int16))
@@ -901,27 +944,19 @@ class World:
         ts = np.concatenate(ts_list) if len(ts_list) > 1 else ts_list[0]
         ch = np.concatenate(ch_list) if len(ch_list) > 1 else ch_list[0]
         origin = np.concatenate(or_list) if len(or_list) > 1 else or_list[0]
-        parts_ts, parts_ch, parts_or = (
-            [self._pending_ts, ts],
-            [self._pending_ch, ch],
-            [
-                self._pending_origin,
-                origin,
-            ],
-        )
+        parts = self._new_parts
+        parts.append((ts, ch, origin))
         if self._xt_on:  # breakdown flashes of this piece's clicks
             xt_t, xt_c = crosstalk_clicks(
                 rng, ts, ch, self._xt_prob, self._xt_target, self._xt_shift, self._xt_jitter
             )
             if xt_t.size:
-                parts_ts.append(xt_t)
-                parts_ch.append(xt_c)
-                parts_or.append(xt_t)
-        self._pending_ts = np.concatenate(parts_ts)
-        self._pending_ch = np.concatenate(parts_ch)
-        self._pending_origin = np.concatenate(parts_or)
+                parts.append((xt_t, xt_c, xt_t))
 
     def _ensure_generated(self, t_ps: int) -> None:
+        # the pieces' clicks are collected and joined to the pending ones once at the end
+        # (joining per piece is quadratic when a raster makes one piece per pixel)
+        self._new_parts = []
         while self._generated_until_ps < t_ps:
             a = self._generated_until_ps
             self._apply_schedule(a)
@@ -931,6 +966,12 @@ class World:
                 b = nxt  # conditions change at the next pixel
             self._generate_piece(a, b)
             self._generated_until_ps = b
+        if self._new_parts:
+            parts = [(self._pending_ts, self._pending_ch, self._pending_origin), *self._new_parts]
+            self._pending_ts = np.concatenate([p[0] for p in parts])
+            self._pending_ch = np.concatenate([p[1] for p in parts])
+            self._pending_origin = np.concatenate([p[2] for p in parts])
+        self._new_parts = []
 
     def clicks_until(self, t_ps: int) -> tuple[np.ndarray, np.ndarray]:
         """All detector (and sync) clicks with time < t_ps not returned before, time-ordered.
@@ -1065,6 +1106,26 @@ class World:
                 rates[n] *= self.emitters[i].brightness(self.dynamics[i].dose_at(a_ps))
         return x[inside], y[inside], rates
 
+    def widefield_truth(self, x_range_um, y_range_um) -> dict[str, Any]:
+        """Truth of the emitters inside a wide-field view now: world index, species, position
+        on the sample (with its drift), and bleaching time in ps (``inf``: not bleached and not
+        due to bleach under the present illumination). An emitter is bleached at ``t`` when
+        ``t >= bleach_time_ps``; times up to now are facts of the run."""
+        d = self.drift_um()
+        x = self._em_xyz[:, 0] + d[0] if len(self.emitters) else np.zeros(0)
+        y = self._em_xyz[:, 1] + d[1] if len(self.emitters) else np.zeros(0)
+        inside = np.flatnonzero(
+            (x >= x_range_um[0]) & (x < x_range_um[1]) & (y >= y_range_um[0]) & (y < y_range_um[1])
+        )
+        bleach = [self.dynamics[i].bleach_time_ps for i in inside]
+        return {
+            "index": inside.astype(np.int64),
+            "species": [self.emitters[i].species for i in inside],
+            "x_um": x[inside].astype(float),
+            "y_um": y[inside].astype(float),
+            "bleach_time_ps": np.array([math.inf if b is None else float(b) for b in bleach]),
+        }
+
     def spectrum_components(self, a_ps: int, b_ps: int) -> list[tuple[float, float, float, float]]:
         """(photons/s collected, CEW nm, FWHM nm, tail) of the emitters at the focus over
         [a, b), when the flip mirror sends the light to the spectrometer."""
@@ -1188,6 +1249,17 @@ class World:
         out["bleached"] = [bool(self.dynamics[e.index].bleached_at(now)) for e in emitters]
         out["dose_absorbed"] = [float(self.dynamics[e.index].dose_at(now)) for e in emitters]
         out["cluster_size"] = [e.cluster_size for e in emitters]
+        # blinking truth (TTTR trace): grey-state lifetime and QY, the stationary time
+        # fractions of bright / grey / off at the present excitation, and the blue-shift law
+        out["tau_grey_ns"] = [e.tau_grey_ns for e in emitters]
+        out["qy_grey"] = [e.qy_grey for e in emitters]
+        out["tau_bright_ns"] = [e.tau_x_ns for e in emitters]
+        fractions = [e.stationary(float(self._exc_ratio[e.index])) for e in emitters]
+        out["fraction_bright"] = [float(p[0]) for p in fractions]
+        out["fraction_grey"] = [float(p[1]) for p in fractions]
+        out["fraction_off"] = [float(p[2]) for p in fractions]
+        out["blueshift_nm_per_exc"] = [e.blueshift_nm_per_exc for e in emitters]
+        out["dose_rate_per_s"] = [float(self.dynamics[e.index].dose_rate) for e in emitters]
         return out
 
     def _truth_cw(self) -> dict[str, Any]:

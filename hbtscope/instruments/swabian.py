@@ -19,6 +19,7 @@ Settings are a plain dict, e.g. from a setup file::
 from __future__ import annotations
 
 import importlib
+import math
 from types import ModuleType
 from typing import Any
 
@@ -81,9 +82,15 @@ def _channel(key: Any) -> int:
     return ch
 
 
+#: the longest dead time hbtscope sets on a channel (1 ms: far beyond any SPAD's)
+MAX_DEADTIME_PS = 1_000_000_000
+
+
 def _value(name: str, value: Any, kind: type) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SettingsError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, not {value!r}")
     if kind is int:
         if float(value) != int(value):
             raise SettingsError(f"{name} must be a whole number of ps, not {value!r}")
@@ -92,8 +99,8 @@ def _value(name: str, value: Any, kind: type) -> int | float:
         value = float(value)
     if name == "event_divider" and not 1 <= value <= _MAX_DIVIDER:
         raise SettingsError(f"event_divider must be in [1, {_MAX_DIVIDER}], not {value}")
-    if name == "deadtime_ps" and value < 0:
-        raise SettingsError(f"deadtime_ps must be >= 0, not {value}")
+    if name == "deadtime_ps" and not 0 <= value <= MAX_DEADTIME_PS:
+        raise SettingsError(f"deadtime_ps must be in [0, {MAX_DEADTIME_PS}] ps, not {value}")
     if name == "trigger_level_V" and not -2.5 <= value <= 2.5:
         raise SettingsError(f"trigger_level_V must be in [-2.5, 2.5] V, not {value}")
     if name == "input_delay_ps" and not -2_000_000 <= value <= 2_000_000:

@@ -53,6 +53,10 @@ class Measurement:
     analyse: Callable[[Any], AnalysisOutput]
     figure: Callable[[Any, Path], Path | None] | None = None
     doc: str = ""
+    #: for a measurement that finds emitters (a scan): ``emitters(run)`` lists them from its
+    #: run file as dicts with ``x_um``, ``y_um`` (``z_um``, ``brightness_cps``, ``snr``);
+    #: the queue's ``foreach_emitter`` blocks run over them
+    emitters: Callable[[Any], list[dict[str, float]]] | None = None
 
     def describe(self) -> str:
         text = self.doc or (self.procedure.__doc__ if self.procedure else "") or ""
@@ -70,6 +74,10 @@ class HbtProcedure(Procedure):
 
     setup: Any = None
     events: ev.EventStream | None = None
+    #: the data directory's :class:`~hbtscope.storage.emitter_book.EmitterBook` (set by the
+    #: runner before :meth:`validate`); a procedure with a non-empty ``emitter`` parameter has
+    #: its finished result remembered there under the measurement's name
+    book: Any = None
 
     def parameter_units(self) -> dict[str, str]:
         units = {}

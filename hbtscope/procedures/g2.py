@@ -8,6 +8,11 @@ centre-peak area / mean corrected side-peak area, side peaks taken near tau ~ 10
 makes the near ones > 1), background from between the peaks. :func:`figure` draws the run
 from its file. The run itself, ``hbtscope analyse`` and the run browser call the same two.
 
+``excitation = "cw"`` runs the laser continuous-wave and fits the antibunching dip
+1 - C exp(-|tau|/tau0) with the IRF (Baronnier et al. eq. 4; :mod:`hbtscope.procedures._g2_cw`).
+``emitter`` with a finite ``power_in_P_sat`` sets the laser to that multiple of the emitter's
+P_sat from its saturation sweep in the emitter book (:mod:`hbtscope.procedures.saturation`).
+
 Run file: ``data/g2/lag_ps``, ``data/g2/coincidences`` (the live histogram), ``data/g2``
 attributes ``acquired_s``, ``overflow_missed_tags``; ``tttr/`` the tags (``record_tags``);
 ``analysis/g2`` the result (docs/run-file-layout.md).
@@ -26,6 +31,7 @@ from pymeasure.experiment import (
     FloatParameter,
     IntegerParameter,
     ListParameter,
+    Parameter,
 )
 
 from hbtscope.analysis import (
@@ -37,8 +43,11 @@ from hbtscope.analysis import (
     g2_pulsed,
 )
 from hbtscope.analysis.g2 import NORM_DELAY_PS, NORM_HALFWIDTH_PS
+from hbtscope.procedures._tag_stream import PairTotals, acquire_pair
 from hbtscope.procedures.base import AbortRequested, AnalysisOutput, HbtProcedure, Measurement
+from hbtscope.procedures.saturation import power_at_p_sat
 from hbtscope.storage import layout as L
+from hbtscope.storage.emitter_book import EmitterBookError, check_name
 from hbtscope.storage.reading import (
     RunFileError,
     read_calibrations,
@@ -118,7 +127,7 @@ def analyse_g2_histogram(
 
 
 class G2Measurement(HbtProcedure):
-    """Pulsed g2 of the emitter at the focus (Pierini et al. Fig. 6a, D'Amato et al. Fig. 3c)."""
+    """g2 of the emitter at the focus, pulsed (Pierini et al. Fig. 6a) or CW (Baronnier et al.)."""
 
     NAME = "g2"
 
@@ -164,6 +173,21 @@ class G2Measurement(HbtProcedure):
         default=float("nan"),
     )
     exclude_crosstalk = BooleanParameter("Exclude SPAD crosstalk peaks", default=True)
+    excitation = ListParameter("Excitation", choices=["pulsed", "cw"], default="pulsed")
+    irf_sigma_ps = FloatParameter(
+        "CW, coincidence IRF sigma (both SPADs' jitter)",
+        units="ps",
+        minimum=1.0,
+        maximum=100_000.0,
+        default=210.0,
+    )
+    cw_fit_range_ps = IntegerParameter(
+        "CW, fit up to |tau - zero delay|",
+        units="ps",
+        minimum=10_000,
+        maximum=1_000_000_000,
+        default=200_000,
+    )
     readout_s = FloatParameter(
         "Read-out interval", units="s", minimum=0.01, maximum=1.0, default=0.2
     )
@@ -171,13 +195,23 @@ class G2Measurement(HbtProcedure):
     x_um = FloatParameter("Stage x (NaN = stay)", units="um", default=float("nan"))
     y_um = FloatParameter("Stage y (NaN = stay)", units="um", default=float("nan"))
     z_um = FloatParameter("Stage z (NaN = stay)", units="um", default=float("nan"))
+    emitter = Parameter("Emitter name (emitter book)", default="")
+    power_in_P_sat = FloatParameter(
+        "Laser power in units of the emitter's P_sat (NaN = laser_power_W)",
+        minimum=0.0,
+        maximum=1000.0,
+        default=float("nan"),
+    )
 
     NAN_MEANS = {
         "x_um": "stay",
         "y_um": "stay",
         "z_um": "stay",
         "zero_delay_ps": "from the calibration or the data",
+        "power_in_P_sat": "use laser_power_W",
     }
+    #: how the power was resolved from the emitter book (None: laser_power_W as given)
+    resolved_power = None
     #: the correlation histogram may hold at most this many bins (8 bytes each: 400 MB)
     MAX_HISTOGRAM_BINS = 50_000_000
 
@@ -196,13 +230,63 @@ class G2Measurement(HbtProcedure):
                 f"with max_lag_ps = {self.max_lag_ps} asks for {n_bins:.3g} histogram bins "
                 f"({8 * n_bins / 2**30:.1f} GiB); at most {self.MAX_HISTOGRAM_BINS:.3g} allowed",
             )
+        self.resolve_power_in_p_sat(setup)
+        if self.excitation == "cw":
+            self.check_cw(setup)
         self.check_laser(setup, "laser_power_W", "rep_rate_Hz")
         self.check_stage_target(setup, x_um=self.x_um, y_um=self.y_um, z_um=self.z_um)
         setup.tagger  # noqa: B018 - a missing tagger role is reported now, not after moving
 
+    def check_cw(self, setup) -> None:
+        """CW needs a laser role that can run continuous-wave, and a fit range inside the
+        correlation window (:mod:`hbtscope.procedures._g2_cw`)."""
+        cw = getattr(type(setup.laser), "cw", None)
+        if not (isinstance(cw, property) and cw.fset is not None):
+            self.fail(
+                "excitation",
+                f"needs a laser that can run CW; {type(setup.laser).__name__} of "
+                f"{setup.path} cannot",
+            )
+        if self.cw_fit_range_ps > self.max_lag_ps:
+            self.fail("cw_fit_range_ps", f"ps exceeds max_lag_ps = {self.max_lag_ps} ps")
+
+    def resolve_power_in_p_sat(self, setup) -> None:
+        """With a finite ``power_in_P_sat``: ``laser_power_W`` becomes the laser set point that
+        puts that multiple of the emitter's P_sat on the sample (its saturation sweep in the
+        emitter book, :func:`hbtscope.procedures.saturation.power_at_p_sat`); the run file's
+        parameters then hold the resolved set point and ``data/g2`` how it was found."""
+        if self.emitter:
+            try:
+                check_name(str(self.emitter))
+            except EmitterBookError as exc:
+                self.fail("emitter", str(exc))
+        if math.isnan(self.power_in_P_sat):
+            return
+        if not self.emitter:
+            self.fail("power_in_P_sat", "needs an emitter whose P_sat is in the emitter book")
+        if self.book is None:
+            self.fail("power_in_P_sat", "needs the data directory's emitter book (run_procedure)")
+        try:
+            resolved = power_at_p_sat(
+                self.book, self.emitter, self.power_in_P_sat, self.rep_rate_Hz
+            )
+        except EmitterBookError as exc:
+            self.fail("power_in_P_sat", f"cannot be resolved: {exc}")
+        max_W = float(getattr(setup.laser, "max_power_W", math.inf))
+        if resolved.set_point_W > max_W:
+            self.fail(
+                "power_in_P_sat",
+                f"x P_sat of {self.emitter} needs a laser set point of "
+                f"{resolved.set_point_W:.3g} W, above the setup's max_power_W = {max_W} W",
+            )
+        self.resolved_power = resolved
+        self.laser_power_W = resolved.set_point_W
+
     def startup(self) -> None:
         self.move_if_given(self.x_um, self.y_um, self.z_um)
         laser = self.setup.laser
+        if self.excitation == "cw" or isinstance(getattr(type(laser), "cw", None), property):
+            laser.cw = self.excitation == "cw"  # a laser left in CW by an earlier run: pulsed
         laser.rep_rate_Hz = self.rep_rate_Hz
         laser.power_W = self.laser_power_W
         laser.enable()
@@ -213,64 +297,55 @@ class G2Measurement(HbtProcedure):
     def execute(self) -> None:
         setup = self.setup
         tagger = setup.tagger
-        ch_a, ch_b = tagger.spad_channels
-        clock = setup.clock
         self.publish_tttr_info(1.0, dict(tagger.channels))
         if setup.is_simulated:
             self.publish_truth(setup.truth())
+        if self.resolved_power is not None:
+            r = self.resolved_power
+            self.publish_values(
+                "g2",
+                {
+                    "power_in_P_sat": float(self.power_in_P_sat),
+                    "P_sat_W": r.P_sat_W,
+                    "P_sat_W_err": r.P_sat_W_err,
+                    "power_at_sample_W": r.at_sample_W,
+                    "laser_power_exponent": r.laser_power_exponent,
+                    "P_sat_run": r.run,
+                },
+            )
         acc = CorrelationAccumulator(self.bin_width_ps, self.max_lag_ps)
-        n_max = 4_000_000
-        stream = tagger.api.TimeTagStream(tagger.device, n_max, [ch_a, ch_b])
-        duration_ps = int(round(self.duration_s * PS_PER_S))
-        stream.startFor(duration_ps)
-        n_tags = np.zeros(2, np.int64)
-        self.overflow_missed = 0
-        elapsed = 0.0
-        self.aborted = False
+        totals = PairTotals()
+
+        def live(t: PairTotals) -> None:
+            self.progress(100.0 * t.elapsed_s / self.duration_s)
+            self.emit(
+                "results",
+                {"elapsed_s": t.elapsed_s, "counts_a": t.counts_a, "counts_b": t.counts_b},
+            )
+
         try:
-            while True:
-                wait = min(self.readout_s, max(self.duration_s - elapsed, 0.0)) or self.readout_s
-                clock.sleep(wait)
-                running = stream.isRunning()
-                buf = stream.getData()
-                if buf.size >= n_max:
-                    raise RuntimeError(
-                        "time tag stream buffer overflowed: count rate too high for the "
-                        f"read-out interval {self.readout_s} s"
-                    )
-                real = buf.getEventTypes() == tagger.api.TagType.TimeTag
-                if not np.all(real):  # overflow events: keep photons only, note the loss
-                    self.overflow_missed += int(buf.getMissedEvents().sum())
-                ts = buf.getTimestamps()[real]
-                ch = buf.getChannels()[real]
-                if self.record_tags and ts.size:
-                    self.publish_tags(ts, ch)
-                a, b = ts[ch == ch_a], ts[ch == ch_b]
-                n_tags += (a.size, b.size)
-                acc.add(a, b)
-                elapsed = (buf.tGetData - buf.tStart) / PS_PER_S + elapsed
-                self.progress(100.0 * elapsed / self.duration_s)
-                self.emit(
-                    "results",
-                    {"elapsed_s": elapsed, "counts_a": int(n_tags[0]), "counts_b": int(n_tags[1])},
-                )
-                if not running:
-                    break
-                self.check_stop()
-        except AbortRequested:
-            self.aborted = True
-            stream.stop()
+            acquire_pair(
+                self,
+                acc,
+                self.duration_s,
+                totals,
+                readout_s=self.readout_s,
+                record_tags=self.record_tags,
+                on_read=live,
+            )
         finally:
-            self.acquired_s = elapsed
+            self.acquired_s = totals.elapsed_s
+            self.overflow_missed = totals.overflow_missed
+            self.aborted = totals.aborted
             self.publish_array("g2/lag_ps", acc.lag_ps, units="ps")
             self.publish_array("g2/coincidences", acc.counts, units="counts")
             self.publish_values(
                 "g2",
                 {
-                    "acquired_s": elapsed,
-                    "overflow_missed_tags": self.overflow_missed,
-                    "counts_a": int(n_tags[0]),
-                    "counts_b": int(n_tags[1]),
+                    "acquired_s": totals.elapsed_s,
+                    "overflow_missed_tags": totals.overflow_missed,
+                    "counts_a": totals.counts_a,
+                    "counts_b": totals.counts_b,
                 },
             )
         if self.aborted:
@@ -287,6 +362,25 @@ class G2Measurement(HbtProcedure):
 def _parameter(params: dict[str, Any], name: str, default: Any) -> Any:
     value = params.get(name, default)
     return default if value is None else value
+
+
+def _analyse_cw(run, params, lag, counts, values) -> AnalysisOutput:
+    """The CW branch of :func:`analyse` (:func:`hbtscope.procedures._g2_cw.analyse_cw`)."""
+    from hbtscope.procedures._g2_cw import analyse_cw
+
+    try:
+        cw_values, errors, summary = analyse_cw(lag, counts, params, read_calibrations(run))
+    except ValueError as exc:
+        values.update(excitation="cw", error=str(exc))
+        summary = {"acquired_s": values.get("acquired_s", 0.0), "g2_0": math.nan}
+        summary["g2_0_err"] = math.nan
+        return AnalysisOutput("g2", values, {}, summary)
+    values.update(cw_values)
+    summary = {"acquired_s": values.get("acquired_s", 0.0), **summary}
+    for key in ("power_in_P_sat", "power_at_sample_W", "P_sat_W", "P_sat_W_err"):
+        if key in values:
+            summary[key] = values[key]
+    return AnalysisOutput("g2", values, errors, summary)
 
 
 def analyse(run: h5py.File) -> AnalysisOutput:
@@ -338,6 +432,8 @@ def analyse(run: h5py.File) -> AnalysisOutput:
         raise RunFileError(f"{run.filename}: g2 run without time tags or a stored histogram")
     values["n_coincidences"] = int(counts.sum())
     errors: dict[str, Any] = {}
+    if _parameter(params, "excitation", "pulsed") == "cw":
+        return _analyse_cw(run, params, lag, counts, values)
     try:
         res, sqrt_res, used = analyse_g2_histogram(
             lag,
@@ -374,6 +470,9 @@ def analyse(run: h5py.File) -> AnalysisOutput:
         "zero_delay_source": used["zero_delay_source"],
         "crosstalk_windows_ps": used["crosstalk_windows_ps"].tolist(),
     }
+    for key in ("power_in_P_sat", "power_at_sample_W", "P_sat_W", "P_sat_W_err"):
+        if key in values:  # a run "at k x P_sat" (emitter book)
+            summary[key] = values[key]
     return AnalysisOutput("g2", values, errors, summary)
 
 
@@ -392,6 +491,11 @@ def figure(run: h5py.File, path: Path) -> Path | None:
     if not isinstance(data, h5py.Group) or "coincidences" not in data:
         return None
     values = read_values(group) if isinstance(group, h5py.Group) else {}
+    if values.get("excitation") == "cw" and "fit_lag_ps" in values:
+        from hbtscope.procedures._g2_cw import figure_cw
+
+        acquired = float(values.get("acquired_s", 0.0))
+        return figure_cw(values, path, title=f"{Path(run.filename).name} — {acquired:.1f} s, CW")
     if not _FIGURE_KEYS <= set(values):  # a run written before 2026-12-05: analyse it again
         values = dict(analyse(run).values)
     if "g2_0" not in values:

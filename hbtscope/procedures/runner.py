@@ -11,7 +11,9 @@ its power), which creates the run file; ``execute()`` publishes the data; the me
 carries the final snapshot and the status: ``finished``; ``aborted`` (stop requested, Ctrl+C);
 ``failed`` (an exception, its message in the ``error`` attribute). Whatever happens the
 procedure's ``shutdown()`` runs and the instruments are put in their safe state; then the
-measurement's ``figure(run, path)`` draws the run from its file.
+measurement's ``figure(run, path)`` draws the run from its file. A finished run of a procedure
+with a non-empty ``emitter`` parameter is remembered in the data directory's emitter book
+(:mod:`hbtscope.storage.emitter_book`), where later runs find e.g. that emitter's P_sat.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hbtscope import events as ev
 from hbtscope.procedures.base import AbortRequested, HbtProcedure, Measurement
 from hbtscope.procedures.errors import OutputDirError
 from hbtscope.storage import new_run_path, open_run
+from hbtscope.storage.emitter_book import EmitterBook
 from hbtscope.storage.recorder import RunFileRecorder
 
 
@@ -88,24 +91,30 @@ def run_procedure(
     queue_item_id: str = "",
     figure: bool = True,
     safe_state_after: bool = True,
+    on_file: Callable[[Path], None] | None = None,
 ) -> RunOutcome:
     """Run ``procedure`` on ``setup``; returns where its run file is and how it ended.
 
     ``subscribers`` receive every event of the run after the run file has (an exception in one
     fails the run, like one in the file writer); ``displays`` too, but one that raises is logged
     and dropped while the run goes on. ``on_event`` is the pymeasure-style ``(topic, record)``
-    callback (``progress``, ``results``); it is a display.
+    callback (``progress``, ``results``); it is a display. ``on_file(path)`` is called with
+    the run file's path once the parameters are valid, before the file is created (the queue
+    journals it, so that a crash from then on can mark the file interrupted).
     """
     stop_event = stop_event or threading.Event()
     measurement = measurement_of(procedure)
     procedure.setup = setup
     procedure.should_stop = stop_event.is_set
     procedure.is_last = lambda: True
+    data_dir = out_dir if out_dir is not None else setup.data_dir
+    procedure.book = EmitterBook(data_dir)
     procedure.check_parameters()
     procedure.validate(setup)  # before anything moves or fires, before a file exists
-    path = new_run_path(
-        _writable_dir(out_dir if out_dir is not None else setup.data_dir), procedure.NAME
-    )
+    path = new_run_path(_writable_dir(data_dir), procedure.NAME)
+    procedure.run_path = path  # e.g. for the emitter book's position history
+    if on_file is not None:
+        on_file(path)
     stream = ev.EventStream()
     recorder = RunFileRecorder(path)
     stream.subscribe(recorder)
@@ -159,9 +168,14 @@ def run_procedure(
         status, interrupted = "aborted", exc
     except Exception as exc:  # noqa: BLE001 - recorded in the run file, then re-raised
         status, error, interrupted = "failed", f"{type(exc).__name__}: {exc}", exc
-    if not recorder.started:  # failed before the measurement began: keep the record
-        start()
+    if not recorder.started and not path.exists():  # failed before it began: keep a record
+        try:
+            start()
+        except Exception as exc:  # noqa: BLE001 - never hide why the run ended
+            error = error or f"run file not written: {type(exc).__name__}: {exc}"
     summary: dict[str, Any] = {}
+    if not recorder.started:  # the file was abandoned as it was created (it says why)
+        measurement = None
     if measurement is not None and status != "failed":
         recorder.flush()
         try:
@@ -169,9 +183,15 @@ def run_procedure(
                 output = measurement.analyse(run)
             stream.publish(ev.AnalysisResult(output.name, output.values, output.errors))
             summary = dict(output.summary)
+            emitter = str(getattr(procedure, "emitter", "") or "")
+            if emitter and status == "finished" and "error" not in output.values:
+                procedure.book.remember(
+                    emitter, output.name, dict(output.values), dict(output.errors), path
+                )
         except Exception as exc:  # noqa: BLE001 - the data are safe; say what went wrong
             error = error or f"analysis failed: {type(exc).__name__}: {exc}"
-    stream.publish(ev.RunEnded(status, error, end_snapshot))
+    if recorder.started:
+        stream.publish(ev.RunEnded(status, error, end_snapshot))
     fig_path = None
     if figure and measurement is not None and measurement.figure is not None:
         if status != "failed":

@@ -299,12 +299,18 @@ def _import_open(src, ptu, out_path_or_dir, hbtscope_version, messages) -> pathl
         )
     try:
         is_t3 = bool(ptu.is_t3)
+        n_records_header = int(ptu.number_records)
+        # the header's record count sizes the read: never more than the file holds (a corrupt
+        # count of 10**12 would otherwise allocate 4 TB); what is there is imported (truncated)
+        available = max((pathlib.Path(src).stat().st_size - int(ptu.record_offset)) // 4, 0)
+        if n_records_header > available:
+            ptu.__dict__["number_records"] = available  # ptufile's cached_property
         raw = ptu.read_records()
         decoded = ptu.decode_records(raw)
         tags = dict(ptu.tags)
         info = {
             "n_records": int(decoded.size),
-            "n_records_header": int(ptu.number_records),
+            "n_records_header": n_records_header,
             "n_photons": int(ptu.number_photons),
             "record_type": _record_type_name(ptu),
             "global_resolution_ps": float(ptu.global_resolution) * 1e12,

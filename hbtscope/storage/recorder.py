@@ -64,6 +64,8 @@ class RunFileRecorder:
             w.set_tttr_info(resolution_ps=event.resolution_ps, channel_map=dict(event.channel_map))
         elif isinstance(event, ev.ArrayRecorded):
             w.write_array(event.name, event.data, units=event.units)
+        elif isinstance(event, ev.ArrayAppended):
+            w.append_array(event.name, event.data, units=event.units)
         elif isinstance(event, ev.ValuesRecorded):
             w.write_values(event.name, dict(event.values))
         elif isinstance(event, ev.TruthRecorded):

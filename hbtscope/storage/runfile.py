@@ -589,7 +589,8 @@ class RunWriter:
             )
             self._file.flush()
         except BaseException as exc:
-            self._abandon(f"{type(exc).__name__}: {exc}")
+            aborted = isinstance(exc, KeyboardInterrupt)  # Ctrl+C, SIGTERM while creating it
+            self._abandon(f"{type(exc).__name__}: {exc}", aborted=aborted)
             raise
         self._last_flush = time.monotonic()
 
@@ -694,12 +695,13 @@ class RunWriter:
         self._file.flush()
         self._last_flush = time.monotonic()
 
-    def _abandon(self, error: str) -> None:
-        """Close after a failure inside ``__init__``: mark the file failed, release the lock."""
+    def _abandon(self, error: str, aborted: bool = False) -> None:
+        """Close after a failure (or an interruption: ``aborted``) inside ``__init__``: mark
+        the file failed (aborted), release the lock."""
         self._closed = True
-        self._status = L.STATUS_FAILED
+        self._status = L.STATUS_ABORTED if aborted else L.STATUS_FAILED
         try:
-            self._file.attrs[L.ATTR_STATUS] = L.STATUS_FAILED
+            self._file.attrs[L.ATTR_STATUS] = self._status
             self._file.attrs[L.ATTR_ERROR] = _safe_text(error)
             self._file.attrs[L.ATTR_END_TIME] = _utc_now()
         except Exception:  # noqa: BLE001, S110 - best effort
@@ -786,6 +788,48 @@ class RunWriter:
             if units is not None:
                 ds.attrs[L.ATTR_UNITS] = str(units)
             _set_attrs(ds, attrs, reserved=(L.ATTR_UNITS,))
+            self._maybe_flush()
+
+    def append_array(self, name: str, row, units: str | None = None) -> None:
+        """Append ``row`` to dataset ``data/<name>``, extended along a new first axis (a video:
+        one frame after the other, shape ``(n, *row.shape)``).
+
+        The dataset is created at the first row: chunked one row per chunk (a reader takes
+        frame ``k`` without the others), gzip with shuffle when a trial on the first row shows
+        it pays, ``maxshape (None, ...)``. Later rows must have the first row's shape; they
+        reach the file at the next flush, like time tags.
+        """
+        _check_path(name, "array name", allow_slash=True)
+        arr = np.asarray(row)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"append_array: numeric rows only, got {arr.dtype}")
+        with self._lock:
+            self._check_open()
+            data = self._file[L.DATA]
+            ds = data.get(name)
+            if ds is None:
+                kw: dict[str, Any] = {}
+                if _pays_to_compress(arr):
+                    kw = {"compression": "gzip", "compression_opts": L.GZIP_LEVEL}
+                    kw["shuffle"] = arr.dtype.itemsize > 1
+                ds = data.create_dataset(
+                    name,
+                    shape=(0, *arr.shape),
+                    maxshape=(None, *arr.shape),
+                    dtype=arr.dtype,
+                    chunks=(1, *arr.shape) if arr.ndim else (1024,),
+                    **kw,
+                )
+                if units is not None:
+                    ds.attrs[L.ATTR_UNITS] = str(units)
+            elif not isinstance(ds, h5py.Dataset) or ds.shape[1:] != arr.shape:
+                shape = getattr(ds, "shape", None)
+                raise ValueError(
+                    f"data/{name}: cannot append a row of shape {arr.shape} to {shape}"
+                )
+            n = ds.shape[0]
+            ds.resize((n + 1, *ds.shape[1:]))
+            ds[n] = arr
             self._maybe_flush()
 
     def write_values(self, name: str, values: Mapping[str, Any]) -> None:

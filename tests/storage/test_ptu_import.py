@@ -282,3 +282,116 @@ def test_an_impossible_header_is_refused_before_anything_is_allocated(
     with pytest.raises(PtuImportError, match=match):
         import_ptu(bad, tmp_path / "out")
     assert not list(tmp_path.rglob("*.h5"))
+
+
+_TY_INT8, _TY_FLOAT8, _TY_BOOL8 = 0x10000008, 0x20000008, 0x00000008
+#: Float8Array, AnsiString, WideString, BinaryBlob
+_VARIABLE_LENGTH = (0x2001FFFF, 0x4001FFFF, 0x4002FFFF, 0xFFFFFFFF)
+
+
+def _header_tags(data: bytes) -> list[tuple[int, str, int]]:
+    """(offset of the value, ident, type) of every 8-byte numeric tag of a PTU header
+    (16-byte preamble, then 48-byte tags: 32-byte ident, int32 index, uint32 type, value)."""
+    import struct
+
+    tags, at = [], 16
+    while at + 48 <= len(data):
+        ident = data[at : at + 32].rstrip(b"\0").decode("ascii", "replace")
+        (ty,) = struct.unpack_from("<I", data, at + 36)
+        if ident == "Header_End":
+            break
+        if ty in (_TY_INT8, _TY_FLOAT8, _TY_BOOL8):
+            tags.append((at + 40, ident, ty))
+        at += 48
+        if ty in _VARIABLE_LENGTH:  # the value is the length of the data that follow
+            at += struct.unpack_from("<q", data, at - 8)[0]
+    return tags
+
+
+#: the tags that decide how records are decoded and how much is allocated
+_KEY_TAGS = [
+    "TTResultFormat_TTTRRecType",
+    "TTResultFormat_BitsPerRecord",
+    "TTResult_NumberOfRecords",
+    "MeasDesc_Resolution",
+    "MeasDesc_GlobalResolution",
+    "TTResult_SyncRate",
+    "HW_InpChannels",
+    "MeasDesc_AcquisitionTime",
+    "Measurement_Mode",
+    "MeasDesc_BinningFactor",
+]
+_HEADERS = {name: (DATA / name).read_bytes() for name in FILES}
+_TAGS = {name: _header_tags(data) for name, data in _HEADERS.items()}
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(FILES),
+    pick=st.one_of(st.sampled_from(_KEY_TAGS), st.integers(0, 10_000)),
+    as_float=st.floats(allow_nan=True, allow_infinity=True),
+    as_int=st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.sampled_from([0, -1, 1, 2**31, 2**32, 2**62, 2**63 - 1, -(2**63)]),
+    ),
+)
+def test_any_value_in_any_numeric_header_tag_is_imported_or_refused_cleanly(
+    tmp_path, name, pick, as_float, as_int
+):
+    """Issue 16, point 5: a PTU whose numeric header tag (record count, resolutions, sync
+    rate, record type, channel count, ...) holds any value at all is imported as a finished
+    run or refused with one PtuImportError line naming the file; a refused import leaves no
+    run file; nothing allocates more than 256 MB (tracemalloc; numpy reports to it) -- the
+    files themselves are < 4 MB."""
+    import struct
+    import tempfile
+    import tracemalloc
+
+    data = _HEADERS[name]
+    tags = _TAGS[name]
+    if isinstance(pick, str):  # a tag that sizes or decodes the records, if the file has it
+        tags = [t for t in tags if t[1] == pick] or tags
+        pick = 0
+    at, ident, ty = tags[pick % len(tags)]
+    value = struct.pack("<d", as_float) if ty == _TY_FLOAT8 else struct.pack("<q", as_int)
+    here = Path(tempfile.mkdtemp(dir=tmp_path))  # one directory per example
+    path = here / "edited.ptu"
+    path.write_bytes(data[:at] + value + data[at + 8 :])
+    out = here / "out"
+    tracemalloc.start()
+    try:
+        try:
+            result = import_ptu(path, out)
+        except PtuImportError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
+            assert not list(here.rglob("*.h5")), f"{ident}: a refused import left a file"
+        else:
+            assert run_status(result) == "finished", ident
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 2**20, f"{ident} = {as_float if ty == _TY_FLOAT8 else as_int}: {peak}"
+
+
+def test_a_record_count_beyond_the_file_reads_only_what_is_there(tmp_path):
+    """TTResult_NumberOfRecords = 10**12 in a 1.7 MB file: ptufile would allocate 4 TB for it;
+    the import reads the records the file holds (truncated), allocating about the file."""
+    import struct
+    import tracemalloc
+
+    data = (DATA / "hydraharp/v20_t2.ptu").read_bytes()
+    (at,) = [a for a, ident, _ in _header_tags(data) if ident == "TTResult_NumberOfRecords"]
+    bad = tmp_path / "huge_count.ptu"
+    bad.write_bytes(data[:at] + struct.pack("<q", 10**12) + data[at + 8 :])
+    tracemalloc.start()
+    try:
+        path = import_ptu(bad, tmp_path / "out")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
+    with open_run(path) as f:
+        info = read_values(f["analysis/ptu_import"])
+    assert info["n_records"] == 435_319 and info["truncated"]  # every record of the file

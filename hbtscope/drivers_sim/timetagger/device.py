@@ -278,6 +278,10 @@ class TimeTagger:
             raise ValueError(f"event divider {divider} outside [1, {_MAX_DIVIDER}]")
         self._divider[c] = divider
         self._divider_count[c] = 0
+        at_source = getattr(self._world, "set_sync_divider", None)
+        if c == self._world.sync_channel and at_source is not None:
+            at_source(divider)  # the world generates only the kept syncs
+            self._sync_divided_at_source = True
 
     def getEventDivider(self, channel: int) -> int:  # noqa: N802
         return int(self._divider[self._check_channel(channel)])
@@ -503,9 +507,13 @@ class TimeTagger:
         return ts[keep], ch[keep]
 
     def _apply_divider(self, ts, ch):
-        if ts.size == 0 or not (self._divider > 1).any():
+        divider = self._divider
+        if getattr(self, "_sync_divided_at_source", False):
+            divider = divider.copy()
+            divider[self._world.sync_channel] = 1  # divided at the source (set_sync_divider)
+        if ts.size == 0 or not (divider > 1).any():
             return ts, ch
-        keep = _k.event_divider(ch, self._divider, self._divider_count)
+        keep = _k.event_divider(ch, divider, self._divider_count)
         return ts[keep], ch[keep]
 
     def _device(self, ts, ch, now):

@@ -1,0 +1,150 @@
+"""The dashboard, offscreen: the GUI thread's longest stall during a g2 run and how fast the
+g2 histogram redraws (issue 14).
+
+    QT_QPA_PLATFORM=offscreen python bench/bench_gui.py [--duration 30] [--clock realtime]
+
+1. ``gui_g2_run``: a g2 of ``--duration`` simulated seconds at the demo emitter, started from
+   the measurement dock of a shown main window (fast clock, live histogram snapshots every
+   0.25 s). A 5 ms heartbeat QTimer in the GUI thread records the longest gap between its
+   ticks while the run goes: the GUI thread's longest stall. Also: run wall time, live
+   histogram redraws per second, results rows drawn. ``--clock realtime`` runs the simulated
+   microscope in real time, as in the lab (the run then takes ``--duration`` wall seconds).
+2. ``gui_g2_redraw``: the live plot given a new 24 001-bin histogram and repainted, N times;
+   frames per second (the goal for the g2 plot is >= 10 Hz).
+
+One JSON line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+from PyQt5.QtCore import QSettings, QTimer  # noqa: E402
+from PyQt5.QtWidgets import QApplication  # noqa: E402
+
+import hbtscope  # noqa: E402
+from hbtscope import events as ev  # noqa: E402
+from hbtscope.gui.main_window import MainWindow  # noqa: E402
+from hbtscope.setup import default_setup_path  # noqa: E402
+
+
+def setup_file(tmp: str, clock: str) -> str | None:
+    """The default setup file, with its simulated clock in ``clock`` mode (None: as it is)."""
+    if clock == "fast":
+        return None
+    text = default_setup_path().read_text()
+    assert "clock: {mode: fast}" in text
+    path = os.path.join(tmp, f"sim-{clock}.yaml")
+    with open(path, "w") as f:
+        f.write(text.replace("clock: {mode: fast}", f"clock: {{mode: {clock}}}"))
+    return path
+
+
+def bench_run(app: QApplication, duration_s: float, clock: str = "fast") -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QSettings(os.path.join(tmp, "gui.ini"), QSettings.IniFormat)
+        with hbtscope.open_setup(setup_file(tmp, clock), data_dir=tmp) as setup:
+            window = MainWindow(setup, out_dir=tmp, settings=settings)
+            window.show()
+            redraws = []
+            window.bridge.event.connect(
+                lambda e: (
+                    redraws.append(1)
+                    if isinstance(e, ev.ArrayRecorded) and e.name == "g2/coincidences"
+                    else None
+                )
+            )
+            gaps: list[float] = []
+            last = [time.perf_counter()]
+
+            def beat() -> None:
+                now = time.perf_counter()
+                gaps.append(now - last[0])
+                last[0] = now
+
+            heartbeat = QTimer()
+            heartbeat.setInterval(5)
+            heartbeat.timeout.connect(beat)
+            dock = window.measurement_dock
+            dock.select("g2")
+            form = dock.form("g2")
+            for name, value in {"duration_s": duration_s, "x_um": 10.0, "y_um": 10.0}.items():
+                form.set_value(name, value)
+            t0 = time.perf_counter()
+            dock.start()
+            last[0] = time.perf_counter()
+            heartbeat.start()
+            while dock.thread is not None:
+                app.processEvents()
+                time.sleep(0.001)
+            wall = time.perf_counter() - t0
+            heartbeat.stop()
+            status = dock.last_outcome.status if dock.last_outcome else "not run"
+            rows = len(window.live.rows)
+            window.close()
+            app.processEvents()
+    return {
+        "bench": "gui_g2_run",
+        "clock": clock,
+        "simulated_s": duration_s,
+        "status": status,
+        "wall_s": round(wall, 3),
+        "gui_longest_stall_ms": round(1e3 * max(gaps), 1) if gaps else None,
+        "gui_heartbeats": len(gaps),
+        "live_histograms_per_s": round(len(redraws) / wall, 2),
+        "results_rows": rows,
+        "machine": platform.machine(),
+    }
+
+
+def bench_redraw(app: QApplication, n: int) -> dict:
+    from hbtscope.gui.live_view import LiveView
+
+    view = LiveView()
+    view.resize(900, 700)
+    view.show()
+    lag = np.arange(-12_000_000, 12_000_001, 1000, dtype=np.float64)
+    view.show_array("g2/lag_ps", lag, "ps")
+    rng = np.random.default_rng(1)
+    hist = rng.poisson(20, size=(n, lag.size))
+    app.processEvents()
+    t0 = time.perf_counter()
+    for i in range(n):
+        view.show_array("g2/coincidences", hist[i], "counts")
+        view.plot.repaint()
+        app.processEvents()
+    wall = time.perf_counter() - t0
+    view.close()
+    return {
+        "bench": "gui_g2_redraw",
+        "bins": int(lag.size),
+        "frames": n,
+        "fps": round(n / wall, 1),
+        "goal_fps": 10,
+        "machine": platform.machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=30.0, help="simulated seconds of g2")
+    parser.add_argument("--frames", type=int, default=50, help="histogram redraws")
+    parser.add_argument(
+        "--clock", choices=["fast", "realtime"], default="fast", help="simulated clock mode"
+    )
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication([])
+    print(json.dumps(bench_redraw(app, args.frames)), flush=True)
+    print(json.dumps(bench_run(app, args.duration, args.clock)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The main window: measurement dock, live view and instrument panel, on one Setup.
+
+Layout and settings: the dock layout (``saveState``), the window geometry, the chosen
+measurement and the last text of every form field are saved in a ``QSettings`` when the window
+closes and restored when it opens (:data:`ORGANISATION`/:data:`APPLICATION` by default; tests
+pass a settings object on a temporary file). Closing the window during a run does not close it
+at once: the run is asked to stop, ends ``aborted`` with the instruments in their safe state,
+and the window closes when the worker thread has finished (the GUI thread never waits).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from PyQt5.QtCore import QSettings, Qt
+from PyQt5.QtGui import QCloseEvent
+from PyQt5.QtWidgets import QDockWidget, QMainWindow, QWidget
+
+from hbtscope.gui.bridge import EventBridge
+from hbtscope.gui.device_worker import DeviceWorker
+from hbtscope.gui.instrument_panel import InstrumentPanel
+from hbtscope.gui.live_view import LiveView
+from hbtscope.gui.measurement_dock import MeasurementDock
+from hbtscope.gui.run_browser import RunBrowser
+from hbtscope.procedures.registry import runnable
+
+ORGANISATION = "hbtscope"
+APPLICATION = "hbtscope-gui"
+#: bump when the docks change so that an old saved layout is not applied to new docks
+LAYOUT_VERSION = 2
+
+
+def default_settings() -> QSettings:
+    """The user's settings of the dashboard (per user, per platform's usual place)."""
+    return QSettings(ORGANISATION, APPLICATION)
+
+
+class MainWindow(QMainWindow):
+    """The dashboard on ``setup``; run files go to ``out_dir`` (default: the setup's)."""
+
+    def __init__(
+        self,
+        setup: Any,
+        *,
+        out_dir: str | Path | None = None,
+        settings: QSettings | None = None,
+        count_rate_period_ms: int = 250,
+    ):
+        super().__init__()
+        self.setup = setup
+        self.settings = settings if settings is not None else default_settings()
+        self.setWindowTitle(f"hbtscope — {setup.spec.name} ({setup.path})")
+        self.setDockNestingEnabled(True)
+        self.hardware_lock = threading.Lock()
+        self.bridge = EventBridge(self)
+        self.devices = DeviceWorker(self.hardware_lock, self)
+
+        self.live = LiveView()
+        self.live_dock = QDockWidget("Live", self)
+        self.live_dock.setObjectName("dock-live")
+        self.live_dock.setWidget(self.live)
+        self.bridge.event.connect(self.live.on_event)
+
+        self.measurement_dock = MeasurementDock(
+            runnable(), setup, out_dir, self.bridge, self.hardware_lock, self
+        )
+        self.instruments = InstrumentPanel(
+            setup, self.devices, period_ms=count_rate_period_ms, parent=self
+        )
+        placeholder = QWidget()
+        placeholder.setMaximumSize(0, 0)
+        self.setCentralWidget(placeholder)
+        self.addDockWidget(Qt.LeftDockWidgetArea, self.measurement_dock)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.live_dock)
+        self.splitDockWidget(self.live_dock, self.instruments, Qt.Horizontal)
+        self.splitDockWidget(self.instruments, self.instruments.rate_dock, Qt.Vertical)
+        self.resizeDocks([self.instruments, self.instruments.rate_dock], [600, 300], Qt.Vertical)
+        self.resizeDocks(
+            [self.measurement_dock, self.live_dock, self.instruments],
+            [420, 620, 360],
+            Qt.Horizontal,
+        )
+        self.measurement_dock.run_started.connect(self._run_started)
+        self.measurement_dock.run_ended.connect(self._run_ended)
+        runs_dir = Path(out_dir) if out_dir is not None else Path(setup.data_dir)
+        self.run_browser = RunBrowser(runs_dir, self)
+        self.addDockWidget(Qt.LeftDockWidgetArea, self.run_browser)
+        self.tabifyDockWidget(self.measurement_dock, self.run_browser)
+        self.measurement_dock.raise_()
+        self.run_browser.run_again.connect(self._run_again)
+        self._close_requested = False
+        self.resize(1500, 900)
+        self.restore_settings()
+        self.statusBar().showMessage("ready")
+        self.instruments.timer.start()
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def _run_started(self, name: str) -> None:
+        self.instruments.set_run_active(True)
+        self.statusBar().showMessage(f"{name} running")
+
+    def _run_again(self, measurement: str, parameters: dict) -> None:
+        """The run browser's "run again": the measurement's form filled with those values."""
+        if measurement not in runnable():
+            self.statusBar().showMessage(f"{measurement} runs cannot be run again from here")
+            return
+        self.measurement_dock.select(measurement)
+        form = self.measurement_dock.form(measurement)
+        for name, value in parameters.items():
+            form.set_value(name, value)
+        self.measurement_dock.raise_()
+        self.statusBar().showMessage(f"{measurement}: parameters of the chosen run loaded")
+
+    def _run_ended(self, outcome: Any) -> None:
+        self.run_browser.refresh()
+        self.instruments.set_run_active(False)
+        status = outcome.status if outcome is not None else "not run"
+        self.statusBar().showMessage(f"last run: {status}")
+        if self._close_requested:
+            self.close()
+
+    # --- settings -----------------------------------------------------------------------
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        s.setValue("measurement/current", self.measurement_dock.current)
+        for name, form in self.measurement_dock.forms.items():
+            for field, text in form.texts().items():
+                s.setValue(f"parameters/{name}/{field}", text)
+        s.sync()
+
+    def restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = s.value("window/state")
+        if state is not None:
+            self.restoreState(state, LAYOUT_VERSION)
+        dock = self.measurement_dock
+        for name in dock.measurements:
+            s.beginGroup(f"parameters/{name}")
+            texts = {key: str(s.value(key)) for key in s.childKeys()}
+            s.endGroup()
+            if texts:
+                dock.form(name).set_texts(texts)
+        current = s.value("measurement/current")
+        if current in dock.measurements:
+            dock.select(str(current))
+
+    # --- closing ------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        """Stop a running measurement first (it ends ``aborted``), then close."""
+        if self.measurement_dock.running:
+            self._close_requested = True
+            self.measurement_dock.stop()
+            self.statusBar().showMessage("stopping the run before closing…")
+            event.ignore()
+            return
+        self.instruments.timer.stop()
+        self.run_browser.wait_idle()
+        self.save_settings()
+        self.devices.shutdown()
+        event.accept()
