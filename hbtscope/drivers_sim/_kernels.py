@@ -119,9 +119,13 @@ def _rotl(x, k):
     return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
 
 
+# The same generator with its state in four scalars (``_t`` functions take and return it):
+# inside a kernel LLVM keeps them in registers, where the array state would be re-read after
+# every store to an output array it cannot prove distinct. The array functions below are these.
+
+
 @njit(inline="always")
-def _next_u64(s):
-    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+def _next_u64_t(s0, s1, s2, s3):
     result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
     t = s1 << np.uint64(17)
     s2 ^= s0
@@ -130,37 +134,36 @@ def _next_u64(s):
     s0 ^= s3
     s2 ^= t
     s3 = _rotl(s3, 45)
-    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
-    return result
+    return result, s0, s1, s2, s3
 
 
 @njit(inline="always")
-def _uniform(s):
-    """Uniform on [0, 1), 53 bits."""
-    return np.float64(_next_u64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+def _uniform_t(s0, s1, s2, s3):
+    r, s0, s1, s2, s3 = _next_u64_t(s0, s1, s2, s3)
+    return np.float64(r >> np.uint64(11)) * (1.0 / 9007199254740992.0), s0, s1, s2, s3
 
 
 @njit(inline="always")
-def _exponential(s):
-    """Standard exponential (numpy's ziggurat)."""
+def _exponential_t(s0, s1, s2, s3):
     while True:
-        ri = _next_u64(s) >> np.uint64(3)
+        ri, s0, s1, s2, s3 = _next_u64_t(s0, s1, s2, s3)
+        ri >>= np.uint64(3)
         idx = np.int64(ri & np.uint64(0xFF))
         ri >>= np.uint64(8)
         x = np.float64(ri) * we_double[idx]
         if ri < ke_double[idx]:
-            return x
+            return x, s0, s1, s2, s3
+        u, s0, s1, s2, s3 = _uniform_t(s0, s1, s2, s3)
         if idx == 0:
-            return ziggurat_exp_r - np.log1p(-_uniform(s))
-        if (fe_double[idx - 1] - fe_double[idx]) * _uniform(s) + fe_double[idx] < np.exp(-x):
-            return x
+            return ziggurat_exp_r - np.log1p(-u), s0, s1, s2, s3
+        if (fe_double[idx - 1] - fe_double[idx]) * u + fe_double[idx] < np.exp(-x):
+            return x, s0, s1, s2, s3
 
 
 @njit(inline="always")
-def _normal(s):
-    """Standard normal (numpy's ziggurat)."""
+def _normal_t(s0, s1, s2, s3):
     while True:
-        r = _next_u64(s)
+        r, s0, s1, s2, s3 = _next_u64_t(s0, s1, s2, s3)
         idx = np.int64(r & np.uint64(0xFF))
         r >>= np.uint64(8)
         rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
@@ -168,19 +171,48 @@ def _normal(s):
         if r & np.uint64(1):
             x = -x
         if rabs < ki_double[idx]:
-            return x
+            return x, s0, s1, s2, s3
         if idx == 0:
             while True:
-                xx = -ziggurat_nor_inv_r * np.log1p(-_uniform(s))
-                yy = -np.log1p(-_uniform(s))
+                u1, s0, s1, s2, s3 = _uniform_t(s0, s1, s2, s3)
+                u2, s0, s1, s2, s3 = _uniform_t(s0, s1, s2, s3)
+                xx = -ziggurat_nor_inv_r * np.log1p(-u1)
+                yy = -np.log1p(-u2)
                 if yy + yy > xx * xx:
                     if (rabs >> np.uint64(8)) & np.uint64(1):
-                        return -(ziggurat_nor_r + xx)
-                    return ziggurat_nor_r + xx
-        elif (fi_double[idx - 1] - fi_double[idx]) * _uniform(s) + fi_double[idx] < np.exp(
-            -0.5 * x * x
-        ):
-            return x
+                        return -(ziggurat_nor_r + xx), s0, s1, s2, s3
+                    return ziggurat_nor_r + xx, s0, s1, s2, s3
+        else:
+            u, s0, s1, s2, s3 = _uniform_t(s0, s1, s2, s3)
+            if (fi_double[idx - 1] - fi_double[idx]) * u + fi_double[idx] < np.exp(-0.5 * x * x):
+                return x, s0, s1, s2, s3
+
+
+@njit(inline="always")
+def _next_u64(s):
+    result, s[0], s[1], s[2], s[3] = _next_u64_t(s[0], s[1], s[2], s[3])
+    return result
+
+
+@njit(inline="always")
+def _uniform(s):
+    """Uniform on [0, 1), 53 bits."""
+    x, s[0], s[1], s[2], s[3] = _uniform_t(s[0], s[1], s[2], s[3])
+    return x
+
+
+@njit(inline="always")
+def _exponential(s):
+    """Standard exponential (numpy's ziggurat)."""
+    x, s[0], s[1], s[2], s[3] = _exponential_t(s[0], s[1], s[2], s[3])
+    return x
+
+
+@njit(inline="always")
+def _normal(s):
+    """Standard normal (numpy's ziggurat)."""
+    x, s[0], s[1], s[2], s[3] = _normal_t(s[0], s[1], s[2], s[3])
+    return x
 
 
 @njit(cache=True)
@@ -260,10 +292,13 @@ def pulsed_photons(
     scale = -1.0 / np.log1p(-q) if q < 1.0 else 0.0
     k = k_last
     ip = 0  # path segment of the current pulse
+    s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]  # the generator, in registers
     while True:
         if m + LADDER_RUNGS > cap:
+            rng[0], rng[1], rng[2], rng[3] = s0, s1, s2, s3
             return m, k, False
-        gap = _exponential(rng) * scale
+        e, s0, s1, s2, s3 = _exponential_t(s0, s1, s2, s3)
+        gap = e * scale
         if gap >= k1 - 1 - k:  # also when the gap overflows an int64
             break
         k += 1 + np.int64(gap)
@@ -271,7 +306,7 @@ def pulsed_photons(
         while ip + 1 < n_path and path_t[ip + 1] <= t_pulse:
             ip += 1
         s = path_s[ip]
-        v = _uniform(rng)
+        v, s0, s1, s2, s3 = _uniform_t(s0, s1, s2, s3)
         row = block[s]
         if v >= row[LADDER_RUNGS - 1]:
             continue
@@ -286,13 +321,15 @@ def pulsed_photons(
         j = first[c]
         t_emit = 0.0
         for rung in range(n0, j - 1, -1):  # the rungs above j decay unseen, then j
-            t_emit += tau_ps[s, rung - 1] * _exponential(rng)
+            e, s0, s1, s2, s3 = _exponential_t(s0, s1, s2, s3)
+            t_emit += tau_ps[s, rung - 1] * e
         rung = j
         while True:  # photon of rung ``rung`` routed by r, then the rungs below j
             i = 0
             for qq in range(n_det - 1):
                 i += r >= route_cum[qq]
-            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * _normal(rng)
+            z, s0, s1, s2, s3 = _normal_t(s0, s1, s2, s3)
+            t = t_emit + delay_ps[i] + jitter_sd_ps[i] * z
             if t < 0.0:
                 t = 0.0
             ts[m] = t_pulse + np.int64(t + 0.5)  # t >= 0
@@ -302,14 +339,16 @@ def pulsed_photons(
             clicked = False
             while rung > 1 and not clicked:
                 rung -= 1
-                t_emit += tau_ps[s, rung - 1] * _exponential(rng)
-                uu = _uniform(rng)
+                e, s0, s1, s2, s3 = _exponential_t(s0, s1, s2, s3)
+                t_emit += tau_ps[s, rung - 1] * e
+                uu, s0, s1, s2, s3 = _uniform_t(s0, s1, s2, s3)
                 pr = p_rung[s, rung - 1]
                 if uu < pr:
                     clicked = True
                     r = uu / pr
             if not clicked:
                 break
+    rng[0], rng[1], rng[2], rng[3] = s0, s1, s2, s3
     return m, k1, True
 
 

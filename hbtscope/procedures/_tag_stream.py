@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from hbtscope.analysis import CorrelationAccumulator
+from hbtscope.analysis.tag_split import split_pair
 from hbtscope.procedures.base import AbortRequested
 from hbtscope.units import PS_PER_S
 
@@ -66,16 +65,19 @@ def acquire_pair(
                     "time tag stream buffer overflowed: count rate too high for the "
                     f"read-out interval {readout_s} s"
                 )
-            real = buf.getEventTypes() == tagger.api.TagType.TimeTag
-            if not np.all(real):  # overflow events: keep photons only, note the loss
+            types, ts, ch = buf.getEventTypes(), buf.getTimestamps(), buf.getChannels()
+            time_tag = int(tagger.api.TagType.TimeTag)
+            a, b = split_pair(ts, ch, types, ch_a, ch_b, time_tag)
+            if a.size + b.size < ts.size:  # overflow events: photons only, note the loss
                 totals.overflow_missed += int(buf.getMissedEvents().sum())
-            ts, ch = buf.getTimestamps()[real], buf.getChannels()[real]
-            if ts.size:
-                totals.first_ps = int(ts[0]) if totals.first_ps < 0 else totals.first_ps
-                totals.last_ps = int(ts[-1])
+            if a.size + b.size:
+                first = min(a[0] if a.size else b[0], b[0] if b.size else a[0])
+                last = max(a[-1] if a.size else b[-1], b[-1] if b.size else a[-1])
+                totals.first_ps = int(first) if totals.first_ps < 0 else totals.first_ps
+                totals.last_ps = int(last)
                 if record_tags:
-                    proc.publish_tags(ts, ch)
-            a, b = ts[ch == ch_a], ts[ch == ch_b]
+                    real = types == time_tag
+                    proc.publish_tags(ts[real], ch[real])
             totals.counts_a += int(a.size)
             totals.counts_b += int(b.size)
             acc.add(a, b)
