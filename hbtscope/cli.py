@@ -28,6 +28,7 @@ from typing import Any
 from hbtscope.archive_cli import ArchiveUsageError
 from hbtscope.config_schema import SetupFileError
 from hbtscope.procedures.errors import OutputDirError, ParameterError
+from hbtscope.procedures.runner import interrupt_in_chain
 from hbtscope.queue.spec import QueueFileError
 from hbtscope.queue_cli import QueueUsageError
 
@@ -439,6 +440,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hbtscope: {why}; instruments left in safe state", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for the user
+        signal_exc = interrupt_in_chain(exc)
+        if signal_exc is not None:  # the signal arrived inside a compiled kernel's call
+            why = f"{signal_exc.args[0]} received" if isinstance(signal_exc, Terminated) else ""
+            print(
+                f"hbtscope: {why or 'interrupted'}; instruments left in safe state",
+                file=sys.stderr,
+            )
+            return 130
         if args.debug:
             raise
         outcome = getattr(exc, "run_outcome", None)

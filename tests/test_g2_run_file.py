@@ -377,3 +377,25 @@ def test_ctrl_c_while_the_run_file_is_created_aborts_and_keeps_the_interruption(
         assert not setup.laser.emission_on
     (path,) = tmp_path.rglob("*.h5")
     assert run_status(path) == "aborted"
+
+
+def test_a_signal_inside_a_compiled_kernel_call_aborts_the_run(tmp_path, monkeypatch):
+    """SIGTERM landing while a numba dispatcher returns surfaces as ``SystemError(... returned
+    a result with an exception set)`` chained to the KeyboardInterrupt (seen on CI in a
+    confocal scan): the run is ``aborted``, not ``failed``, the interruption reaches the
+    caller, the laser is off."""
+    from hbtscope.procedures import _tag_stream
+
+    def kernel_interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt("SIGTERM")
+        except KeyboardInterrupt as exc:
+            raise SystemError("CPUDispatcher returned a result with an exception set") from exc
+
+    monkeypatch.setattr(_tag_stream, "split_pair", kernel_interrupted)
+    with hbtscope.open_setup(data_dir=tmp_path) as setup:
+        with pytest.raises(KeyboardInterrupt):
+            run_procedure(G2Measurement(duration_s=0.5), setup, tmp_path)
+        assert not setup.laser.emission_on
+    (path,) = tmp_path.rglob("*.h5")
+    assert run_status(path) == "aborted"

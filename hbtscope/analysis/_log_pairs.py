@@ -36,7 +36,7 @@ _LUT_MAX_CELLS = 1 << 16
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bin_of(d: np.int64, win: np.ndarray, n_pow: int) -> int:
     """Index k with win[k] <= d < win[k+1] (caller guarantees win[0] <= d < win[-1]).
 
@@ -50,7 +50,7 @@ def _bin_of(d: np.int64, win: np.ndarray, n_pow: int) -> int:
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _finish_lane(a: np.ndarray, b_pad: np.ndarray, e: np.int64, i: int, j: int, s: int) -> int:
     """Complete one merge lane (branchy; only the few remaining steps)."""
     n_a = a.shape[0]
@@ -63,7 +63,7 @@ def _finish_lane(a: np.ndarray, b_pad: np.ndarray, e: np.int64, i: int, j: int, 
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rank_sums(a: np.ndarray, b_pad: np.ndarray, n_b: int, e_val: np.ndarray) -> np.ndarray:
     """S(e) = sum_i #{j : b[j] < a[i] + e} for every e in ``e_val``.
 
@@ -123,7 +123,7 @@ def _rank_sums(a: np.ndarray, b_pad: np.ndarray, n_b: int, e_val: np.ndarray) ->
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _direct_pairs(
     a: np.ndarray,
     b_pad: np.ndarray,

@@ -33,7 +33,7 @@ from hbtscope.analysis.decay_model import I_T0, N_PARAMS, evaluate, jacobian_col
 STATUS_CONVERGED, STATUS_NOT_CONVERGED, STATUS_STUCK, STATUS_SINGULAR, STATUS_BAD_START = range(5)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _loglik(y, mu, klo, khi):
     s = 0.0
     for k in range(klo, khi):
@@ -47,7 +47,7 @@ def _loglik(y, mu, klo, khi):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _score_fisher(y, mu, J, col, idx, n, g, F, klo, khi, ci):
     """Score g and Fisher information F restricted to parameters idx[:n] (their Jacobian
     columns ``col[idx]``, written to the scratch ``ci``)."""
@@ -74,7 +74,7 @@ def _score_fisher(y, mu, J, col, idx, n, g, F, klo, khi, ci):
             F[a, b] = F[b, a]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cholesky_solve(A, rhs, n, out):
     """Solve A out = rhs for the leading n x n block of a symmetric A; False if not PD."""
     L = np.zeros((n, n))
@@ -103,7 +103,7 @@ def _cholesky_solve(A, rhs, n, out):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _free_set(theta, g_full, free, lo, hi, idx):
     """Free parameters not held at a bound by an outward gradient; returns their count."""
     n = 0
@@ -117,7 +117,7 @@ def _free_set(theta, g_full, free, lo, hi, idx):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _free_score(y, mu, J, col, free, g_full, klo, khi):
     for a in range(free.shape[0]):
         g_full[free[a]] = 0.0
@@ -131,7 +131,7 @@ def _free_score(y, mu, J, col, free, g_full, klo, khi):
             g_full[p] += w * J[k, col[p]]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def fit_rows(
     Y, theta0, free, lo, hi, klo, khi, n_exp, need_t0, kind, edges, sigma, period, h, gi, nz,
     Mf, s, dtf, max_iter, tight, out_theta, out_cov, out_ll, out_dev, out_iter, out_status,

@@ -36,7 +36,7 @@ __all__ = [
 EDGE_LIMIT_PS = 2**60
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _first_unsorted(t: np.ndarray) -> int:
     """Index of the first element smaller than its predecessor, or -1 if sorted."""
     for i in range(1, t.shape[0]):

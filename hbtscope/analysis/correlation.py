@@ -31,7 +31,7 @@ __all__ = ["CorrelationAccumulator", "correlate"]
 _MAX_LAG_LIMIT_PS = 2**53
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _correlate_into(
     t1: np.ndarray, t2: np.ndarray, bin_width: int, max_lag: int, counts: np.ndarray
 ) -> None:

@@ -76,7 +76,7 @@ _H_T0_BINS = 1e-2
 # =============================================================================== kernels
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shape_none_into(edges, tau, t0, period, u, du):
     """Bin integrals of (1/tau) exp(-(t-t0)/tau), t >= t0 (periodic if period > 0), and
     their derivative with respect to ln tau."""
@@ -104,7 +104,7 @@ def _shape_none_into(edges, tau, t0, period, u, du):
         dH_prev = dH
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shape_gauss_into(edges, tau, t0, sigma, period, u, du, dt0):
     """Bin integrals of the Gaussian-IRF decay and their derivatives wrt ln tau and t0.
 
@@ -142,7 +142,7 @@ def _shape_gauss_into(edges, tau, t0, sigma, period, u, du, dt0):
         dt_prev = dt
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _irf_conv_kernel(h, q, r, x, out):
     """out[k] = sum_j h[j] g_r(k - j - q): piecewise-uniform IRF (bin j uniform on
     [(j+q+r), (j+q+r+1)) in units of dt) convolved with Exp(tau), x = dt/tau, integrated
@@ -168,7 +168,7 @@ def _irf_conv_kernel(h, q, r, x, out):
         out[k] = g0 * h0 + g1 * h1 + c2 * v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shape_array_into(n_bins, dt, h, tau, shift, period, res):
     """Measured IRF ``h`` (normalised, on the histogram bins) shifted by ``shift`` ps,
     convolved with the (periodic if period > 0) exponential: bin integrals into ``res``."""
@@ -205,7 +205,7 @@ def _shape_array_into(n_bins, dt, h, tau, shift, period, res):
                 res[k] += math.exp(min(expo, 700.0))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _component(tau, irf, nz, M, K, dt, h, dh):
     """h_k(tau) and dh_k/dtau, k < K, of the IRF (M bins, sum 1; ``nz`` its non-zero bins)
     convolved with the periodic bin-integrated exponential ("grid" form, module doc)."""
@@ -240,7 +240,7 @@ def _component(tau, irf, nz, M, K, dt, h, dh):
         S = q * S + omM * v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _binned(tau, irf, nz, M, K, s, dt, h, dh, hf, dhf):
     """``_component`` on a grid ``s`` times finer (``irf``, ``M``, ``dt`` of the fine grid),
     summed into the ``K`` coarse bins (``hf``, ``dhf``: scratch of ``K * s``)."""
@@ -258,7 +258,7 @@ def _binned(tau, irf, nz, M, K, s, dt, h, dh, hf, dhf):
         dh[k] = b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unit_shape(kind, tau, t0, need_t0, edges, sigma, period, h, gi, nz, Mf, s, dtf,
                u, du, dt0, hf, dhf):  # fmt: skip
     """One unit-area component over all bins: ``u``, ``du/d ln tau`` (times the returned
@@ -288,7 +288,7 @@ def unit_shape(kind, tau, t0, need_t0, edges, sigma, period, h, gi, nz, Mf, s, d
     return 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def jacobian_columns(n_exp, need_t0):
     """Column of each parameter of ``theta`` in the compact Jacobian of :func:`evaluate`
     (-1 for parameters not in the model): ``A_1..A_n, ln tau_1..ln tau_n, [t0], B``. Only
@@ -306,7 +306,7 @@ def jacobian_columns(n_exp, need_t0):
     return col
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def evaluate(theta, n_exp, need_t0, kind, edges, sigma, period, h, gi, nz, Mf, s, dtf,
              mu, J, u, du, dt0, hf, dhf):  # fmt: skip
     """mu (K) and its compact Jacobian J (K x (2 n_exp + need_t0 + 1)) with respect to theta
@@ -336,7 +336,7 @@ def evaluate(theta, n_exp, need_t0, kind, edges, sigma, period, h, gi, nz, Mf, s
                 J[k, c_t0] += A * dt0[k]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def model_rows(theta, n_exp, kind, edges, sigma, period, h, gi, nz, Mf, s, dtf, out):
     """Expected histograms ``out`` (n, K) of the parameter rows ``theta`` (n, N_PARAMS)."""
     n, K = out.shape

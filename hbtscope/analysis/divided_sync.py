@@ -37,7 +37,7 @@ def sync_period_ps(sync_ps: np.ndarray, divider: int) -> float:
     return float(np.median(np.diff(s.astype(np.float64)))) / int(divider)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _merge_delays(ph: np.ndarray, s: np.ndarray, n: int, out: np.ndarray) -> None:
     """One pass over sorted photons and syncs: out[i] = (ph[i] - s_j) mod T_j (module doc)."""
     j = -1

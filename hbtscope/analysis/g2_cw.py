@@ -83,7 +83,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _two_sided_gauss(
     a: np.ndarray, b: np.ndarray, tau0: float, off: float, sigma: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from scipy.special import ndtr
 __all__ = ["exgauss_cdf_parts", "gaussian_irf", "period_bins"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def erfcx(z: float) -> float:
     """Scaled complementary error function exp(z^2) erfc(z) for z >= 0."""
     if z < 25.0:
@@ -33,7 +33,7 @@ def erfcx(z: float) -> float:
     return (1.0 - 0.5 * iz2 * (1.0 - 1.5 * iz2 * (1.0 - 2.5 * iz2))) / (z * 1.7724538509055159)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def exgauss_cdf_parts(u: float, tau: float, sigma: float) -> tuple[float, float, float]:
     """Exp(tau) (x) N(0, sigma) at ``u`` (time after the Gaussian's centre): the CDF F(u),
     tau dF/dtau (= dF/d ln tau), and dF/d centre (= -density)."""

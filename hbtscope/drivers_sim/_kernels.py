@@ -23,7 +23,7 @@ from numba.np.random._constants import (
 LADDER_RUNGS = 10
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def apply_dead_time(ts, ch, dead_ps, last_ps):
     """Keep only clicks that come at least the channel's dead time after its previous kept click.
 
@@ -42,7 +42,7 @@ def apply_dead_time(ts, ch, dead_ps, last_ps):
     return keep
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def release_clicks(order, ts, ch, origin, t_end, dead_ps, last_ps):
     """The pending clicks in time order (``order``: a stable argsort of ``ts``): those before
     ``t_end`` through the channels' dead time (:func:`apply_dead_time`, ``last_ps`` updated
@@ -77,7 +77,7 @@ def release_clicks(order, ts, ch, origin, t_end, dead_ps, last_ps):
     return out_t[:m], out_c[:m], rt, rc, ro
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ladder_class_probs(p_top, p, top, first, out):
     """``physics.ladder_outcomes`` for p of shape (n_states, n_max), given p_top[n - 1] =
     P(top rung n): out[s, c] = p_top[top[c] - 1] p[s, first[c] - 1]
@@ -100,7 +100,7 @@ def ladder_class_probs(p_top, p, top, first, out):
 # costs a few ns instead of a call through the bit generator's function pointer.
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rng_state(seed):
     """xoshiro256** state (uint64[4]) from a 64-bit seed, by SplitMix64 (never all zero)."""
     s = np.empty(4, np.uint64)
@@ -215,7 +215,7 @@ def _normal(s):
     return x
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rng_draws(state, n, kind):
     """n draws of the inline generator (kind 0 uniform, 1 exponential, 2 normal): tests."""
     out = np.empty(n)
@@ -229,7 +229,7 @@ def rng_draws(state, n, kind):
     return out
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def pulsed_photons(
     rng,
     k_last,
@@ -352,7 +352,7 @@ def pulsed_photons(
     return m, k1, True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def crosstalk_kernel(rng, ts, ch, prob, target, shift_ps, jitter_sigma_ps):
     """Breakdown-flash clicks of the clicks ``(ts, ch)`` (``imperfections.crosstalk_clicks``):
     candidates at the largest probability by geometric gaps, each kept with prob[c] / that.
@@ -394,7 +394,7 @@ def crosstalk_kernel(rng, ts, ch, prob, target, shift_ps, jitter_sigma_ps):
     return out_t[:m], out_c[:m]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hash_uniform(t, c, seed):
     """A uniform number on [0, 1) from (time, channel, seed): splitmix64, so the randomness of
     a click does not depend on how the stream was cut into read-outs."""
@@ -406,7 +406,7 @@ def _hash_uniform(t, c, seed):
     return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_push(ht, hc, n, t, c):
     if n >= ht.shape[0]:
         ht2 = np.empty(2 * ht.shape[0] + 16, np.int64)
@@ -427,7 +427,7 @@ def _heap_push(ht, hc, n, t, c):
     return ht, hc, n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_pop(ht, hc, n):
     t, c = ht[0], hc[0]
     n -= 1
@@ -447,7 +447,7 @@ def _heap_pop(ht, hc, n):
     return t, c, n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def spad_clicks(ts, ch, t_end, dead_ps, ap_prob, ap_tau_ps, last_ps, heap_t, heap_c, heap_n, seed):
     """SPAD dead time and afterpulsing over time-ordered candidate clicks before ``t_end``.
 

@@ -30,7 +30,7 @@ BLEACHED = 3  # the state after the three of the blinking chain (N_STATES)
 __all__ = ["BLEACHED", "N_STATES", "Emitter", "EmitterDynamics"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _draw_multiplier(m, span, c):
     """A rate multiplier x c with density of x ∝ x^(m-2) on [1, span] (none: 1)."""
     if m <= 0.0:
@@ -44,7 +44,7 @@ def _draw_multiplier(m, span, c):
     return x * c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ctmc_path(seed, state0, t0_ps, t1_ps, q, mult0, m, span, c):
     """Switch times (ps), states and bright<->off rate multipliers of the blinking chain
     from ``state0`` at t0 until t1.

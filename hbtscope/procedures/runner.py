@@ -79,6 +79,23 @@ def _legacy_emit(on_event: Callable[[str, Any], None]) -> Callable[[Any], None]:
     return subscriber
 
 
+def interrupt_in_chain(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl+C / SIGTERM behind ``exc``, if any.
+
+    A signal handler that raises while a numba kernel's dispatcher is returning makes Python
+    raise ``SystemError("... returned a result with an exception set")`` chained to the
+    ``KeyboardInterrupt``: that run was interrupted, it did not fail.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def run_procedure(
     procedure: HbtProcedure,
     setup,
@@ -167,7 +184,11 @@ def run_procedure(
     except KeyboardInterrupt as exc:
         status, interrupted = "aborted", exc
     except Exception as exc:  # noqa: BLE001 - recorded in the run file, then re-raised
-        status, error, interrupted = "failed", f"{type(exc).__name__}: {exc}", exc
+        signal_exc = interrupt_in_chain(exc)
+        if signal_exc is not None:  # Ctrl+C / SIGTERM arrived inside a compiled kernel's call
+            status, interrupted = "aborted", signal_exc
+        else:
+            status, error, interrupted = "failed", f"{type(exc).__name__}: {exc}", exc
     if not recorder.started and not path.exists():  # failed before it began: keep a record
         try:
             start()

@@ -39,7 +39,9 @@ class _SMTP(socketserver.StreamRequestHandler):
                 say("354 go ahead")
                 data = b""
                 while (chunk := self.rfile.readline()) != b".\r\n":
-                    data += chunk
+                    # RFC 5321 4.5.2: the client doubles a leading dot (a quoted-printable
+                    # line of a long path may start with ".html"); the server removes it
+                    data += chunk[1:] if chunk.startswith(b"..") else chunk
                 envelope["message"] = message_from_bytes(data, policy=policy.default)
                 self.server.received.append(envelope)
                 say("250 queued")

@@ -62,7 +62,7 @@ __all__ = [
 RESOLUTION_PS = 1.0  # time-tag resolution assumed by the change-point scan (equal tags)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _glr_scan(t: np.ndarray, i0: int, i1: int, resolution: float) -> tuple[int, float]:
     """Best change point k (1..N-1) in photons t[i0..i1] and Z = 2 ln L_k there.
 
@@ -94,7 +94,7 @@ def _glr_scan(t: np.ndarray, i0: int, i1: int, resolution: float) -> tuple[int, 
     return kb, 2.0 * best
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _glr_profile(t: np.ndarray, i0: int, i1: int, resolution: float) -> np.ndarray:
     """Z_k = 2 ln L_k for k = 1..N-1 (index k-1) in photons t[i0..i1]."""
     n = i1 - i0
@@ -112,7 +112,7 @@ def _glr_profile(t: np.ndarray, i0: int, i1: int, resolution: float) -> np.ndarr
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _zmax_rows(cum: np.ndarray) -> np.ndarray:
     """Z = max_k 2 ln L_k of each row of cumulative interval sums (row = one segment)."""
     out = np.empty(cum.shape[0])

@@ -20,7 +20,7 @@ BEGIN = 16
 END = 32
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def event_divider(ch, divider, counter):
     """Keep every ``divider[c]``-th tag of channel ``c``: the 1st, the (N+1)-th, ...
 
@@ -35,7 +35,7 @@ def event_divider(ch, divider, counter):
     return keep
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _advance(t, fs, fe, rate, fill, t_last, in_ovf, resume_t, j, ovf_begin, ev_begin, ev_end, n_ev):
     """Bring the device-buffer state up to time ``t`` (before a tag at ``t`` is handled).
 
@@ -74,7 +74,7 @@ def _advance(t, fs, fe, rate, fill, t_last, in_ovf, resume_t, j, ovf_begin, ev_b
     return fill, t_last, in_ovf, resume_t, j, ovf_begin, n_ev
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def device_buffer(ts, t_end, fs, fe, rate_per_ps, capacity, resume_level, st_f, st_i):
     """The on-device FIFO between the inputs and USB, as a leaky bucket of tags.
 
@@ -147,7 +147,7 @@ def device_buffer(ts, t_end, fs, fe, rate_per_ps, capacity, resume_level, st_f, 
     return keep, ev_begin[:n_ev], ev_end[:n_ev]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def time_differences(ts, role, starts, n_old, binwidth, data, st):
     """Multiple-start multiple-stop histograms stepped by next/sync markers (TimeDifferences).
 
@@ -212,7 +212,7 @@ def time_differences(ts, role, starts, n_old, binwidth, data, st):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_between_markers(ts, role, data, widths, begins, st):
     """Counts of click tags between begin (and end) markers into ``data`` (CountBetweenMarkers).
 
@@ -254,7 +254,7 @@ def count_between_markers(ts, role, data, widths, begins, st):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def log_bin_sums(clicks, starts, edges):
     """S[j] = number of (click, start) pairs with start <= click - edges[j].
 
@@ -276,7 +276,7 @@ def log_bin_sums(clicks, starts, edges):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def start_stop(ts, is_start, is_click, binwidth, data, last_start):
     """Single-start histogram: each click adds one count at ``(t - last start) // binwidth``.
 
