@@ -41,7 +41,7 @@ def live_bins(parameters: dict[str, Any]) -> int:
 class LiveCorrelation:
     """A run display: ``display(event)``; snapshots go to ``send(ArrayRecorded)``."""
 
-    def __init__(self, send: Callable[[Any], None], interval_s: float = 0.25):
+    def __init__(self, send: Callable[[Any], None], interval_s: float = 1 / 12):
         self.send = send
         self.interval_s = interval_s
         self.acc: CorrelationAccumulator | None = None
