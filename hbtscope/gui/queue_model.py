@@ -49,9 +49,7 @@ def queue_text(header: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     data = {"name": header.get("name", "queue")}
     data.update({k: v for k, v in header.items() if k != "name" and v is not None})
     data["items"] = entries
-    return yaml.dump(
-        data, Dumper=_NoAliases, sort_keys=False, default_flow_style=None, width=100
-    )
+    return yaml.dump(data, Dumper=_NoAliases, sort_keys=False, default_flow_style=None, width=100)
 
 
 def checked(header: dict[str, Any], entries: list[dict[str, Any]]) -> tuple[QueueSpec, str]:
@@ -173,7 +171,10 @@ def changed_parameters(procedure_cls: type, values: dict[str, Any]) -> dict[str,
     for name, value in values.items():
         d = defaults.get(name)
         same = value == d or (
-            isinstance(value, float) and isinstance(d, float) and math.isnan(value) and math.isnan(d)
+            isinstance(value, float)
+            and isinstance(d, float)
+            and math.isnan(value)
+            and math.isnan(d)
         )
         if not same:
             out[name] = value
@@ -221,10 +222,9 @@ def block_label(entry: dict[str, Any]) -> str:
     if sel.get("points") is not None:
         names = [p["name"] for p in sel["points"]]
         shown = ", ".join(names[:6]) + (" …" if len(names) > 6 else "")
-        return f"for each of {len(names)} points: {shown}"
+        return f"each of {len(names)}: {shown}"
     return f"for each emitter of {sel.get('from')}"
 
 
 def is_block(entry: dict[str, Any]) -> bool:
     return "foreach_emitter" in entry
-

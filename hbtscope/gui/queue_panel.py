@@ -163,8 +163,8 @@ class QueuePanel(QDockWidget):
         self.tree.setEditTriggers(QTreeWidget.NoEditTriggers)
         self.tree.itemDoubleClicked.connect(self._double_clicked)
         self.tree.itemChanged.connect(self._item_changed)
-        self.tree.setColumnWidth(0, 150)
-        self.tree.setColumnWidth(1, 220)
+        for col, width in enumerate((200, 170, 90)):
+            self.tree.setColumnWidth(col, width)
 
         edit = QHBoxLayout()
         self.up_button = self._button("Up", self.move_up, "up")
@@ -252,7 +252,7 @@ class QueuePanel(QDockWidget):
         layout.addWidget(split)
         self.setWidget(body)
         if self.measurements:
-            self._choose(self.chooser.currentText())
+            self._choose("g2" if "g2" in self.measurements else self.chooser.currentText())
         self._show_template()
         self._update_buttons()
 

@@ -27,10 +27,10 @@ QUICK = {
     "exclude_if": None,
     "refocus": None,
 }
-#: the demo emitter (10, 10) µm, in focus; and a second spot
+#: a spot, and the demo emitter at (10, 10) µm, in focus
 POINTS = [
-    {"name": "POI 1", "x_um": 10.0, "y_um": 10.0, "z_um": 0.0},
-    {"name": "POI 2", "x_um": 20.0, "y_um": 10.0, "z_um": 0.0},
+    {"name": "POI 1", "x_um": 20.0, "y_um": 10.0, "z_um": 0.0},
+    {"name": "POI 2", "x_um": 10.0, "y_um": 10.0, "z_um": 0.0},
 ]
 
 
@@ -56,21 +56,15 @@ def wait_started(qtbot, panel, key: str) -> dict:
 
 def ended_keys(queue_dir: Path) -> list[tuple[str, str]]:
     return [
-        (r["key"], r["status"])
-        for r in Journal(queue_dir).records()
-        if r["event"] == "item_ended"
+        (r["key"], r["status"]) for r in Journal(queue_dir).records() if r["event"] == "item_ended"
     ]
 
 
-def test_characterise_two_points_runs_to_the_end_with_live_runs(
-    qtbot, make_window, screenshot_dir
-):
+def test_characterise_two_points_runs_to_the_end_with_live_runs(qtbot, make_window, screenshot_dir):
     window = make_window()
     panel = window.queue_panel
     seen: list[ev.RunStarted] = []
-    window.bridge.event.connect(
-        lambda e: seen.append(e) if isinstance(e, ev.RunStarted) else None
-    )
+    window.bridge.event.connect(lambda e: seen.append(e) if isinstance(e, ev.RunStarted) else None)
     panel.set_template(QUICK)
     assert panel.characterise(POINTS)
     assert panel.isVisible()  # raised
@@ -96,7 +90,7 @@ def test_characterise_two_points_runs_to_the_end_with_live_runs(
     assert out.status == "finished"
     states = item_states(Journal(out.queue_dir).records())
     assert list(states) == ["0/POI_1/0", "0/POI_2/0"]
-    for key, x_um in (("0/POI_1/0", 10.0), ("0/POI_2/0", 20.0)):
+    for key, x_um in (("0/POI_1/0", 20.0), ("0/POI_2/0", 10.0)):
         run = states[key]["run"]
         assert states[key]["status"] == "finished" and run_status(run) == "finished"
         assert Path(run).is_relative_to(out.queue_dir)
@@ -110,9 +104,7 @@ def test_characterise_two_points_runs_to_the_end_with_live_runs(
     match = re.fullmatch(r"g2\(0\) = ([\d.]+) ± ([\d.]+)", window.live.headline.text())
     assert match and float(match.group(1)) == pytest.approx(g2_0, abs=0.01)
     # the journal shown is the journal on disk; statuses in the tree; window free again
-    assert panel.journal_view.toPlainText().count("\n") + 1 == len(
-        Journal(out.queue_dir).records()
-    )
+    assert panel.journal_view.toPlainText().count("\n") + 1 == len(Journal(out.queue_dir).records())
     assert "queue_ended" in panel.journal_view.toPlainText().splitlines()[-1]
     assert panel.rows()[1][1].text(3) == "2 finished"
     assert panel.status_label.text() == "queue finished  ·  2 items done"
