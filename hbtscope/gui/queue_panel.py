@@ -382,13 +382,21 @@ class QueuePanel(QDockWidget):
             self.show_message("the queue is running: its items cannot change now", error=True)
             return False
         entries = copy.deepcopy(self.entries)
-        edit(entries)
+        try:
+            edit(entries)
+        except QueueFileError as exc:
+            self.show_message(str(exc), error=True)
+            self._rebuild()
+            return False
         ok = self._set_queue(dict(self.header), entries)
         if ok:
             self.show_message(message)
         return ok
 
     def _double_clicked(self, item: QTreeWidgetItem, column: int) -> None:
+        i, j = item.data(0, Qt.UserRole)
+        if column == 1 and j is None and qm.is_block(self.entries[i]):
+            return  # a block has no parameters of its own (its options select the emitters)
         if column in EDITABLE and not self.running and item.flags() & Qt.ItemIsEditable:
             self.tree.editItem(item, column)
 
@@ -413,6 +421,13 @@ class QueuePanel(QDockWidget):
         def apply(entries: list[dict[str, Any]]) -> None:
             entry = entries[i]
             if qm.is_block(entry) and j is None:
+                if column == "parameters":
+                    raise QueueFileError(
+                        "queue panel",
+                        None,
+                        f"items.{i}",
+                        "a block's items have parameters, the block has none",
+                    )
                 if column == "options":
                     sel = entry["foreach_emitter"]
                     keep = {k: sel[k] for k in ("points", "from") if k in sel}

@@ -27,7 +27,7 @@ QUICK = {
     "exclude_if": None,
     "refocus": None,
 }
-#: a spot, and the demo emitter at (10, 10) µm, in focus
+#: two emitters of the simulated sample (hbtscope/config/sim.yaml); the second is the demo one
 POINTS = [
     {"name": "POI 1", "x_um": 20.0, "y_um": 10.0, "z_um": 0.0},
     {"name": "POI 2", "x_um": 10.0, "y_um": 10.0, "z_um": 0.0},
@@ -96,6 +96,11 @@ def test_characterise_two_points_runs_to_the_end_with_live_runs(qtbot, make_wind
         assert Path(run).is_relative_to(out.queue_dir)
         with open_run(run) as f:
             assert float(read_parameters(f)[0]["x_um"]) == x_um  # the point's position
+        # both points are single emitters of the simulated sample (truth g2(0) = 0.05 and
+        # 0.2 before background): antibunched beyond 3 sigma (sigma ~0.1 in 0.2 s); an empty
+        # spot or a wrong position would give uncorrelated light, g2(0) ~ 1
+        values = states[key]["values"]
+        assert values["g2_0"] + 3 * values["g2_0_err"] < 1.0, values
     # the live view showed each run as the queue ran it, ending on the last one's g2(0)
     assert [e.procedure for e in seen] == ["g2", "g2"]
     assert [e.parameters["emitter"] for e in seen] == ["POI_1", "POI_2"]
@@ -129,6 +134,15 @@ def test_the_default_template_is_the_demo_survey_per_point(make_window, tmp_path
     assert panel.save_file(tmp_path / "c.yaml")
     spec, _ = load_queue_file(tmp_path / "c.yaml")
     assert [p.name for p in spec.items[0].foreach_emitter.points] == ["POI_1", "POI_2"]
+    # the block's options are its selection (its points kept); it has no parameters
+    assert panel.edit((0, None), "options", "{limit: 1, min_snr: 0}")
+    assert panel.entries[0]["foreach_emitter"]["limit"] == 1
+    assert len(panel.entries[0]["foreach_emitter"]["points"]) == 2
+    assert not panel.edit((0, None), "parameters", "{duration_s: 1.0}")
+    assert not panel.edit((0, None), "options", "{limit: 0}")
+    assert "limit" in panel.message.text()
+    assert panel.edit((0, None), "options", "{limit: 2}")
+    block = panel.entries[0]
     # a point without a position is refused in place, the queue stays
     assert not panel.characterise([{"name": "x", "x_um": float("nan"), "y_um": 0, "z_um": 0}])
     assert "not finite" in panel.message.text() and panel.entries == [block]
@@ -216,19 +230,23 @@ def test_pause_resume_and_stop_after_current(qtbot, make_window):
     panel = window.queue_panel
     for _ in range(3):
         assert panel.add_item("g2", {"duration_s": 0.1})
-    click(qtbot, panel.run_button)
-    click(qtbot, panel.pause_button)  # before the first item: the queue waits
+    # the queue waits for the instruments (the hardware lock) before it starts: hold them so
+    # that Pause is pressed before the first item, whatever the threads' timing
+    with window.hardware_lock:
+        click(qtbot, panel.run_button)
+        click(qtbot, panel.pause_button)
     assert panel.pause_button.text() == "Resume"
     qtbot.waitUntil(lambda: panel.last_status.get("paused") is True, timeout=RUN_TIMEOUT_MS)
     assert "paused" in panel.status_label.text()
-    assert not any(r["event"] == "item_started" for r in panel.records)
+    assert [r["event"] for r in panel.records] == ["queue_started"]  # nothing started
+    click(qtbot, panel.stop_button)  # acts after the current item: the one resume starts
     click(qtbot, panel.pause_button)
-    wait_started(qtbot, panel, "0")
-    click(qtbot, panel.stop_button)  # item 0 ends, nothing more starts
+    assert panel.pause_button.text() == "Pause"
     wait_ended(qtbot, panel)
     out = panel.last_outcome
     assert out.status == "stopped"
     assert ended_keys(out.queue_dir) == [("0", "finished")]
+    assert "stopped after the current item" in panel.message.text()
     assert not window.setup.laser.emission_on
 
 
