@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         dock.run_started.connect(self.queue_panel.single_run_started)
         dock.run_ended.connect(self.queue_panel.single_run_ended)
         self.run_browser.add_to_queue.connect(self.queue_panel.requeue)
+        self.queue_panel.item_ended.connect(self.run_browser.refresh)  # its runs as they end
 
     def _queue_started(self, name: str) -> None:
         """A queue holds the instruments: no single run, no instrument control meanwhile."""

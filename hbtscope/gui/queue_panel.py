@@ -98,6 +98,8 @@ class QueuePanel(QDockWidget):
     queue_started = pyqtSignal(str)
     #: the queue is over (QueueOutcome, or None if it was refused or crashed)
     queue_ended = pyqtSignal(object)
+    #: an item of the running queue ended (its journal record: run file, status)
+    item_ended = pyqtSignal(object)
 
     def __init__(
         self,
@@ -263,8 +265,9 @@ class QueuePanel(QDockWidget):
         item.setData(0, Qt.UserRole, path)
         flags = item.flags() | Qt.ItemIsEditable if editable else item.flags()
         item.setFlags(flags)
-        for col in EDITABLE:
-            item.setToolTip(col, "double-click to edit (YAML flow style)")
+        for col, text in enumerate(cells):  # the whole text: a cell shows its start
+            hint = "double-click to edit (YAML flow style)" if col in EDITABLE else ""
+            item.setToolTip(col, "\n".join(t for t in (text, hint) if t))
         return item
 
     @staticmethod
@@ -295,6 +298,7 @@ class QueuePanel(QDockWidget):
                             editable,
                         )
                     )
+                row.setToolTip(1, "")  # a block has no parameters of its own
                 self.tree.addTopLevelItem(row)
                 row.setExpanded(True)
             else:
@@ -820,6 +824,8 @@ class QueuePanel(QDockWidget):
             if record["event"] == "item_started":
                 self.progress.setValue(0)
             self._show_states()
+        if record.get("event") == "item_ended" and self.thread is not None:
+            self.item_ended.emit(record)
 
     def _on_status(self, status: dict[str, Any]) -> None:
         self.last_status = dict(status)

@@ -118,13 +118,16 @@ def test_characterise_two_points_runs_to_the_end_with_live_runs(qtbot, make_wind
     assert window.instruments.controls.isEnabled()
     assert not window.setup.laser.emission_on
     assert (out.queue_dir / "report.html").is_file()
+    listed = [window.run_browser.files.item(i).text() for i in range(2)]  # the runs browsable
+    assert sorted(listed) == sorted(states[k]["run"] for k in states)
     assert shot == [True]
 
 
-def test_the_default_template_is_the_demo_survey_per_point(make_window, tmp_path):
+def test_the_default_template_is_the_demo_survey_per_point(make_window, tmp_path, screenshot_dir):
     window = make_window()
     panel = window.queue_panel
     assert panel.characterise(POINTS)
+    assert panel.grab().save(str(screenshot_dir / "queue_panel_characterise.png"))
     (block,) = panel.entries
     names = [i["measurement"] for i in block["items"]]
     assert names == ["saturation", "spectrum_series", "g2", "tttr_trace"]
