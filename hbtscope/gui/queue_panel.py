@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PyQt5.QtCore import Qt, pyqtSignal
+from PyQt5.QtCore import Qt, QTimer, pyqtSignal
 from PyQt5.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -159,8 +159,9 @@ class QueuePanel(QDockWidget):
         files.addWidget(self.resume_dir_button)
         layout.addLayout(files)
 
-        self.tree = QTreeWidget()
+        self.tree = _QueueTree()
         self.tree.setObjectName("queue-tree")
+        self.tree.dropped.connect(self._dropped)
         self.tree.setHeaderLabels(list(COLUMNS))
         self.tree.setEditTriggers(QTreeWidget.NoEditTriggers)
         self.tree.itemDoubleClicked.connect(self._double_clicked)
@@ -260,10 +261,15 @@ class QueuePanel(QDockWidget):
 
     # --- the tree ------------------------------------------------------------------------
 
-    def _row(self, cells: list[str], path: RowPath, editable: bool) -> QTreeWidgetItem:
+    def _row(
+        self, cells: list[str], path: RowPath, editable: bool, block: bool = False
+    ) -> QTreeWidgetItem:
         item = QTreeWidgetItem(cells)
         item.setData(0, Qt.UserRole, path)
-        flags = item.flags() | Qt.ItemIsEditable if editable else item.flags()
+        flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
+        if editable:  # rows can be edited and dragged; only a block takes rows dropped on it
+            flags |= Qt.ItemIsEditable | Qt.ItemIsDragEnabled
+            flags |= Qt.ItemIsDropEnabled if block else Qt.NoItemFlags
         item.setFlags(flags)
         for col, text in enumerate(cells):  # the whole text: a cell shows its start
             hint = "double-click to edit (YAML flow style)" if col in EDITABLE else ""
@@ -284,7 +290,8 @@ class QueuePanel(QDockWidget):
             if qm.is_block(entry):
                 sel = {k: v for k, v in entry["foreach_emitter"].items() if k != "points"}
                 sel.pop("from", None)
-                row = self._row([qm.block_label(entry), "", qm.flow(sel), ""], (i, None), editable)
+                cells = [qm.block_label(entry), "", qm.flow(sel), ""]
+                row = self._row(cells, (i, None), editable, block=True)
                 for j, item in enumerate(entry["items"]):
                     row.addChild(
                         self._row(
@@ -471,6 +478,38 @@ class QueuePanel(QDockWidget):
         if ok:
             self.select((i, k) if j is not None else (k, None))
         return ok
+
+    def _dropped(self) -> None:
+        QTimer.singleShot(0, self.apply_tree_order)  # after Qt has finished the drop
+
+    def apply_tree_order(self) -> bool:
+        """The queue in the order the tree shows after rows were dragged (checked: a block
+        cannot go into a block; a block whose items were all dragged out goes)."""
+        old = self.entries
+
+        def item_of(row: QTreeWidgetItem) -> dict[str, Any]:
+            i, j = row.data(0, Qt.UserRole)
+            return old[i]["items"][j] if j is not None else old[i]
+
+        order: list[dict[str, Any]] = []
+        for t in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(t)
+            i, j = top.data(0, Qt.UserRole)
+            if j is None and qm.is_block(old[i]):
+                items = [item_of(top.child(c)) for c in range(top.childCount())]
+                if items:
+                    order.append({"foreach_emitter": old[i]["foreach_emitter"], "items": items})
+            elif top.childCount():
+                self.show_message("rows can be dropped into a for-each block only", error=True)
+                self._rebuild()
+                return False
+            else:
+                order.append(item_of(top))
+
+        def apply(entries: list[dict[str, Any]]) -> None:
+            entries[:] = copy.deepcopy(order)
+
+        return self._change(apply, "moved")
 
     def move_up(self) -> bool:
         return self.move(-1)
@@ -886,6 +925,21 @@ class QueuePanel(QDockWidget):
     def done_keys(self) -> dict[str, str]:
         """Item key -> final status of the queue shown (from its journal)."""
         return {k: s["status"] for k, s in self.states.items() if s.get("status") in FINAL}
+
+
+class _QueueTree(QTreeWidget):
+    """The queue's tree: rows can be dragged to another place (``dropped`` after a drop)."""
+
+    dropped = pyqtSignal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setDragDropMode(QTreeWidget.InternalMove)
+        self.setDefaultDropAction(Qt.MoveAction)
+
+    def dropEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().dropEvent(event)
+        self.dropped.emit()
 
 
 def _non_finite(value: Any) -> bool:

@@ -228,6 +228,39 @@ def test_adding_editing_and_removing_items(qtbot, make_window):
     assert panel.entries == []
 
 
+def test_rows_dragged_to_a_new_place(make_window):
+    """What a drop does to the tree (Qt's InternalMove), then the queue in that order."""
+    window = make_window()
+    panel = window.queue_panel
+    panel.set_template(
+        {"items": [{"measurement": "g2"}, {"measurement": "saturation"}], "refocus": None}
+    )
+    assert panel.characterise(POINTS[:1])
+    assert panel.add_item("tttr_trace", {})
+    tree = panel.tree
+    block = tree.topLevelItem(0)
+    block.insertChild(0, block.takeChild(1))  # saturation before g2
+    tree.insertTopLevelItem(0, tree.takeTopLevelItem(1))  # the trace before the block
+    assert panel.apply_tree_order()
+    trace, block = panel.entries
+    assert trace["measurement"] == "tttr_trace"
+    assert [i["measurement"] for i in block["items"]] == ["saturation", "g2"]
+    # a row dropped onto a plain item is refused and the tree goes back
+    tree.topLevelItem(0).addChild(tree.takeTopLevelItem(1))
+    assert not panel.apply_tree_order()
+    assert "for-each block only" in panel.message.text()
+    assert panel.tree.topLevelItemCount() == 2 and panel.entries == [trace, block]
+    # the plain item dropped into the block: one of the block's items now
+    tree.topLevelItem(1).addChild(tree.takeTopLevelItem(0))
+    assert panel.apply_tree_order()
+    (block,) = panel.entries
+    assert [i["measurement"] for i in block["items"]] == ["saturation", "g2", "tttr_trace"]
+    # only a block takes rows dropped on it
+    row = panel.tree.topLevelItem(0)
+    assert row.flags() & Qt.ItemIsDropEnabled
+    assert not row.child(0).flags() & Qt.ItemIsDropEnabled
+
+
 def test_pause_resume_and_stop_after_current(qtbot, make_window):
     window = make_window()
     panel = window.queue_panel
