@@ -82,6 +82,8 @@ def journal_line(r: dict[str, Any]) -> str:
 def eta_text(eta_s: float | None) -> str:
     if eta_s is None or not math.isfinite(eta_s):
         return "learning (a measurement not run yet)"
+    if eta_s < 10:
+        return f"{eta_s:.1f} s"
     return f"{eta_s:.0f} s" if eta_s < 120 else f"{eta_s / 60:.1f} min"
 
 
