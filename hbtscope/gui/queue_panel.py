@@ -7,8 +7,9 @@ items below it. Double-click a parameters or options cell to edit it (YAML flow 
 Remove removes; Add puts the chosen runnable measurement with its form's values (those that
 differ from the defaults) after the selected row, or into the selected block. Every change is
 checked as the queue file would be (:mod:`hbtscope.gui.queue_editing`,
-:mod:`hbtscope.gui.queue_model`); a refused one is shown in place and undone. Load/Save read and write queue files (the format of docs/queue.md); a bad file
-shows its :class:`~hbtscope.queue.spec.QueueFileError` (file, line, what is allowed) in place.
+:mod:`hbtscope.gui.queue_model`); a refused one is shown in place and undone. Load/Save
+read and write queue files (the format of docs/queue.md); a bad file shows its
+:class:`~hbtscope.queue.spec.QueueFileError` (file, line, what is allowed) in place.
 
 **Characterise all**: :meth:`QueuePanel.characterise` builds one ``foreach_emitter`` block over
 the given points of interest with the characterisation template (by default the foreach items
