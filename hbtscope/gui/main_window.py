@@ -23,6 +23,7 @@ from hbtscope.gui.device_worker import DeviceWorker
 from hbtscope.gui.instrument_panel import InstrumentPanel
 from hbtscope.gui.live_view import LiveView
 from hbtscope.gui.measurement_dock import MeasurementDock
+from hbtscope.gui.queue_panel import QueuePanel
 from hbtscope.gui.run_browser import RunBrowser
 from hbtscope.procedures.registry import runnable
 
@@ -90,8 +91,11 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.measurement_dock, self.run_browser)
         self.measurement_dock.raise_()
         self.run_browser.run_again.connect(self._run_again)
+        self._add_queue_panel(runs_dir)
         self._close_requested = False
         self.resize(1500, 900)
+        if hasattr(self, "poi_list"):  # the points of interest: "characterise all"
+            self.poi_list.characterise_requested.connect(self.queue_panel.characterise)
         self.restore_settings()
         self.statusBar().showMessage("ready")
         self.instruments.timer.start()
@@ -113,6 +117,37 @@ class MainWindow(QMainWindow):
             form.set_value(name, value)
         self.measurement_dock.raise_()
         self.statusBar().showMessage(f"{measurement}: parameters of the chosen run loaded")
+
+    def _add_queue_panel(self, runs_dir: Path) -> None:
+        """The Queue dock (tabbed with the measurement dock), on the same lock and live view."""
+        dock = self.measurement_dock
+        self.queue_panel = QueuePanel(
+            runnable(),
+            self.setup,
+            runs_dir,
+            [self.bridge.display, dock.live_correlation.display],
+            self.hardware_lock,
+            events=self.bridge.event,
+            parent=self,
+        )
+        self.addDockWidget(Qt.LeftDockWidgetArea, self.queue_panel)
+        self.tabifyDockWidget(self.run_browser, self.queue_panel)
+        dock.raise_()
+        self.queue_panel.queue_started.connect(self._queue_started)
+        self.queue_panel.queue_ended.connect(self._queue_ended)
+        dock.run_started.connect(self.queue_panel.single_run_started)
+        dock.run_ended.connect(self.queue_panel.single_run_ended)
+        self.run_browser.add_to_queue.connect(self.queue_panel.requeue)
+        self.queue_panel.item_ended.connect(self.run_browser.refresh)  # its runs as they end
+
+    def _queue_started(self, name: str) -> None:
+        """A queue holds the instruments: no single run, no instrument control meanwhile."""
+        self.measurement_dock.start_button.setEnabled(False)
+        self._run_started(f"queue {name}")
+
+    def _queue_ended(self, outcome: Any) -> None:
+        self.measurement_dock.start_button.setEnabled(True)
+        self._run_ended(outcome)
 
     def _run_ended(self, outcome: Any) -> None:
         self.run_browser.refresh()
@@ -156,7 +191,13 @@ class MainWindow(QMainWindow):
     # --- closing ------------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
-        """Stop a running measurement first (it ends ``aborted``), then close."""
+        """Stop a running measurement or queue first (it ends ``aborted``), then close."""
+        if self.queue_panel.running:
+            self._close_requested = True
+            self.queue_panel.abort()
+            self.statusBar().showMessage("aborting the queue before closing…")
+            event.ignore()
+            return
         if self.measurement_dock.running:
             self._close_requested = True
             self.measurement_dock.stop()

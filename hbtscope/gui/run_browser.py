@@ -5,7 +5,8 @@ it ran with, the instrument snapshot, the analysis recomputed from its stored da
 (:func:`hbtscope.reanalyse.analyse_run`, numbers with their uncertainties) and its figure drawn
 by the measurement's own ``figure(run, path)`` into a temporary PNG. A file still being written
 by another process is read as far as it is flushed (:func:`hbtscope.storage.open_run`).
-"Run again" hands the run's measurement and parameters to the measurement dock.
+"Run again" hands the run's measurement and parameters to the measurement dock, "Add to queue"
+to the queue panel (``add_to_queue``).
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class RunBrowser(QDockWidget):
 
     #: (measurement name, parameters) of a run to set up again in the measurement dock
     run_again = pyqtSignal(str, object)
+    #: (measurement name, parameters) of a run to append to the queue
+    add_to_queue = pyqtSignal(str, object)
     #: emitted when a run has been shown (its load dict)
     shown = pyqtSignal(object)
 
@@ -131,6 +134,10 @@ class RunBrowser(QDockWidget):
         self.again = QPushButton("Run again with these parameters")
         self.again.setEnabled(False)
         self.again.clicked.connect(self._run_again)
+        self.requeue = QPushButton("Add to queue")
+        self.requeue.setObjectName("add-to-queue")
+        self.requeue.setEnabled(False)
+        self.requeue.clicked.connect(self._add_to_queue)
         self.header = QLabel("")
         self.header.setWordWrap(True)
         self.figure = QLabel("")
@@ -152,6 +159,7 @@ class RunBrowser(QDockWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(refresh)
         buttons.addWidget(self.again)
+        buttons.addWidget(self.requeue)
         lv.addLayout(buttons)
         right = QWidget()
         rv = QVBoxLayout(right)
@@ -191,6 +199,7 @@ class RunBrowser(QDockWidget):
         if info["error"]:
             self.header.setText(f"{name}: {info['error']}")
             self.again.setEnabled(False)
+            self.requeue.setEnabled(False)
             self.shown.emit(info)
             return
         note = info.get("analysis_error") or info.get("figure_error") or ""
@@ -217,11 +226,16 @@ class RunBrowser(QDockWidget):
         png = info.get("figure")
         self.figure.setPixmap(QPixmap(png) if png else QPixmap())
         self.again.setEnabled(bool(info.get("measurement")))
+        self.requeue.setEnabled(bool(info.get("measurement")))
         self.shown.emit(info)
 
     def _run_again(self) -> None:
         if self.current and self.current.get("measurement"):
             self.run_again.emit(self.current["measurement"], dict(self.current["parameters"]))
+
+    def _add_to_queue(self) -> None:
+        if self.current and self.current.get("measurement"):
+            self.add_to_queue.emit(self.current["measurement"], dict(self.current["parameters"]))
 
     def wait_idle(self) -> None:
         """Wait for the loads in flight (closing the window, tests)."""
