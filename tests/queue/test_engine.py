@@ -320,7 +320,9 @@ def test_pause_resume_and_stop_from_another_terminal(tmp_path, capsys):
         if current.startswith("1 ") and "pause" not in requests:
             requests.append("pause")
             assert main(["queue", "pause", str(qdir)]) == 0
-            threading.Timer(0.6, resume).start()
+        if status["paused"] and "resume" not in requests:  # waiting between items 1 and 2
+            requests.append("resume")
+            threading.Timer(0.3, resume).start()
         if current.startswith("2 ") and "stop" not in requests:
             requests.append("stop")
             assert main(["queue", "stop", str(qdir)]) == 0
