@@ -18,6 +18,7 @@ from typing import Any
 from PyQt5.QtCore import QSettings, QTimer
 from PyQt5.QtWidgets import QApplication
 
+from hbtscope.gui.gc_guard import collect_in_gui_thread
 from hbtscope.gui.main_window import APPLICATION, ORGANISATION, MainWindow
 from hbtscope.setup import open_setup
 
@@ -66,7 +67,7 @@ def run_gui(
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     received: list[str] = []
-    with open_setup(setup_path, data_dir=out_dir) as setup:
+    with open_setup(setup_path, data_dir=out_dir) as setup, collect_in_gui_thread():
         window = MainWindow(setup, out_dir=out_dir, settings=settings)
         with close_on_signals(window, received):
             window.show()

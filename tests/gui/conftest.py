@@ -22,6 +22,16 @@ from hbtscope.setup import open_setup  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _gc_in_gui_thread(qapp):
+    """As in ``hbtscope gui``: cycles are collected in the GUI thread only (a collection in a
+    run's or the run browser's thread freeing a closed view's Qt objects crashes Qt)."""
+    from hbtscope.gui.gc_guard import collect_in_gui_thread
+
+    with collect_in_gui_thread():
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _no_user_settings(tmp_path):
     """Every QSettings of a test, also the default one of ``hbtscope gui``, lives in tmp_path."""
     for fmt in (QSettings.NativeFormat, QSettings.IniFormat):
