@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,10 @@ from hbtscope import events as ev
 AXIS_UNITS = {"ps", "ns", "s", "um", "nm", "W", "deg", "Hz"}
 #: a 3-D array with at most this many planes first is per-channel images (summed for the view)
 MAX_CHANNELS = 8
+#: results rows are redrawn at most this often (s) once there are more than a few
+ROWS_REDRAW_S = 0.2
+#: rows drawn with a symbol each up to this many, as a line beyond
+MAX_ROW_SYMBOLS = 200
 
 
 def format_value(value: float, error: float | None = None) -> str:
@@ -89,6 +94,7 @@ class LiveView(QWidget):
         )
         self.results_plot.hide()
         self.rows: list[dict[str, float]] = []
+        self._rows_drawn_at = -float("inf")
         self.image_view = pg.ImageView()
         self.image_view.setObjectName("live-image")
         self.image_view.hide()
@@ -129,6 +135,7 @@ class LiveView(QWidget):
         elif isinstance(event, ev.AnalysisResult):
             self.show_result(event)
         elif isinstance(event, ev.RunEnded):
+            self.draw_rows()  # the rows a throttled redraw has not shown yet
             self.status = event.status
             if event.status == "finished":
                 self.progress.setValue(1000)
@@ -147,6 +154,7 @@ class LiveView(QWidget):
         for view in (self.plot, self.results_plot, self.image_view):
             view.hide()  # each comes back with its first data
         self.rows = []
+        self._rows_drawn_at = -float("inf")
         self.results_curve.setData([], [])
 
     def show_array(self, name: str, data: np.ndarray, units: str | None) -> None:
@@ -184,13 +192,26 @@ class LiveView(QWidget):
         if len(row) < 2:
             return
         self.rows.append(row)
-        keys = list(row)
+        now = time.monotonic()
+        if now - self._rows_drawn_at >= ROWS_REDRAW_S or len(self.rows) <= MAX_ROW_SYMBOLS:
+            self.draw_rows()
+            self._rows_drawn_at = now
+
+    def draw_rows(self) -> None:
+        """The rows so far: last column against first; symbols only while they are few
+        (pyqtgraph builds a pen per symbol: thousands of rows stalled the GUI thread)."""
+        if not self.rows:
+            return
+        keys = list(self.rows[-1])
         x_key, y_key = keys[0], keys[-1]
         rows = [r for r in self.rows if x_key in r and y_key in r]
         if self.results_plot.isHidden():
             self.results_plot.show()
             self._share_height()
-        self.results_curve.setData([r[x_key] for r in rows], [r[y_key] for r in rows])
+        symbol = "o" if len(rows) <= MAX_ROW_SYMBOLS else None
+        self.results_curve.setData(
+            [r[x_key] for r in rows], [r[y_key] for r in rows], symbol=symbol, symbolSize=4
+        )
         self.results_plot.setLabel("bottom", x_key)
         self.results_plot.setLabel("left", y_key)
 

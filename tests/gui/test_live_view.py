@@ -126,3 +126,22 @@ def test_the_live_correlation_is_the_histogram_of_the_tags_so_far():
         sent.clear()
         _feed(live, procedure, parameters, chunks)
         assert sent == [], procedure
+
+
+def test_thousands_of_results_rows_are_drawn_as_a_line_all_of_them_at_the_end(qtbot):
+    """A g2 read out every 50 ms emits a row per read: beyond a few hundred rows the plot is
+    a line redrawn at most every 0.2 s (per-symbol pens stalled the GUI thread for 0.3 s), and
+    the run's end draws every row."""
+    from hbtscope import events as ev
+    from hbtscope.gui.live_view import MAX_ROW_SYMBOLS, LiveView
+
+    live = LiveView()
+    qtbot.addWidget(live)
+    live.on_event(ev.RunStarted("g2", {}))
+    n = 3 * MAX_ROW_SYMBOLS
+    for i in range(n):
+        live.on_event(ev.Emitted("results", {"elapsed_s": 0.05 * i, "rate_cps": float(i)}))
+    live.on_event(ev.RunEnded("finished", "", {}))
+    x, y = live.results_curve.getData()
+    assert len(x) == n and list(y) == [float(i) for i in range(n)]
+    assert live.results_curve.opts["symbol"] is None
