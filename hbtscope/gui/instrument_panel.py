@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ from PyQt5.QtWidgets import (
 )
 
 from hbtscope.gui.device_worker import BUSY, DeviceWorker
+from hbtscope.procedures.saturation import power_at_p_sat
+from hbtscope.storage.emitter_book import EmitterBook, EmitterBookError
 from hbtscope.storage.reading import is_photon_name
 from hbtscope.units import PS_PER_S
 
@@ -108,11 +111,14 @@ class InstrumentPanel(QDockWidget):
         trace_points: int = 300,
         period_ms: int = 250,
         window_s: float = 0.1,
+        data_dir: str | Path | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__("Instruments", parent)
         self.setObjectName("dock-instruments")
         self.setup = setup
+        #: the emitter book of the data directory (P_sat of each emitter: "k x P_sat")
+        self.book = EmitterBook(data_dir if data_dir is not None else setup.data_dir)
         self.worker = worker
         self.window_s = window_s
         self.state: dict[str, Any] = {}
@@ -208,8 +214,23 @@ class InstrumentPanel(QDockWidget):
         grid.addWidget(QLabel("rep. rate [Hz]"), 2, 0)
         grid.addWidget(self.laser_rate, 2, 1)
         grid.addWidget(set_rate, 2, 2)
+        # "k x P_sat" of an emitter whose saturation sweep is in the emitter book
+        self.p_sat_emitter = QComboBox()
+        self.p_sat_emitter.setObjectName("laser-p-sat-emitter")
+        self.p_sat_emitter.setToolTip(f"emitters of the emitter book ({self.book.directory})")
+        self.p_sat_factor = QLineEdit()
+        self.p_sat_factor.setObjectName("laser-p-sat-factor")
+        self.p_sat_factor.setPlaceholderText("x P_sat, e.g. 1 or 0.5")
+        self.p_sat_factor.returnPressed.connect(self.set_laser_power_in_p_sat)
+        set_p_sat = QPushButton("Set x P_sat")
+        set_p_sat.setObjectName("laser-set-p-sat")
+        set_p_sat.clicked.connect(self.set_laser_power_in_p_sat)
+        grid.addWidget(self.p_sat_emitter, 3, 0)
+        grid.addWidget(self.p_sat_factor, 3, 1)
+        grid.addWidget(set_p_sat, 3, 2)
         self.messages["laser"] = _message_label("laser-message")
-        grid.addWidget(self.messages["laser"], 3, 0, 1, 3)
+        grid.addWidget(self.messages["laser"], 4, 0, 1, 3)
+        self.refresh_emitters()
         return box
 
     def _stage_group(self) -> QGroupBox:
@@ -277,12 +298,14 @@ class InstrumentPanel(QDockWidget):
 
     # --- actions (each a device call in the worker) ---------------------------------------
 
-    def _call(self, group: str, fn, then=None) -> None:
-        """Run ``fn`` in the worker; show its refusal in ``group``'s message line."""
+    def _call(self, group: str, fn, then=None, keep_message: bool = False) -> None:
+        """Run ``fn`` in the worker; show its refusal in ``group``'s message line (``then``
+        may write its own message there when ``keep_message``)."""
         self.messages[group].setText("")
 
         def done(result: Any, error: str) -> None:
-            self.messages[group].setText(error)
+            if error or not keep_message:
+                self.messages[group].setText(error)
             if then is not None and not error:
                 then(result)
             self.refresh()
@@ -307,6 +330,64 @@ class InstrumentPanel(QDockWidget):
             laser.power_W = value
 
         self._call("laser", write)
+
+    def refresh_emitters(self) -> None:
+        """The emitter choice: the book's emitters with a saturation result (kept selected)."""
+        current = self.p_sat_emitter.currentText()
+        try:
+            names = [
+                n
+                for n in self.book.names()
+                if (r := self.book.get(n)) is not None and "saturation" in r.results
+            ]
+        except (OSError, EmitterBookError):
+            names = []
+        if names != [self.p_sat_emitter.itemText(i) for i in range(self.p_sat_emitter.count())]:
+            self.p_sat_emitter.clear()
+            self.p_sat_emitter.addItems(names)
+            if current in names:
+                self.p_sat_emitter.setCurrentText(current)
+
+    def set_laser_power_in_p_sat(self) -> None:
+        """Laser power = k x P_sat of the chosen emitter (its saturation sweep in the emitter
+        book, the sweep's laser power law; :func:`~hbtscope.procedures.saturation.power_at_p_sat`),
+        refused in place beyond ``max_power_W`` or without a saturation result."""
+        laser = self.setup.laser
+        self.refresh_emitters()
+        emitter = self.p_sat_emitter.currentText()
+        if not emitter:
+            self.messages["laser"].setText(
+                f"no emitter with a saturation result in {self.book.directory}: run a "
+                "saturation sweep with an emitter name first"
+            )
+            return
+        try:
+            factor = parse_number(self.p_sat_factor.text(), "x P_sat", "a number > 0")
+            if not factor > 0:
+                raise ValueError(f"x P_sat must be > 0, got {factor:g}")
+        except ValueError as exc:
+            self.messages["laser"].setText(str(exc))
+            return
+        book, max_W = self.book, float(laser.max_power_W)
+
+        def write() -> Any:
+            resolved = power_at_p_sat(book, emitter, factor, float(laser.rep_rate_Hz))
+            if resolved.set_point_W > max_W:
+                raise ValueError(
+                    f"{factor:g} x P_sat of {emitter} needs {resolved.set_point_W:.3g} W, above "
+                    f"the laser's max_power_W = {max_W:g} W"
+                )
+            laser.power_W = resolved.set_point_W
+            return resolved
+
+        def show(resolved: Any) -> None:
+            self.laser_power.setText(f"{resolved.set_point_W:.4g}")
+            self.messages["laser"].setText(
+                f"{factor:g} x P_sat of {emitter} (P_sat = {resolved.P_sat_W:.3g} W): "
+                f"set point {resolved.set_point_W:.4g} W"
+            )
+
+        self._call("laser", write, then=show, keep_message=True)
 
     def set_laser_rep_rate(self) -> None:
         laser = self.setup.laser
@@ -412,4 +493,6 @@ class InstrumentPanel(QDockWidget):
         """A measurement owns the instruments: controls off, trace paused; back after."""
         self.controls.setEnabled(not active)
         if not active:
+            if hasattr(self, "p_sat_emitter"):
+                self.refresh_emitters()  # a saturation sweep may have just finished
             self.refresh()

@@ -68,7 +68,11 @@ class MainWindow(QMainWindow):
             runnable(), setup, out_dir, self.bridge, self.hardware_lock, self
         )
         self.instruments = InstrumentPanel(
-            setup, self.devices, period_ms=count_rate_period_ms, parent=self
+            setup,
+            self.devices,
+            period_ms=count_rate_period_ms,
+            data_dir=out_dir if out_dir is not None else setup.data_dir,
+            parent=self,
         )
         placeholder = QWidget()
         placeholder.setMaximumSize(0, 0)

@@ -164,3 +164,55 @@ def test_flip_mirror_positions(qtbot, make_window, setup):
     panel.set_flip_mirror(other)
     settle(qtbot, panel)
     assert setup.flip_mirror.position == other == panel.flip_mirror.currentText()
+
+
+def test_laser_power_as_a_multiple_of_an_emitters_p_sat(qtbot, make_window, setup, data_dir):
+    """ "k x P_sat": the emitter's saturation sweep (simulated, at the demo emitter) is in the
+    book; 1 and 2 x P_sat set the laser to the set points the sweep's power law gives, more
+    light for 2 x; beyond max_power_W or without a sweep it is refused in place."""
+    from hbtscope.procedures.runner import run_procedure
+    from hbtscope.procedures.saturation import SaturationSweep, power_at_p_sat
+    from hbtscope.storage.emitter_book import EmitterBook
+
+    window = make_window(count_rate_period_ms=60_000)
+    panel = window.instruments
+    settle(qtbot, panel)
+    panel.p_sat_factor.setText("1")
+    panel.set_laser_power_in_p_sat()
+    assert "no emitter with a saturation result" in panel.messages["laser"].text()
+
+    sweep = SaturationSweep(
+        emitter="E1",
+        x_um=10.0,
+        y_um=10.0,
+        z_um=0.0,
+        n_powers=6,
+        repeats=1,
+        acquisition_s=0.2,
+        background_s=0.2,
+    )
+    with window.hardware_lock:
+        outcome = run_procedure(sweep, setup, data_dir, figure=False)
+    assert outcome.status == "finished"
+    book = EmitterBook(data_dir)
+    rep = setup.laser.rep_rate_Hz
+    panel.refresh_emitters()
+    assert panel.p_sat_emitter.currentText() == "E1"
+
+    set_points = {}
+    for k in (1.0, 2.0):
+        panel.p_sat_factor.setText(str(k))
+        panel.set_laser_power_in_p_sat()
+        settle(qtbot, panel)
+        assert panel.messages["laser"].text().startswith(f"{k:g} x P_sat of E1")
+        set_points[k] = setup.laser.power_W
+        expected = power_at_p_sat(book, "E1", k, rep).set_point_W
+        assert set_points[k] == expected
+    assert set_points[2.0] > set_points[1.0] > 0
+
+    too_many = 1.5 * setup.laser.max_power_W / set_points[1.0]
+    panel.p_sat_factor.setText(f"{too_many**1.5:.6g}")  # beyond max for a power-law exponent <= 1.5
+    panel.set_laser_power_in_p_sat()
+    settle(qtbot, panel)
+    assert "max_power_W" in panel.messages["laser"].text()
+    assert setup.laser.power_W == set_points[2.0]  # refused before anything was written
