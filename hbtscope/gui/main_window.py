@@ -20,6 +20,7 @@ from PyQt5.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from hbtscope.gui.bridge import EventBridge
 from hbtscope.gui.device_worker import DeviceWorker
+from hbtscope.gui.figure_view import FigureView
 from hbtscope.gui.instrument_panel import InstrumentPanel
 from hbtscope.gui.live_view import LiveView
 from hbtscope.gui.measurement_dock import MeasurementDock
@@ -30,7 +31,7 @@ from hbtscope.procedures.registry import runnable
 ORGANISATION = "hbtscope"
 APPLICATION = "hbtscope-gui"
 #: bump when the docks change so that an old saved layout is not applied to new docks
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 
 def default_settings() -> QSettings:
@@ -96,6 +97,12 @@ class MainWindow(QMainWindow):
         self.measurement_dock.raise_()
         self.run_browser.run_again.connect(self._run_again)
         self._add_queue_panel(runs_dir)
+        self.figure_view = FigureView(self)  # the ended run's own figure, with its fits
+        self.addDockWidget(Qt.RightDockWidgetArea, self.figure_view)
+        self.tabifyDockWidget(self.live_dock, self.figure_view)
+        self.live_dock.raise_()
+        self.measurement_dock.run_ended.connect(self.figure_view.show_outcome)
+        self.queue_panel.item_ended.connect(self.figure_view.show_journal_record)
         self._close_requested = False
         self.resize(1500, 900)
         if hasattr(self, "poi_list"):  # the points of interest: "characterise all"

@@ -126,6 +126,14 @@ def test_a_short_g2_run_from_the_dock_shows_g2_0_with_its_error(
     assert ev.AnalysisResult in kinds and ev.Progress in kinds
     assert window.instruments.controls.isEnabled()
     assert window.grab().save(str(screenshot_dir / "g2_run.png"))
+    # the measurement's own figure of the run, saved beside its file, in the figure dock
+    figure = window.figure_view
+    assert outcome.figure is not None and figure.path == outcome.figure
+    assert figure.path.with_suffix(".h5") == outcome.path
+    assert not figure.picture.pixmap().isNull()
+    assert outcome.path.name in figure.caption.text() and "finished" in figure.caption.text()
+    figure.raise_()
+    assert window.grab().save(str(screenshot_dir / "g2_run_figure.png"))
 
 
 def test_a_field_its_parameter_refuses_is_shown_in_place_and_nothing_runs(
