@@ -280,6 +280,30 @@ def test_the_g2_histogram_grows_live_and_ends_as_the_runs_own(qtbot, make_window
     # the procedure's results rows, drawn as they came
     assert len(window.live.rows) == len(live)
     assert window.live.results_plot.isVisible()
+    # the live histograms converge to the simulated emitter's g2(0): the estimate of an early
+    # snapshot is wider than the last one's, and the last one is within 3 sigma (plus 0.03 for
+    # what the background and crosstalk corrections leave) of the truth with background
+    from hbtscope.procedures.g2 import analyse_g2_histogram
+
+    with open_run(dock.last_outcome.path) as run:
+        lag_ps = run["data/g2/lag_ps"][()]
+        truth = float(run.file["truth"].attrs["g2_0_with_background"])
+        period_ps = 1e12 / float(run.file["truth"].attrs["rep_rate_Hz"])
+
+    def g2_of(hist):
+        res, _, _ = analyse_g2_histogram(
+            lag_ps,
+            hist,
+            period_ps,
+            norm_delay_ps=10e6,
+            norm_halfwidth_ps=1.5e6,
+            background="linear",
+        )
+        return res.g2_0, res.g2_0_err
+
+    early, late = g2_of(live[len(live) // 5]), g2_of(live[-1])
+    assert late[1] < early[1]
+    assert abs(late[0] - truth) < 3 * late[1] + 0.03, (late, truth)
 
 
 def test_sigterm_during_a_run_closes_the_dashboard_cleanly(qtbot, tmp_path, capsys):
