@@ -35,6 +35,7 @@ from PyQt5.QtWidgets import (
 )
 
 from hbtscope.gui.device_worker import BUSY, DeviceWorker
+from hbtscope.gui.live_count_rate import CountRates
 from hbtscope.procedures.saturation import power_at_p_sat
 from hbtscope.storage.emitter_book import EmitterBook, EmitterBookError
 from hbtscope.storage.reading import is_photon_name
@@ -480,14 +481,26 @@ class InstrumentPanel(QDockWidget):
             if error != BUSY:
                 self.rate_label.setText(f"count rate: {error}")
             return
+        self._append_rates(rates)
+
+    def _append_rates(self, rates: dict[str, float], note: str = "") -> None:
+        """One point of the rolling trace per detector (a detector not given repeats NaN)."""
+        if self.rate_plot is None:
+            return
         self.times.append(time.monotonic() - self._t0)
         t = np.asarray(self.times)
-        for name, value in rates.items():
-            self.rates[name].append(value)
-            self.curves[name].setData(t, np.asarray(self.rates[name]))
+        for name in self.rates:
+            self.rates[name].append(float(rates.get(name, np.nan)))
+            self.curves[name].setData(t, np.asarray(self.rates[name]), connect="finite")
         self.rate_label.setText(
-            "   ".join(f"{n}: {v / 1e3:.1f} kcounts/s" for n, v in rates.items())
+            "   ".join(f"{n}: {v / 1e3:.1f} kcounts/s" for n, v in rates.items()) + note
         )
+
+    def on_event(self, event: Any) -> None:
+        """Count rates a run computed from its tags (:mod:`hbtscope.gui.live_count_rate`):
+        the trace goes on while the run holds the tagger."""
+        if isinstance(event, CountRates) and not self.controls.isEnabled():
+            self._append_rates(event.rates, "   (from the run's tags)")
 
     def set_run_active(self, active: bool) -> None:
         """A measurement owns the instruments: controls off, trace paused; back after."""

@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
             data_dir=out_dir if out_dir is not None else setup.data_dir,
             parent=self,
         )
+        self.bridge.event.connect(self.instruments.on_event)  # count rates during a run
         placeholder = QWidget()
         placeholder.setMaximumSize(0, 0)
         self.setCentralWidget(placeholder)
@@ -136,7 +137,7 @@ class MainWindow(QMainWindow):
             runnable(),
             self.setup,
             runs_dir,
-            [self.bridge.display, dock.live_correlation.display],
+            [self.bridge.display, dock.live_correlation.display, dock.live_count_rate.display],
             self.hardware_lock,
             events=self.bridge.event,
             parent=self,

@@ -31,6 +31,7 @@ from PyQt5.QtWidgets import (
 
 from hbtscope.gui.bridge import EventBridge
 from hbtscope.gui.live_correlation import LiveCorrelation
+from hbtscope.gui.live_count_rate import LiveCountRate
 from hbtscope.gui.parameter_form import FormError, ParameterForm
 from hbtscope.gui.run_worker import RunThread
 
@@ -66,6 +67,7 @@ class MeasurementDock(QDockWidget):
         self.forms: dict[str, ParameterForm] = {}
         #: the g2 histogram while tags are recorded (snapshots straight to the GUI thread)
         self.live_correlation = LiveCorrelation(bridge.event.emit)
+        self.live_count_rate = LiveCountRate(bridge.event.emit)
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -158,7 +160,7 @@ class MeasurementDock(QDockWidget):
             procedure,
             self.setup,
             self.out_dir,
-            [self.bridge.display, self.live_correlation.display],
+            [self.bridge.display, self.live_correlation.display, self.live_count_rate.display],
             self.hardware_lock,
         )
         thread.ended.connect(self._ended)

@@ -216,3 +216,36 @@ def test_laser_power_as_a_multiple_of_an_emitters_p_sat(qtbot, make_window, setu
     settle(qtbot, panel)
     assert "max_power_W" in panel.messages["laser"].text()
     assert setup.laser.power_W == set_points[2.0]  # refused before anything was written
+
+
+def test_the_count_rate_trace_goes_on_from_the_runs_tags(qtbot, make_window, data_dir):
+    """While a g2 holds the tagger, the trace is fed from the tags the run publishes: the
+    counts the sent rates stand for add up to the run's own count of each detector (all but
+    the last stretch, shorter than one interval: >= 80 % of a 2 s run's counts)."""
+    from hbtscope.gui.live_count_rate import CountRates
+    from hbtscope.storage import open_run
+    from hbtscope.storage.reading import read_values
+
+    window = make_window(count_rate_period_ms=60_000)
+    panel = window.instruments
+    settle(qtbot, panel)
+    sent: list[CountRates] = []
+    window.bridge.event.connect(lambda e: sent.append(e) if isinstance(e, CountRates) else None)
+    n0 = len(panel.rates["spad_a"])
+    dock = window.measurement_dock
+    dock.live_count_rate.min_wall_s = 0.0  # the fast clock: every 0.25 s of tag time
+    dock.select("g2")
+    form = dock.form("g2")
+    for name, value in {"duration_s": 2.0, "readout_s": 0.1, "x_um": 10.0, "y_um": 10.0}.items():
+        form.set_value(name, value)
+    qtbot.mouseClick(dock.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: dock.thread is None, timeout=120_000)
+    assert dock.last_outcome.status == "finished"
+    with open_run(dock.last_outcome.path) as run:
+        g2 = read_values(run["analysis/g2"])
+    assert len(sent) >= 3
+    assert len(panel.rates["spad_a"]) == n0 + len(sent)
+    for name, key in (("spad_a", "counts_a"), ("spad_b", "counts_b")):
+        counted = sum(c.rates[name] * c.span_s for c in sent)
+        assert 0.8 * g2[key] <= counted <= g2[key] + 0.5, (name, counted, g2[key])
+    assert "from the run's tags" in panel.rate_label.text()

@@ -1,0 +1,77 @@
+"""The detectors' count rates during a run, from the tags it publishes (not from the tagger).
+
+While a run holds the instruments, the instrument panel cannot ask the tagger for its count
+rates. :class:`LiveCountRate` is a run display (it runs in the run's thread) that counts the
+tags of each photon channel of the run's :class:`~hbtscope.events.TTTRInfo` in every chunk the
+run publishes (:class:`~hbtscope.events.TagsRecorded`) and sends their rates, in counts per
+second of tag time, as a :class:`CountRates` to the GUI at most every ``interval_s`` of tag
+time and ``min_wall_s`` of wall time; the panel's rolling trace goes on with them. Runs that
+publish no tags (a scan publishes pixel counts) leave the trace paused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hbtscope import events as ev
+from hbtscope.storage.reading import is_photon_name
+from hbtscope.units import PS_PER_S
+
+
+@dataclass(frozen=True)
+class CountRates:
+    """Counts per second of each detector (name -> rate) over the last stretch of a run."""
+
+    rates: dict[str, float]
+    span_s: float
+
+
+class LiveCountRate:
+    """A run display: ``display(event)``; rates go to ``send(CountRates)``."""
+
+    def __init__(
+        self, send: Callable[[Any], None], interval_s: float = 0.25, min_wall_s: float = 0.1
+    ):
+        self.send = send
+        self.interval_s = interval_s
+        self.min_wall_s = min_wall_s
+        self.channels: dict[int, str] = {}
+        self._reset_window()
+        self._last_sent_wall = -float("inf")
+
+    def _reset_window(self) -> None:
+        self._counts: dict[int, int] = dict.fromkeys(self.channels, 0)
+        self._t_from_ps: int | None = None
+
+    def display(self, event: Any) -> None:
+        if isinstance(event, ev.RunStarted):
+            self.channels = {}
+            self._reset_window()
+        elif isinstance(event, ev.TTTRInfo):
+            self.channels = {
+                int(c): str(name)
+                for name, c in dict(event.channel_map).items()
+                if is_photon_name(str(name))
+            }
+            self._reset_window()
+        elif isinstance(event, ev.TagsRecorded) and self.channels:
+            ts, ch = event.timestamps_ps, event.channels
+            if ts.size == 0:
+                return
+            if self._t_from_ps is None:
+                self._t_from_ps = int(ts[0])
+            for c in self.channels:
+                self._counts[c] += int(np.count_nonzero(ch == c))
+            span_s = (int(ts[-1]) - self._t_from_ps) / PS_PER_S
+            now = time.monotonic()
+            if span_s >= self.interval_s and now - self._last_sent_wall >= self.min_wall_s:
+                rates = {self.channels[c]: n / span_s for c, n in self._counts.items()}
+                self.send(CountRates(rates, span_s))
+                self._last_sent_wall = now
+                self._counts = dict.fromkeys(self.channels, 0)
+                self._t_from_ps = int(ts[-1])
