@@ -34,6 +34,7 @@ from PyQt5.QtWidgets import (
 )
 
 from hbtscope.gui.device_worker import BUSY, DeviceWorker
+from hbtscope.gui.power_in_p_sat import EmitterChoice, set_power_in_p_sat
 from hbtscope.storage.reading import is_photon_name
 from hbtscope.units import PS_PER_S
 
@@ -108,6 +109,7 @@ class InstrumentPanel(QDockWidget):
         trace_points: int = 300,
         period_ms: int = 250,
         window_s: float = 0.1,
+        data_dir: str | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__("Instruments", parent)
@@ -115,6 +117,8 @@ class InstrumentPanel(QDockWidget):
         self.setup = setup
         self.worker = worker
         self.window_s = window_s
+        #: where the emitter book is (``<data_dir>/emitters/``): the run files' directory
+        self.data_dir = data_dir if data_dir is not None else setup.data_dir
         self.state: dict[str, Any] = {}
         self.messages: dict[str, QLabel] = {}
         roles = setup.instruments
@@ -208,8 +212,24 @@ class InstrumentPanel(QDockWidget):
         grid.addWidget(QLabel("rep. rate [Hz]"), 2, 0)
         grid.addWidget(self.laser_rate, 2, 1)
         grid.addWidget(set_rate, 2, 2)
+        self.laser_emitter = EmitterChoice(self.data_dir)
+        self.laser_emitter.setToolTip("emitter whose P_sat (emitter book) sets the power")
+        self.laser_p_sat = QLineEdit()
+        self.laser_p_sat.setObjectName("laser-p-sat")
+        self.laser_p_sat.setPlaceholderText("× P_sat")
+        self.laser_p_sat.returnPressed.connect(self.set_laser_power_in_p_sat)
+        set_p_sat = QPushButton("Set × P_sat")
+        set_p_sat.setObjectName("laser-set-p-sat")
+        set_p_sat.clicked.connect(self.set_laser_power_in_p_sat)
+        self.laser_p_sat_W = QLabel("")
+        self.laser_p_sat_W.setObjectName("laser-p-sat-W")
+        grid.addWidget(QLabel("emitter"), 3, 0)
+        grid.addWidget(self.laser_emitter, 3, 1, 1, 2)
+        grid.addWidget(self.laser_p_sat, 4, 1)
+        grid.addWidget(set_p_sat, 4, 2)
+        grid.addWidget(self.laser_p_sat_W, 4, 0)
         self.messages["laser"] = _message_label("laser-message")
-        grid.addWidget(self.messages["laser"], 3, 0, 1, 3)
+        grid.addWidget(self.messages["laser"], 5, 0, 1, 3)
         return box
 
     def _stage_group(self) -> QGroupBox:
@@ -307,6 +327,25 @@ class InstrumentPanel(QDockWidget):
             laser.power_W = value
 
         self._call("laser", write)
+
+    def set_laser_power_in_p_sat(self) -> None:
+        """The power as a multiple of the chosen emitter's P_sat; the W it gives is shown."""
+        laser = self.setup.laser
+        self.laser_p_sat_W.setText("")
+        try:
+            factor = parse_number(self.laser_p_sat.text(), "× P_sat", "a number ≥ 0")
+        except ValueError as exc:
+            self.messages["laser"].setText(str(exc))
+            return
+        book, emitter = self.laser_emitter.book, self.laser_emitter.currentText()
+
+        def write() -> float:
+            return set_power_in_p_sat(laser, book, emitter, factor)
+
+        def show(power_W: float) -> None:
+            self.laser_p_sat_W.setText(f"= {power_W:.4g} W")
+
+        self._call("laser", write, then=show)
 
     def set_laser_rep_rate(self) -> None:
         laser = self.setup.laser

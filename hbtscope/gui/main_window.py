@@ -67,7 +67,11 @@ class MainWindow(QMainWindow):
             runnable(), setup, out_dir, self.bridge, self.hardware_lock, self
         )
         self.instruments = InstrumentPanel(
-            setup, self.devices, period_ms=count_rate_period_ms, parent=self
+            setup,
+            self.devices,
+            period_ms=count_rate_period_ms,
+            data_dir=out_dir,  # the emitter book of the runs started here
+            parent=self,
         )
         placeholder = QWidget()
         placeholder.setMaximumSize(0, 0)

@@ -335,11 +335,11 @@ def malus_curve(values, angle_deg: np.ndarray) -> np.ndarray:
 
 LIVE_PLOTS = (
     LivePlot(
-        "Malus curve (points: counts; circles and line: background subtracted, fit)",
+        "Malus curve (circles, red: background subtracted, fit)",
         y="rows:counts",
         x="rows:angle_deg",
         x_label="analyser angle [deg]",
-        y_label="counts",
+        y_label="counts per angle",
         fit=malus_curve,
         fit_points=("angle_deg", "signal"),
     ),

@@ -5,6 +5,7 @@ trace follows the light, and a running measurement keeps the instruments to itse
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PyQt5.QtCore import Qt
 
 from hbtscope.gui.device_worker import BUSY
@@ -164,3 +165,54 @@ def test_flip_mirror_positions(qtbot, make_window, setup):
     panel.set_flip_mirror(other)
     settle(qtbot, panel)
     assert setup.flip_mirror.position == other == panel.flip_mirror.currentText()
+
+
+def test_power_as_a_multiple_of_an_emitters_p_sat(qtbot, make_window, setup, data_dir):
+    from hbtscope.storage.emitter_book import EmitterBook
+
+    book = EmitterBook(data_dir)
+    rep = float(setup.laser.rep_rate_Hz)
+    # a sweep with the laser power law P_meas = c P_set^gamma (gamma = 1.25): the set point of
+    # f x P_sat is P_sat_set f^(1/gamma)
+    book.remember(
+        "qd7",
+        "saturation",
+        {"P_sat_W": 2e-8, "P_sat_set_W": 1e-8, "laser_power_exponent": 1.25, "rep_rate_Hz": rep},
+        {"P_sat_W": 1e-9},
+    )
+    book.remember("qd8", "g2", {"g2_0": 0.1})  # no saturation result
+    panel = make_window(count_rate_period_ms=60_000).instruments
+    settle(qtbot, panel)
+    choice = panel.laser_emitter
+    assert [choice.itemText(i) for i in range(choice.count())] == ["qd7", "qd8"]
+
+    choice.setCurrentText("qd7")
+    panel.laser_p_sat.setText("2")
+    qtbot.keyClick(panel.laser_p_sat, Qt.Key_Return)
+    settle(qtbot, panel)
+    expected = 1e-8 * 2 ** (1 / 1.25)
+    assert setup.laser.power_W == pytest.approx(expected, rel=1e-12)
+    assert panel.messages["laser"].text() == ""
+    assert panel.laser_p_sat_W.text() == f"= {expected:.4g} W"
+
+    # beyond max_power_W: refused with the W it would be, the power unchanged
+    factor = 2 * (setup.laser.max_power_W / 1e-8) ** 1.25
+    panel.laser_p_sat.setText(repr(factor))
+    panel.set_laser_power_in_p_sat()
+    settle(qtbot, panel)
+    assert "max_power_W" in panel.messages["laser"].text()
+    assert setup.laser.power_W == pytest.approx(expected, rel=1e-12)
+    assert panel.laser_p_sat_W.text() == ""
+
+    # an emitter without a saturation result: refused, named
+    choice.setCurrentText("qd8")
+    panel.laser_p_sat.setText("1")
+    panel.set_laser_power_in_p_sat()
+    settle(qtbot, panel)
+    message = panel.messages["laser"].text()
+    assert "qd8" in message and "no saturation result" in message
+    assert setup.laser.power_W == pytest.approx(expected, rel=1e-12)
+
+    panel.laser_p_sat.setText("half")
+    panel.set_laser_power_in_p_sat()
+    assert "not a number" in panel.messages["laser"].text()
