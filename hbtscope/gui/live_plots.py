@@ -27,9 +27,8 @@ class LivePanel:
         self.widget.setLabel("bottom", spec.x_label or (spec.x or "index"))
         self.widget.setLabel("left", spec.y_label or spec.y)
         self.widget.setLogMode(y=spec.log_y)
-        self.curve = self.widget.plot(
-            [], [], pen=pg.mkPen("#1f77b4", width=1), symbol="o", symbolSize=5
-        )
+        symbol = {"symbol": "o", "symbolSize": 5} if spec.points else {}
+        self.curve = self.widget.plot([], [], pen=pg.mkPen("#1f77b4", width=1), **symbol)
         self.fit_curve = self.widget.plot([], [], pen=pg.mkPen("#d62728", width=2))
         self.fit_points = self.widget.plot(
             [], [], pen=None, symbol="o", symbolSize=9, symbolPen="#ff7f0e", symbolBrush=None
@@ -38,14 +37,20 @@ class LivePanel:
 
     def draw(self, source: dict[str, np.ndarray]) -> None:
         """Redraw from the current sources (name -> array)."""
-        y = source.get(self.spec.y)
+        y = source.get(("stack:" if self.spec.stack else "") + self.spec.y)
         if y is None:
             return
-        if y.ndim == 2:
+        if self.spec.stack or y.ndim == 2:
+            if y.ndim != 2:
+                return
             if self.image is None:
                 self.image = pg.ImageItem()
                 self.widget.addItem(self.image)
             self.image.setImage(y.T, autoLevels=True)
+            x = source.get(self.spec.x) if self.spec.x else None
+            if x is not None and x.ndim == 1 and x.size == y.shape[1] and x.size > 1:
+                # x along the rows (e.g. wavelength), one row per array along y
+                self.image.setRect(float(x[0]), 0.0, float(x[-1] - x[0]), float(y.shape[0]))
             return
         x = source.get(self.spec.x) if self.spec.x else np.arange(y.size)
         if x is None or x.size != y.size:
@@ -86,12 +91,21 @@ class LivePlots(QWidget):
             layout.addWidget(panel.widget)
         self.arrays: dict[str, np.ndarray] = {}
         self.rows: list[dict[str, float]] = []
+        #: every 1-D array published under a prefix ``group/*``, in order (stacked panels)
+        self.stacks: dict[str, list[np.ndarray]] = {}
 
     def on_event(self, event: Any) -> None:
         """Feed one event of the run (GUI thread)."""
         if isinstance(event, ev.ArrayRecorded | ev.ArrayAppended):
-            self.arrays[event.name] = np.asarray(event.data)
+            data = np.asarray(event.data)
+            self.arrays[event.name] = data
+            prefix = event.name.rsplit("/", 1)[0] + "/*" if "/" in event.name else ""
+            if prefix:
+                self.arrays[prefix] = data  # the latest under the prefix
+                self.stacks.setdefault(prefix, []).append(data)
             self._redraw(event.name)
+            if prefix:
+                self._redraw(prefix)
         elif isinstance(event, ev.Emitted) and event.topic == "results":
             if isinstance(event.record, dict):
                 self.rows.append(dict(event.record))
@@ -102,6 +116,10 @@ class LivePlots(QWidget):
 
     def _sources(self) -> dict[str, np.ndarray]:
         sources = dict(self.arrays)
+        for panel in self.panels:
+            stack = self.stacks.get(panel.spec.y) if panel.spec.stack else None
+            if stack and all(a.shape == stack[0].shape and a.ndim == 1 for a in stack):
+                sources["stack:" + panel.spec.y] = np.vstack(stack)
         names = {n for p in self.panels for n in (p.spec.x, p.spec.y) if n and rows_column(n)}
         for name in names:
             col = rows_column(name)

@@ -7,7 +7,9 @@ publishes them:
 
 * ``"rows:<column>"``: a column of the ``results`` rows the procedure emits;
 * any other name: the latest array published under that name (``publish_array``), e.g.
-  ``"saturation/power_W"``. A 2-D array is drawn as an image.
+  ``"saturation/power_W"``. A 2-D array is drawn as an image. A name ending in ``/*`` is the
+  latest array published under that prefix (``"spectrum_series/spectra/*"``: the newest
+  spectrum); with ``stack=True`` all of them, one row each, drawn as an image (a drift map).
 
 ``fit(values, x)`` is a pure function of the analysis values (``AnalysisResult.values``) and
 the x of the panel; it returns the model's y, drawn over the data once the analysis is there.
@@ -38,6 +40,9 @@ class LivePlot:
     log_y: bool = False
     fit: Fit | None = None
     fit_points: tuple[str, str] | None = None
+    stack: bool = False
+    #: a symbol at each point (False: a line only, for a spectrum's 1000 pixels)
+    points: bool = True
 
 
 def rows_column(name: str) -> str | None:

@@ -82,3 +82,25 @@ def test_g2_without_a_declaration_keeps_the_generic_view(qtbot, make_window):
     window = make_window(count_rate_period_ms=60_000)
     _run(qtbot, window, "g2", {"duration_s": 0.2, "x_um": 10.0, "y_um": 10.0})
     assert window.live.declared is None and not window.live.plot.isHidden()
+
+
+def test_spectrum_series_shows_the_latest_spectrum_and_the_drift_map(
+    qtbot, make_window, screenshot_dir
+):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "n_spectra": 4, "interval_s": 1.0}
+    values |= {"integration_s": 0.5}
+    outcome = _run(qtbot, window, "spectrum_series", values)
+    spectrum, drift = window.live.declared.panels
+    with open_run(outcome.path) as run:
+        group = run["data/spectrum_series"]
+        wavelength = np.asarray(group["wavelength_nm"])
+        spectra = np.stack([group["spectra"][n][()] for n in sorted(group["spectra"])])
+    x, y = spectrum.curve.getData()
+    np.testing.assert_array_equal(x, wavelength)
+    np.testing.assert_array_equal(y, spectra[-1])  # the newest spectrum
+    assert spectra[-1].max() > 0
+    # the drift map: every spectrum, one row each, along the wavelength axis
+    np.testing.assert_array_equal(drift.image.image, spectra.T)
+    assert drift.image.width() == wavelength.size and drift.image.height() == 4
+    window.live.grab().save(str(screenshot_dir / "live-spectrum_series.png"))
