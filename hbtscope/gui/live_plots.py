@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import QVBoxLayout, QWidget
 
 from hbtscope import events as ev
@@ -33,6 +34,8 @@ class LivePanel:
         self.fit_points = self.widget.plot(
             [], [], pen=None, symbol="o", symbolSize=9, symbolPen="#ff7f0e", symbolBrush=None
         )
+        dashed = pg.mkPen("#ff7f0e", width=1, style=Qt.DashLine)
+        self.band = (self.widget.plot([], [], pen=dashed), self.widget.plot([], [], pen=dashed))
         self.image: pg.ImageItem | None = None
 
     def draw(self, source: dict[str, np.ndarray]) -> None:
@@ -46,7 +49,8 @@ class LivePanel:
             if self.image is None:
                 self.image = pg.ImageItem()
                 self.widget.addItem(self.image)
-            self.image.setImage(y.T, autoLevels=True)
+            lo, hi = np.percentile(y, [1.0, 99.5])  # a few hot pixels do not set the scale
+            self.image.setImage(y.T, levels=(float(lo), float(max(hi, lo + 1e-12))))
             x = source.get(self.spec.x) if self.spec.x else None
             if x is not None and x.ndim == 1 and x.size == y.shape[1] and x.size > 1:
                 # x along the rows (e.g. wavelength), one row per array along y
@@ -67,6 +71,10 @@ class LivePanel:
             px, py = (np.asarray(values.get(k, []), dtype=np.float64) for k in self.spec.fit_points)
             if px.ndim == 1 and px.shape == py.shape:
                 self.fit_points.setData(px, py)
+                for curve, key in zip(self.band, self.spec.band or (), strict=False):
+                    edge = np.asarray(values.get(key, []), dtype=np.float64)
+                    if edge.shape == px.shape:
+                        curve.setData(px, edge)
         x, _ = self.curve.getData()
         if self.spec.fit is None or x is None or len(x) < 2:
             return

@@ -14,7 +14,9 @@ publishes them:
 ``fit(values, x)`` is a pure function of the analysis values (``AnalysisResult.values``) and
 the x of the panel; it returns the model's y, drawn over the data once the analysis is there.
 ``fit_points=(x_key, y_key)`` names two arrays of the analysis values: the points the fit used
-(after its own reduction, e.g. the maximum of repeats), drawn as open circles with the fit.
+(after its own reduction, e.g. the maximum of repeats), drawn as open circles with the fit;
+``band=(lower_key, upper_key)`` its interval, dashed. ``y=""``: a panel of analysis arrays only
+(drawn at the end of the run, e.g. a survival curve computed from the whole video).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class LivePlot:
     fit: Fit | None = None
     fit_points: tuple[str, str] | None = None
     stack: bool = False
+    #: two arrays of the analysis values drawn dashed around ``fit_points`` (an interval)
+    band: tuple[str, str] | None = None
     #: a symbol at each point (False: a line only, for a spectrum's 1000 pixels)
     points: bool = True
 

@@ -104,3 +104,24 @@ def test_spectrum_series_shows_the_latest_spectrum_and_the_drift_map(
     np.testing.assert_array_equal(drift.image.image, spectra.T)
     assert drift.image.width() == wavelength.size and drift.image.height() == 4
     window.live.grab().save(str(screenshot_dir / "live-spectrum_series.png"))
+
+
+def test_bleaching_video_shows_its_frames_and_the_survival_curve(
+    qtbot, make_window, screenshot_dir
+):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "interval_s": 1.0, "duration_s": 4.0}
+    values |= {"report_after_s": 2.0}
+    outcome = _run(qtbot, window, "bleaching_video", values)
+    frame, survival = window.live.declared.panels
+    with open_run(outcome.path) as run:
+        frames = np.asarray(run["data/video/frames"])
+        analysis = read_values(run["analysis/bleaching_video"])
+    assert frame.image is not None and frame.image.image.ndim == 2
+    np.testing.assert_array_equal(frame.image.image, frames[-1].T)  # the last frame
+    t, f = survival.fit_points.getData()
+    np.testing.assert_array_equal(t, analysis["times_s"])
+    np.testing.assert_array_equal(f, analysis["fraction"])
+    lo, hi = survival.band[0].getData()[1], survival.band[1].getData()[1]
+    assert np.all(lo <= f) and np.all(f <= hi)  # the interval around the curve
+    window.live.grab().save(str(screenshot_dir / "live-bleaching_video.png"))
