@@ -236,7 +236,7 @@ class LiveView(QWidget):
         values, errors = dict(result.values), dict(result.errors)
         if "error" in values:
             self.headline.setText(f"analysis: {values['error']}")
-        elif "g2_0" in values:
+        elif _is_number(values.get("g2_0")):  # one g2(0); a series (g2_power) has no headline
             err = error_of("g2_0", values, errors)
             self.headline.setText(f"g2(0) = {format_value(float(values['g2_0']), err)}")
         self.result.setPlainText("\n".join(result_lines(values, errors)))

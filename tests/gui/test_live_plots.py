@@ -125,3 +125,20 @@ def test_bleaching_video_shows_its_frames_and_the_survival_curve(
     lo, hi = survival.band[0].getData()[1], survival.band[1].getData()[1]
     assert np.all(lo <= f) and np.all(f <= hi)  # the interval around the curve
     window.live.grab().save(str(screenshot_dir / "live-bleaching_video.png"))
+
+
+def test_g2_power_shows_its_histograms_and_g2_0_against_power(qtbot, make_window, screenshot_dir):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "factors": "0.5, 1, 2", "P_sat_set_W": 2e-8}
+    values |= {"duration_s": 0.3, "equalise_counts": False}
+    outcome = _run(qtbot, window, "g2_power", values)
+    histograms, g2_0 = window.live.declared.panels
+    with open_run(outcome.path) as run:
+        coincidences = np.asarray(run["data/g2_power/coincidences"])
+        analysis = read_values(run["analysis/g2_power"])
+    assert coincidences.shape[0] == 3
+    np.testing.assert_array_equal(histograms.image.image, coincidences.T)
+    x, g = g2_0.fit_points.getData()
+    np.testing.assert_array_equal(x, analysis["power_over_P_sat"])
+    np.testing.assert_array_equal(g, analysis["g2_0"])
+    window.live.grab().save(str(screenshot_dir / "live-g2_power.png"))
