@@ -18,6 +18,14 @@ from hbtscope import events as ev
 from hbtscope.procedures.live_plots import LivePlot, rows_column
 
 
+def histogram_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of ``values`` in about sqrt(n) bins (5 to 50)."""
+    values = np.asarray(values, dtype=np.float64)
+    bins = int(min(50, max(5, round(np.sqrt(max(values.size, 1))))))
+    counts, edges = np.histogram(values, bins=bins)
+    return counts.astype(np.float64), edges
+
+
 class LivePanel:
     """One declared plot: a data curve (or image) and a fit curve."""
 
@@ -55,6 +63,10 @@ class LivePanel:
             if x is not None and x.ndim == 1 and x.size == y.shape[1] and x.size > 1:
                 # x along the rows (e.g. wavelength), one row per array along y
                 self.image.setRect(float(x[0]), 0.0, float(x[-1] - x[0]), float(y.shape[0]))
+            return
+        if self.spec.histogram:
+            counts, edges = histogram_of(y)
+            self.curve.setData(edges, counts, stepMode="center", symbol=None)
             return
         x = source.get(self.spec.x) if self.spec.x else np.arange(y.size)
         if x is None or x.size != y.size:

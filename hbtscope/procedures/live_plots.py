@@ -45,6 +45,8 @@ class LivePlot:
     stack: bool = False
     #: two arrays of the analysis values drawn dashed around ``fit_points`` (an interval)
     band: tuple[str, str] | None = None
+    #: the histogram of the y values (an intensity histogram) instead of y against x
+    histogram: bool = False
     #: a symbol at each point (False: a line only, for a spectrum's 1000 pixels)
     points: bool = True
 

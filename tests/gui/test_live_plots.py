@@ -6,6 +6,7 @@ model; a polarisation run its Malus curve; a measurement without a declaration t
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PyQt5.QtCore import Qt
 
 from hbtscope.analysis import saturation_model
@@ -142,3 +143,21 @@ def test_g2_power_shows_its_histograms_and_g2_0_against_power(qtbot, make_window
     np.testing.assert_array_equal(x, analysis["power_over_P_sat"])
     np.testing.assert_array_equal(g, analysis["g2_0"])
     window.live.grab().save(str(screenshot_dir / "live-g2_power.png"))
+
+
+def test_tttr_trace_shows_its_intensity_trace_and_histogram(qtbot, make_window, screenshot_dir):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "duration_s": 1.0, "readout_s": 0.1}
+    _run(qtbot, window, "tttr_trace", values)
+    trace, histogram = window.live.declared.panels
+    rows = window.live.declared.rows
+    t, rate = trace.curve.getData()
+    assert len(t) == len(rows) >= 5 and np.all(np.diff(t) > 0)
+    # every photon of both SPADs in exactly one read-out: sum(rate * dt) = the total counts
+    dt = np.diff(np.concatenate([[0.0], t]))
+    total = rows[-1]["counts_a"] + rows[-1]["counts_b"]
+    assert np.sum(rate * dt) == pytest.approx(total, rel=1e-9)
+    assert total > 0
+    edges, counts = histogram.curve.getData()
+    assert counts.sum() == len(rows)  # one entry per read-out
+    window.live.grab().save(str(screenshot_dir / "live-tttr_trace.png"))
