@@ -227,9 +227,10 @@ class InstrumentPanel(QDockWidget):
         grid.addWidget(self.laser_emitter, 3, 1, 1, 2)
         grid.addWidget(self.laser_p_sat, 4, 1)
         grid.addWidget(set_p_sat, 4, 2)
-        grid.addWidget(self.laser_p_sat_W, 4, 0)
+        grid.addWidget(QLabel("× P_sat"), 4, 0)
+        grid.addWidget(self.laser_p_sat_W, 5, 1, 1, 2)
         self.messages["laser"] = _message_label("laser-message")
-        grid.addWidget(self.messages["laser"], 5, 0, 1, 3)
+        grid.addWidget(self.messages["laser"], 6, 0, 1, 3)
         return box
 
     def _stage_group(self) -> QGroupBox:
@@ -343,7 +344,7 @@ class InstrumentPanel(QDockWidget):
             return set_power_in_p_sat(laser, book, emitter, factor)
 
         def show(power_W: float) -> None:
-            self.laser_p_sat_W.setText(f"= {power_W:.4g} W")
+            self.laser_p_sat_W.setText(f"= {power_W:.4g} W set")
 
         self._call("laser", write, then=show)
 

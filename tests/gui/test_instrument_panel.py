@@ -167,7 +167,9 @@ def test_flip_mirror_positions(qtbot, make_window, setup):
     assert setup.flip_mirror.position == other == panel.flip_mirror.currentText()
 
 
-def test_power_as_a_multiple_of_an_emitters_p_sat(qtbot, make_window, setup, data_dir):
+def test_power_as_a_multiple_of_an_emitters_p_sat(
+    qtbot, make_window, setup, data_dir, screenshot_dir
+):
     from hbtscope.storage.emitter_book import EmitterBook
 
     book = EmitterBook(data_dir)
@@ -193,7 +195,8 @@ def test_power_as_a_multiple_of_an_emitters_p_sat(qtbot, make_window, setup, dat
     expected = 1e-8 * 2 ** (1 / 1.25)
     assert setup.laser.power_W == pytest.approx(expected, rel=1e-12)
     assert panel.messages["laser"].text() == ""
-    assert panel.laser_p_sat_W.text() == f"= {expected:.4g} W"
+    assert panel.laser_p_sat_W.text() == f"= {expected:.4g} W set"
+    panel.widget().grab().save(str(screenshot_dir / "instruments-p-sat.png"))
 
     # beyond max_power_W: refused with the W it would be, the power unchanged
     factor = 2 * (setup.laser.max_power_W / 1e-8) ** 1.25
