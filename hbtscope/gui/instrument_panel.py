@@ -36,8 +36,7 @@ from PyQt5.QtWidgets import (
 
 from hbtscope.gui.device_worker import BUSY, DeviceWorker
 from hbtscope.gui.live_count_rate import CountRates
-from hbtscope.procedures.saturation import power_at_p_sat
-from hbtscope.storage.emitter_book import EmitterBook, EmitterBookError
+from hbtscope.gui.power_in_p_sat import EmitterChoice, set_power_in_p_sat
 from hbtscope.storage.reading import is_photon_name
 from hbtscope.units import PS_PER_S
 
@@ -118,10 +117,10 @@ class InstrumentPanel(QDockWidget):
         super().__init__("Instruments", parent)
         self.setObjectName("dock-instruments")
         self.setup = setup
-        #: the emitter book of the data directory (P_sat of each emitter: "k x P_sat")
-        self.book = EmitterBook(data_dir if data_dir is not None else setup.data_dir)
         self.worker = worker
         self.window_s = window_s
+        #: where the emitter book is (``<data_dir>/emitters/``): the run files' directory
+        self.data_dir = data_dir if data_dir is not None else setup.data_dir
         self.state: dict[str, Any] = {}
         self.messages: dict[str, QLabel] = {}
         roles = setup.instruments
@@ -215,23 +214,25 @@ class InstrumentPanel(QDockWidget):
         grid.addWidget(QLabel("rep. rate [Hz]"), 2, 0)
         grid.addWidget(self.laser_rate, 2, 1)
         grid.addWidget(set_rate, 2, 2)
-        # "k x P_sat" of an emitter whose saturation sweep is in the emitter book
-        self.p_sat_emitter = QComboBox()
-        self.p_sat_emitter.setObjectName("laser-p-sat-emitter")
-        self.p_sat_emitter.setToolTip(f"emitters of the emitter book ({self.book.directory})")
-        self.p_sat_factor = QLineEdit()
-        self.p_sat_factor.setObjectName("laser-p-sat-factor")
-        self.p_sat_factor.setPlaceholderText("x P_sat, e.g. 1 or 0.5")
-        self.p_sat_factor.returnPressed.connect(self.set_laser_power_in_p_sat)
-        set_p_sat = QPushButton("Set x P_sat")
+        self.laser_emitter = EmitterChoice(self.data_dir)
+        self.laser_emitter.setToolTip("emitter whose P_sat (emitter book) sets the power")
+        self.laser_p_sat = QLineEdit()
+        self.laser_p_sat.setObjectName("laser-p-sat")
+        self.laser_p_sat.setPlaceholderText("× P_sat")
+        self.laser_p_sat.returnPressed.connect(self.set_laser_power_in_p_sat)
+        set_p_sat = QPushButton("Set × P_sat")
         set_p_sat.setObjectName("laser-set-p-sat")
         set_p_sat.clicked.connect(self.set_laser_power_in_p_sat)
-        grid.addWidget(self.p_sat_emitter, 3, 0)
-        grid.addWidget(self.p_sat_factor, 3, 1)
-        grid.addWidget(set_p_sat, 3, 2)
+        self.laser_p_sat_W = QLabel("")
+        self.laser_p_sat_W.setObjectName("laser-p-sat-W")
+        grid.addWidget(QLabel("emitter"), 3, 0)
+        grid.addWidget(self.laser_emitter, 3, 1, 1, 2)
+        grid.addWidget(self.laser_p_sat, 4, 1)
+        grid.addWidget(set_p_sat, 4, 2)
+        grid.addWidget(QLabel("× P_sat"), 4, 0)
+        grid.addWidget(self.laser_p_sat_W, 5, 1, 1, 2)
         self.messages["laser"] = _message_label("laser-message")
-        grid.addWidget(self.messages["laser"], 4, 0, 1, 3)
-        self.refresh_emitters()
+        grid.addWidget(self.messages["laser"], 6, 0, 1, 3)
         return box
 
     def _stage_group(self) -> QGroupBox:
@@ -332,63 +333,24 @@ class InstrumentPanel(QDockWidget):
 
         self._call("laser", write)
 
-    def refresh_emitters(self) -> None:
-        """The emitter choice: the book's emitters with a saturation result (kept selected)."""
-        current = self.p_sat_emitter.currentText()
-        try:
-            names = [
-                n
-                for n in self.book.names()
-                if (r := self.book.get(n)) is not None and "saturation" in r.results
-            ]
-        except (OSError, EmitterBookError):
-            names = []
-        if names != [self.p_sat_emitter.itemText(i) for i in range(self.p_sat_emitter.count())]:
-            self.p_sat_emitter.clear()
-            self.p_sat_emitter.addItems(names)
-            if current in names:
-                self.p_sat_emitter.setCurrentText(current)
-
     def set_laser_power_in_p_sat(self) -> None:
-        """Laser power = k x P_sat of the chosen emitter (its saturation sweep in the emitter
-        book, the sweep's laser power law; :func:`~hbtscope.procedures.saturation.power_at_p_sat`),
-        refused in place beyond ``max_power_W`` or without a saturation result."""
+        """The power as a multiple of the chosen emitter's P_sat; the W it gives is shown."""
         laser = self.setup.laser
-        self.refresh_emitters()
-        emitter = self.p_sat_emitter.currentText()
-        if not emitter:
-            self.messages["laser"].setText(
-                f"no emitter with a saturation result in {self.book.directory}: run a "
-                "saturation sweep with an emitter name first"
-            )
-            return
+        self.laser_p_sat_W.setText("")
         try:
-            factor = parse_number(self.p_sat_factor.text(), "x P_sat", "a number > 0")
-            if not factor > 0:
-                raise ValueError(f"x P_sat must be > 0, got {factor:g}")
+            factor = parse_number(self.laser_p_sat.text(), "× P_sat", "a number ≥ 0")
         except ValueError as exc:
             self.messages["laser"].setText(str(exc))
             return
-        book, max_W = self.book, float(laser.max_power_W)
+        book, emitter = self.laser_emitter.book, self.laser_emitter.currentText()
 
-        def write() -> Any:
-            resolved = power_at_p_sat(book, emitter, factor, float(laser.rep_rate_Hz))
-            if resolved.set_point_W > max_W:
-                raise ValueError(
-                    f"{factor:g} x P_sat of {emitter} needs {resolved.set_point_W:.3g} W, above "
-                    f"the laser's max_power_W = {max_W:g} W"
-                )
-            laser.power_W = resolved.set_point_W
-            return resolved
+        def write() -> float:
+            return set_power_in_p_sat(laser, book, emitter, factor)
 
-        def show(resolved: Any) -> None:
-            self.laser_power.setText(f"{resolved.set_point_W:.4g}")
-            self.messages["laser"].setText(
-                f"{factor:g} x P_sat of {emitter} (P_sat = {resolved.P_sat_W:.3g} W): "
-                f"set point {resolved.set_point_W:.4g} W"
-            )
+        def show(power_W: float) -> None:
+            self.laser_p_sat_W.setText(f"= {power_W:.4g} W set")
 
-        self._call("laser", write, then=show, keep_message=True)
+        self._call("laser", write, then=show)
 
     def set_laser_rep_rate(self) -> None:
         laser = self.setup.laser
@@ -506,6 +468,6 @@ class InstrumentPanel(QDockWidget):
         """A measurement owns the instruments: controls off, trace paused; back after."""
         self.controls.setEnabled(not active)
         if not active:
-            if hasattr(self, "p_sat_emitter"):
-                self.refresh_emitters()  # a saturation sweep may have just finished
+            if hasattr(self, "laser_emitter"):
+                self.laser_emitter.reload()  # a saturation sweep may have just finished
             self.refresh()

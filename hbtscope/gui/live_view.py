@@ -33,6 +33,7 @@ from PyQt5.QtWidgets import (
 )
 
 from hbtscope import events as ev
+from hbtscope.gui.live_plots import LivePlots
 
 #: units that make a 1-D array the x axis of the other arrays of its group
 AXIS_UNITS = {"ps", "ns", "s", "um", "nm", "W", "deg", "Hz"}
@@ -119,6 +120,8 @@ class LiveView(QWidget):
         self.arrays: dict[str, tuple[np.ndarray, str | None]] = {}
         self.analysis: ev.AnalysisResult | None = None
         self.status = ""
+        #: the measurement's declared panels (``Measurement.live_plots``) of the current run
+        self.declared: LivePlots | None = None
 
     # --- events -------------------------------------------------------------------------
 
@@ -126,7 +129,9 @@ class LiveView(QWidget):
         """Draw one event of the run (GUI thread)."""
         if isinstance(event, ev.RunStarted):
             self.reset(event.procedure)
-        elif isinstance(event, ev.Progress):
+        if self.declared is not None:  # the measurement's own panels, then the generic view
+            self.declared.on_event(event)
+        if isinstance(event, ev.Progress):
             self.progress.setValue(int(round(10 * event.percent)))
         elif isinstance(event, ev.ArrayRecorded | ev.ArrayAppended):
             self.show_array(event.name, np.asarray(event.data), event.units)
@@ -156,18 +161,34 @@ class LiveView(QWidget):
         self.rows = []
         self._rows_drawn_at = -float("inf")
         self.results_curve.setData([], [])
+        self._declare(procedure)
+
+    def _declare(self, procedure: str) -> None:
+        """Show the measurement's declared panels instead of the generic curves (if any)."""
+        if self.declared is not None:
+            self.declared.setParent(None)
+            self.declared.deleteLater()
+            self.declared = None
+        from hbtscope.procedures.registry import all_measurements
+
+        measurement = all_measurements().get(procedure)
+        specs = tuple(getattr(measurement, "live_plots", ()) or ())
+        if specs:
+            self.declared = LivePlots(specs)
+            self.splitter.insertWidget(0, self.declared)
+            self._share_height()
 
     def show_array(self, name: str, data: np.ndarray, units: str | None) -> None:
         self.arrays[name] = (data, units)
         if data.ndim == 3 and data.shape[0] <= MAX_CHANNELS:
             data = data.sum(axis=0)
         if data.ndim == 2:
-            if self.image_view.isHidden():
+            if self.image_view.isHidden() and self.declared is None:
                 self.image_view.show()
                 self._share_height()
             self.image_view.setImage(data.T, autoLevels=True)
         elif data.ndim == 1 and (units or "") not in AXIS_UNITS:
-            if self.plot.isHidden():
+            if self.plot.isHidden() and self.declared is None:
                 self.plot.show()
                 self._share_height()
             x, x_label = self._axis_for(name, data.size)
@@ -177,9 +198,14 @@ class LiveView(QWidget):
 
     def _share_height(self) -> None:
         """Share the height among the views shown: plots and image 3 parts, results 1."""
-        weights = [0 if w.isHidden() else (1 if w is self.result else 3) for w in self._views()]
+        weights = [self._weight(w) for w in self._views()]
         total = max(1, sum(self.splitter.sizes()))
         self.splitter.setSizes([int(total * w / max(1, sum(weights))) for w in weights])
+
+    def _weight(self, view: QWidget) -> int:
+        if view.isHidden():
+            return 0
+        return 1 if view is self.result else (6 if view is self.declared else 3)
 
     def _views(self) -> list[QWidget]:
         return [self.splitter.widget(i) for i in range(self.splitter.count())]
@@ -205,7 +231,7 @@ class LiveView(QWidget):
         keys = list(self.rows[-1])
         x_key, y_key = keys[0], keys[-1]
         rows = [r for r in self.rows if x_key in r and y_key in r]
-        if self.results_plot.isHidden():
+        if self.results_plot.isHidden() and self.declared is None:
             self.results_plot.show()
             self._share_height()
         symbol = "o" if len(rows) <= MAX_ROW_SYMBOLS else None
@@ -231,7 +257,7 @@ class LiveView(QWidget):
         values, errors = dict(result.values), dict(result.errors)
         if "error" in values:
             self.headline.setText(f"analysis: {values['error']}")
-        elif "g2_0" in values:
+        elif _is_number(values.get("g2_0")):  # one g2(0); a series (g2_power) has no headline
             err = error_of("g2_0", values, errors)
             self.headline.setText(f"g2(0) = {format_value(float(values['g2_0']), err)}")
         self.result.setPlainText("\n".join(result_lines(values, errors)))

@@ -57,6 +57,9 @@ class Measurement:
     #: run file as dicts with ``x_um``, ``y_um`` (``z_um``, ``brightness_cps``, ``snr``);
     #: the queue's ``foreach_emitter`` blocks run over them
     emitters: Callable[[Any], list[dict[str, float]]] | None = None
+    #: the panels of its live view (:class:`~hbtscope.procedures.live_plots.LivePlot`);
+    #: empty: the dashboard's generic view
+    live_plots: tuple[Any, ...] = ()
 
     def describe(self) -> str:
         text = self.doc or (self.procedure.__doc__ if self.procedure else "") or ""

@@ -51,6 +51,7 @@ from hbtscope import events as ev
 from hbtscope.analysis.bleaching import DriftFollower, time_to_fraction
 from hbtscope.analysis.images import count_surviving, find_emitters, survival_curve
 from hbtscope.procedures.base import AnalysisOutput, HbtProcedure, Measurement
+from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.storage import layout as L
 from hbtscope.storage.runfile import read_parameters, read_values
 from hbtscope.units import PS_PER_S
@@ -553,7 +554,19 @@ def compare_figure(runs: Iterable[Any], path: Path) -> Path | None:
     return Path(path)
 
 
-MEASUREMENT = Measurement(NAME, BleachingVideo, analyse, figure)
+LIVE_PLOTS = (
+    LivePlot("latest frame", y=FRAMES, x_label="x [px]", y_label="y [px]"),
+    LivePlot(
+        "survival curve (68 % interval, at the end)",
+        y="",
+        x_label="time [s]",
+        y_label="fraction surviving",
+        fit_points=("times_s", "fraction"),
+        band=("fraction_lower", "fraction_upper"),
+    ),
+)
+
+MEASUREMENT = Measurement(NAME, BleachingVideo, analyse, figure, live_plots=LIVE_PLOTS)
 
 __all__ = [
     "BleachingVideo",

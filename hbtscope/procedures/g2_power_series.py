@@ -50,6 +50,7 @@ from hbtscope.analysis.g2 import NORM_DELAY_PS, NORM_HALFWIDTH_PS
 from hbtscope.procedures._tag_stream import PairTotals, acquire_pair
 from hbtscope.procedures.base import AbortRequested, AnalysisOutput, HbtProcedure, Measurement
 from hbtscope.procedures.g2 import analyse_g2_histogram
+from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.procedures.saturation import power_at_p_sat
 from hbtscope.storage import layout as L
 from hbtscope.storage.emitter_book import EmitterBookError, check_name
@@ -498,4 +499,22 @@ def figure(run: h5py.File, path: Path) -> Path | None:
     return path
 
 
-MEASUREMENT = Measurement("g2_power", G2PowerSeries, analyse, figure)
+LIVE_PLOTS = (
+    LivePlot(
+        "g2 histogram per power (one row each)",
+        y="g2_power/coincidences",
+        x="g2_power/lag_ps",
+        x_label="delay [ps]",
+        y_label="power step",
+    ),
+    LivePlot(
+        "g2(0) against power (68 % interval, at the end)",
+        y="",
+        x_label="P / P_sat",
+        y_label="g2(0)",
+        fit_points=("power_over_P_sat", "g2_0"),
+        band=("g2_0_ci_low", "g2_0_ci_high"),
+    ),
+)
+
+MEASUREMENT = Measurement("g2_power", G2PowerSeries, analyse, figure, live_plots=LIVE_PLOTS)

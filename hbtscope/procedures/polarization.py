@@ -44,6 +44,7 @@ from hbtscope import events as ev
 from hbtscope.analysis.polarisation import malus_fit, malus_model
 from hbtscope.instruments.base import LimitError
 from hbtscope.procedures.base import AnalysisOutput, HbtProcedure, Measurement
+from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.storage import layout as L
 from hbtscope.storage.runfile import read_parameters, read_values
 from hbtscope.units import PS_PER_S
@@ -326,4 +327,22 @@ def figure(run: h5py.File, path: Path) -> Path | None:
     return Path(path)
 
 
-MEASUREMENT = Measurement(NAME, Polarization, analyse, figure)
+def malus_curve(values, angle_deg: np.ndarray) -> np.ndarray:
+    """The fitted I_min + (I_max - I_min) cos^2(theta - theta0) (live view; counts per dwell,
+    background subtracted)."""
+    return malus_model(angle_deg, values["I_min"], values["I_max"], values["theta0_deg"])
+
+
+LIVE_PLOTS = (
+    LivePlot(
+        "Malus curve (circles, red: background subtracted, fit)",
+        y="rows:counts",
+        x="rows:angle_deg",
+        x_label="analyser angle [deg]",
+        y_label="counts per angle",
+        fit=malus_curve,
+        fit_points=("angle_deg", "signal"),
+    ),
+)
+
+MEASUREMENT = Measurement(NAME, Polarization, analyse, figure, live_plots=LIVE_PLOTS)

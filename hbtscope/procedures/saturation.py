@@ -59,6 +59,7 @@ from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParame
 
 from hbtscope.analysis import saturation_fit, saturation_model
 from hbtscope.procedures.base import AnalysisOutput, HbtProcedure, Measurement
+from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.storage import layout as L
 from hbtscope.storage.emitter_book import EmitterBookError, check_name
 from hbtscope.storage.reading import read_calibrations
@@ -550,7 +551,24 @@ def figure(run: h5py.File, path: Path) -> Path | None:
     return path
 
 
-MEASUREMENT = Measurement("saturation", SaturationSweep, analyse, figure)
+def fit_curve(values, power_W: np.ndarray) -> np.ndarray:
+    """The fitted P = A (1 - exp(-I/I_sat)) + B I at the live panel's powers (live view)."""
+    return saturation_model(power_W, values["A"], values["P_sat_W"], values["B"])
+
+
+LIVE_PLOTS = (
+    LivePlot(
+        "saturation curve",
+        y="rows:rate_cps",
+        x="rows:power_W",
+        x_label="power [W]",
+        y_label="rate [counts/s]",
+        fit=fit_curve,
+        fit_points=("fit_power_W", "fit_rate_cps"),
+    ),
+)
+
+MEASUREMENT = Measurement("saturation", SaturationSweep, analyse, figure, live_plots=LIVE_PLOTS)
 
 
 # ------------------------------------------------------------------ "at k x P_sat" for later runs

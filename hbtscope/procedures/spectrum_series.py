@@ -30,6 +30,7 @@ from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParame
 
 from hbtscope.analysis import spectrum_series
 from hbtscope.procedures.base import AnalysisOutput, HbtProcedure, Measurement
+from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.storage import layout as L
 from hbtscope.storage.reading import RunFileError
 from hbtscope.storage.runfile import read_values
@@ -303,4 +304,23 @@ def figure(run: h5py.File, path: Path) -> Path | None:
     return path
 
 
-MEASUREMENT = Measurement(GROUP, SpectrumSeries, analyse, figure)
+LIVE_PLOTS = (
+    LivePlot(
+        "latest spectrum",
+        y=f"{GROUP}/spectra/*",
+        x=f"{GROUP}/wavelength_nm",
+        x_label="wavelength [nm]",
+        y_label="counts",
+        points=False,
+    ),
+    LivePlot(
+        "drift map (one row per spectrum)",
+        y=f"{GROUP}/spectra/*",
+        x=f"{GROUP}/wavelength_nm",
+        x_label="wavelength [nm]",
+        y_label="spectrum",
+        stack=True,
+    ),
+)
+
+MEASUREMENT = Measurement(GROUP, SpectrumSeries, analyse, figure, live_plots=LIVE_PLOTS)

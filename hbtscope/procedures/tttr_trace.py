@@ -57,6 +57,7 @@ from hbtscope.analysis.divided_sync import (
     sync_period_ps,
 )
 from hbtscope.procedures.base import AbortRequested, AnalysisOutput, HbtProcedure, Measurement
+from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.storage import layout as L
 from hbtscope.storage.reading import RunFileError, channel_map, read_tags, spad_channels
 from hbtscope.storage.runfile import read_parameters, read_values
@@ -195,9 +196,13 @@ class TTTRTrace(HbtProcedure):
                     self.publish_tags(ts, ch)
                 for key, c in (("counts_a", ch_a), ("counts_b", ch_b), ("syncs", sync)):
                     counts[key] += int(np.count_nonzero(ch == c))
-                elapsed += (buf.tGetData - buf.tStart) / PS_PER_S
+                dt = (buf.tGetData - buf.tStart) / PS_PER_S
+                elapsed += dt
                 self.progress(100.0 * elapsed / self.duration_s)
-                self.emit("results", {"elapsed_s": elapsed, **counts})
+                # the intensity trace of the live view: both SPADs over this read-out
+                n = int(np.count_nonzero((ch == ch_a) | (ch == ch_b)))
+                rate = n / dt if dt > 0 else 0.0
+                self.emit("results", {"elapsed_s": elapsed, **counts, "rate_cps": rate})
                 if not running:
                     break
                 if sum(counts.values()) >= self.MAX_TAGS:  # brighter than max_rate_cps said
@@ -712,4 +717,21 @@ def plot_tttr_trace(values: dict, path: Path, *, title: str = "") -> Path:
     return path
 
 
-MEASUREMENT = Measurement("tttr_trace", TTTRTrace, analyse, figure)
+LIVE_PLOTS = (
+    LivePlot(
+        "intensity trace (both SPADs, per read-out)",
+        y="rows:rate_cps",
+        x="rows:elapsed_s",
+        x_label="time [s]",
+        y_label="rate [counts/s]",
+    ),
+    LivePlot(
+        "intensity histogram",
+        y="rows:rate_cps",
+        x_label="rate [counts/s]",
+        y_label="read-outs",
+        histogram=True,
+    ),
+)
+
+MEASUREMENT = Measurement("tttr_trace", TTTRTrace, analyse, figure, live_plots=LIVE_PLOTS)

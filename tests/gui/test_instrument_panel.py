@@ -5,6 +5,7 @@ trace follows the light, and a running measurement keeps the instruments to itse
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PyQt5.QtCore import Qt
 
 from hbtscope.gui.device_worker import BUSY
@@ -177,9 +178,10 @@ def test_laser_power_as_a_multiple_of_an_emitters_p_sat(qtbot, make_window, setu
     window = make_window(count_rate_period_ms=60_000)
     panel = window.instruments
     settle(qtbot, panel)
-    panel.p_sat_factor.setText("1")
+    panel.laser_p_sat.setText("1")
     panel.set_laser_power_in_p_sat()
-    assert "no emitter with a saturation result" in panel.messages["laser"].text()
+    settle(qtbot, panel)
+    assert "has none yet" in panel.messages["laser"].text()
 
     sweep = SaturationSweep(
         emitter="E1",
@@ -196,22 +198,23 @@ def test_laser_power_as_a_multiple_of_an_emitters_p_sat(qtbot, make_window, setu
     assert outcome.status == "finished"
     book = EmitterBook(data_dir)
     rep = setup.laser.rep_rate_Hz
-    panel.refresh_emitters()
-    assert panel.p_sat_emitter.currentText() == "E1"
+    panel.laser_emitter.reload()
+    assert panel.laser_emitter.currentText() == "E1"
 
     set_points = {}
     for k in (1.0, 2.0):
-        panel.p_sat_factor.setText(str(k))
+        panel.laser_p_sat.setText(str(k))
         panel.set_laser_power_in_p_sat()
         settle(qtbot, panel)
-        assert panel.messages["laser"].text().startswith(f"{k:g} x P_sat of E1")
+        assert panel.messages["laser"].text() == ""
         set_points[k] = setup.laser.power_W
         expected = power_at_p_sat(book, "E1", k, rep).set_point_W
         assert set_points[k] == expected
+        assert panel.laser_p_sat_W.text() == f"= {expected:.4g} W set"
     assert set_points[2.0] > set_points[1.0] > 0
 
     too_many = 1.5 * setup.laser.max_power_W / set_points[1.0]
-    panel.p_sat_factor.setText(f"{too_many**1.5:.6g}")  # beyond max for a power-law exponent <= 1.5
+    panel.laser_p_sat.setText(f"{too_many**1.5:.6g}")  # beyond max for a power-law exponent <= 1.5
     panel.set_laser_power_in_p_sat()
     settle(qtbot, panel)
     assert "max_power_W" in panel.messages["laser"].text()
@@ -249,3 +252,57 @@ def test_the_count_rate_trace_goes_on_from_the_runs_tags(qtbot, make_window, dat
         counted = sum(c.rates[name] * c.span_s for c in sent)
         assert 0.8 * g2[key] <= counted <= g2[key] + 0.5, (name, counted, g2[key])
     assert "from the run's tags" in panel.rate_label.text()
+
+
+def test_power_as_a_multiple_of_an_emitters_p_sat(
+    qtbot, make_window, setup, data_dir, screenshot_dir
+):
+    from hbtscope.storage.emitter_book import EmitterBook
+
+    book = EmitterBook(data_dir)
+    rep = float(setup.laser.rep_rate_Hz)
+    # a sweep with the laser power law P_meas = c P_set^gamma (gamma = 1.25): the set point of
+    # f x P_sat is P_sat_set f^(1/gamma)
+    book.remember(
+        "qd7",
+        "saturation",
+        {"P_sat_W": 2e-8, "P_sat_set_W": 1e-8, "laser_power_exponent": 1.25, "rep_rate_Hz": rep},
+        {"P_sat_W": 1e-9},
+    )
+    book.remember("qd8", "g2", {"g2_0": 0.1})  # no saturation result
+    panel = make_window(count_rate_period_ms=60_000).instruments
+    settle(qtbot, panel)
+    choice = panel.laser_emitter
+    assert [choice.itemText(i) for i in range(choice.count())] == ["qd7", "qd8"]
+
+    choice.setCurrentText("qd7")
+    panel.laser_p_sat.setText("2")
+    qtbot.keyClick(panel.laser_p_sat, Qt.Key_Return)
+    settle(qtbot, panel)
+    expected = 1e-8 * 2 ** (1 / 1.25)
+    assert setup.laser.power_W == pytest.approx(expected, rel=1e-12)
+    assert panel.messages["laser"].text() == ""
+    assert panel.laser_p_sat_W.text() == f"= {expected:.4g} W set"
+    panel.widget().grab().save(str(screenshot_dir / "instruments-p-sat.png"))
+
+    # beyond max_power_W: refused with the W it would be, the power unchanged
+    factor = 2 * (setup.laser.max_power_W / 1e-8) ** 1.25
+    panel.laser_p_sat.setText(repr(factor))
+    panel.set_laser_power_in_p_sat()
+    settle(qtbot, panel)
+    assert "max_power_W" in panel.messages["laser"].text()
+    assert setup.laser.power_W == pytest.approx(expected, rel=1e-12)
+    assert panel.laser_p_sat_W.text() == ""
+
+    # an emitter without a saturation result: refused, named
+    choice.setCurrentText("qd8")
+    panel.laser_p_sat.setText("1")
+    panel.set_laser_power_in_p_sat()
+    settle(qtbot, panel)
+    message = panel.messages["laser"].text()
+    assert "qd8" in message and "no saturation result" in message
+    assert setup.laser.power_W == pytest.approx(expected, rel=1e-12)
+
+    panel.laser_p_sat.setText("half")
+    panel.set_laser_power_in_p_sat()
+    assert "not a number" in panel.messages["laser"].text()

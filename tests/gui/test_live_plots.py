@@ -1,0 +1,163 @@
+"""The live panels a measurement declares (``Measurement.live_plots``): a saturation sweep run
+from the dock shows its saturation curve with the run's points and, at the end, the fitted
+model; a polarisation run its Malus curve; a measurement without a declaration the generic view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt5.QtCore import Qt
+
+from hbtscope.analysis import saturation_model
+from hbtscope.analysis.polarisation import malus_model
+from hbtscope.procedures.registry import all_measurements
+from hbtscope.storage import open_run, read_values
+
+RUN_TIMEOUT_MS = 90_000
+
+
+def _run(qtbot, window, name: str, values: dict) -> object:
+    dock = window.measurement_dock
+    dock.select(name)
+    form = dock.form(name)
+    for key, value in values.items():
+        form.set_value(key, value)
+    qtbot.mouseClick(dock.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: dock.thread is None, timeout=RUN_TIMEOUT_MS)
+    assert dock.last_outcome.status == "finished", dock.last_outcome.error
+    return dock.last_outcome
+
+
+def test_saturation_shows_its_curve_and_the_fitted_model(qtbot, make_window, screenshot_dir):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "n_powers": 6, "repeats": 1}
+    values |= {"acquisition_s": 0.2, "background_s": 0.2, "measure_power": False}
+    outcome = _run(qtbot, window, "saturation", values)
+    live = window.live
+    assert live.declared is not None and live.plot.isHidden() and live.results_plot.isHidden()
+    (panel,) = live.declared.panels
+    x, y = panel.curve.getData()
+    with open_run(outcome.path) as run:
+        power = np.asarray(run["data/saturation/power_W"])
+        analysis = read_values(run["analysis/saturation"])
+    # the points are the run's measured powers (one row per power, as they came)
+    np.testing.assert_allclose(np.sort(x), np.sort(power))
+    assert len(y) == 6 and np.all(y > 0)
+    # the fit: the saturation model at the run's fitted A, P_sat, B over the measured range
+    fx, fy = panel.fit_curve.getData()
+    assert fx[0] == x.min() and fx[-1] == x.max()
+    np.testing.assert_allclose(
+        fy, saturation_model(fx, analysis["A"], analysis["P_sat_W"], analysis["B"]), rtol=1e-12
+    )
+    px, py = panel.fit_points.getData()  # the points the fit used, from the analysis
+    np.testing.assert_array_equal(px, analysis["fit_power_W"])
+    np.testing.assert_array_equal(py, analysis["fit_rate_cps"])
+    qtbot.wait(50)
+    window.live.grab().save(str(screenshot_dir / "live-saturation.png"))
+
+
+def test_polarization_shows_its_malus_curve(qtbot, make_window, screenshot_dir):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "n_angles": 8, "passes": 1}
+    values |= {"dwell_s": 0.05, "background_s": 0.05}
+    outcome = _run(qtbot, window, "polarization", values)
+    (panel,) = window.live.declared.panels
+    x, y = panel.curve.getData()
+    assert len(x) == 8 and np.all(np.diff(x) > 0)  # one point per analyser angle
+    assert np.all(y >= 0) and y.max() > y.min()  # the demo emitter is polarised
+    with open_run(outcome.path) as run:
+        analysis = read_values(run["analysis/polarization"])
+    np.testing.assert_array_equal(x, analysis["angle_deg"])
+    np.testing.assert_array_equal(y, analysis["counts"])
+    fx, fy = panel.fit_curve.getData()
+    model = malus_model(fx, analysis["I_min"], analysis["I_max"], analysis["theta0_deg"])
+    np.testing.assert_allclose(fy, model, rtol=1e-12)
+    px, py = panel.fit_points.getData()
+    np.testing.assert_array_equal(py, analysis["signal"])
+    assert "polarization" in all_measurements()
+    window.live.grab().save(str(screenshot_dir / "live-polarization.png"))
+
+
+def test_g2_without_a_declaration_keeps_the_generic_view(qtbot, make_window):
+    window = make_window(count_rate_period_ms=60_000)
+    _run(qtbot, window, "g2", {"duration_s": 0.2, "x_um": 10.0, "y_um": 10.0})
+    assert window.live.declared is None and not window.live.plot.isHidden()
+
+
+def test_spectrum_series_shows_the_latest_spectrum_and_the_drift_map(
+    qtbot, make_window, screenshot_dir
+):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "n_spectra": 4, "interval_s": 1.0}
+    values |= {"integration_s": 0.5}
+    outcome = _run(qtbot, window, "spectrum_series", values)
+    spectrum, drift = window.live.declared.panels
+    with open_run(outcome.path) as run:
+        group = run["data/spectrum_series"]
+        wavelength = np.asarray(group["wavelength_nm"])
+        spectra = np.stack([group["spectra"][n][()] for n in sorted(group["spectra"])])
+    x, y = spectrum.curve.getData()
+    np.testing.assert_array_equal(x, wavelength)
+    np.testing.assert_array_equal(y, spectra[-1])  # the newest spectrum
+    assert spectra[-1].max() > 0
+    # the drift map: every spectrum, one row each, along the wavelength axis
+    np.testing.assert_array_equal(drift.image.image, spectra.T)
+    assert drift.image.width() == wavelength.size and drift.image.height() == 4
+    window.live.grab().save(str(screenshot_dir / "live-spectrum_series.png"))
+
+
+def test_bleaching_video_shows_its_frames_and_the_survival_curve(
+    qtbot, make_window, screenshot_dir
+):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "interval_s": 1.0, "duration_s": 4.0}
+    values |= {"report_after_s": 2.0}
+    outcome = _run(qtbot, window, "bleaching_video", values)
+    frame, survival = window.live.declared.panels
+    with open_run(outcome.path) as run:
+        frames = np.asarray(run["data/video/frames"])
+        analysis = read_values(run["analysis/bleaching_video"])
+    assert frame.image is not None and frame.image.image.ndim == 2
+    np.testing.assert_array_equal(frame.image.image, frames[-1].T)  # the last frame
+    t, f = survival.fit_points.getData()
+    np.testing.assert_array_equal(t, analysis["times_s"])
+    np.testing.assert_array_equal(f, analysis["fraction"])
+    lo, hi = survival.band[0].getData()[1], survival.band[1].getData()[1]
+    assert np.all(lo <= f) and np.all(f <= hi)  # the interval around the curve
+    window.live.grab().save(str(screenshot_dir / "live-bleaching_video.png"))
+
+
+def test_g2_power_shows_its_histograms_and_g2_0_against_power(qtbot, make_window, screenshot_dir):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "factors": "0.5, 1, 2", "P_sat_set_W": 2e-8}
+    values |= {"duration_s": 0.3, "equalise_counts": False}
+    outcome = _run(qtbot, window, "g2_power", values)
+    histograms, g2_0 = window.live.declared.panels
+    with open_run(outcome.path) as run:
+        coincidences = np.asarray(run["data/g2_power/coincidences"])
+        analysis = read_values(run["analysis/g2_power"])
+    assert coincidences.shape[0] == 3
+    np.testing.assert_array_equal(histograms.image.image, coincidences.T)
+    x, g = g2_0.fit_points.getData()
+    np.testing.assert_array_equal(x, analysis["power_over_P_sat"])
+    np.testing.assert_array_equal(g, analysis["g2_0"])
+    window.live.grab().save(str(screenshot_dir / "live-g2_power.png"))
+
+
+def test_tttr_trace_shows_its_intensity_trace_and_histogram(qtbot, make_window, screenshot_dir):
+    window = make_window(count_rate_period_ms=60_000)
+    values = {"x_um": 10.0, "y_um": 10.0, "duration_s": 1.0, "readout_s": 0.1}
+    _run(qtbot, window, "tttr_trace", values)
+    trace, histogram = window.live.declared.panels
+    rows = window.live.declared.rows
+    t, rate = trace.curve.getData()
+    assert len(t) == len(rows) >= 5 and np.all(np.diff(t) > 0)
+    # every photon of both SPADs in exactly one read-out: sum(rate * dt) = the total counts
+    dt = np.diff(np.concatenate([[0.0], t]))
+    total = rows[-1]["counts_a"] + rows[-1]["counts_b"]
+    assert np.sum(rate * dt) == pytest.approx(total, rel=1e-9)
+    assert total > 0
+    edges, counts = histogram.curve.getData()
+    assert counts.sum() == len(rows)  # one entry per read-out
+    window.live.grab().save(str(screenshot_dir / "live-tttr_trace.png"))
