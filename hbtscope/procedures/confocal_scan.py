@@ -485,11 +485,20 @@ class ConfocalScan(HbtProcedure):
         return hist
 
     def _emit_lines(self, k: int, counts: np.ndarray, first: int, last: int) -> None:
-        """Completed lines for live views (pymeasure ``emit``; not written to the file)."""
+        """Completed lines for live views (pymeasure ``emit``; not written to the file):
+        ``counts`` (lines, nx) summed over the detectors, ``detectors`` (2, lines, nx)."""
         per_line = counts.shape[0] // self.pixels_y
         block = counts[first * per_line : last * per_line]
         fwd, _ = split_lines(block, self.pixels_x, self.back_scan)
-        self.emit("scan_lines", {"frame": k, "first_line": first, "counts": fwd.sum(axis=2)})
+        self.emit(
+            "scan_lines",
+            {
+                "frame": k,
+                "first_line": first,
+                "counts": fwd.sum(axis=2),
+                "detectors": np.ascontiguousarray(np.moveaxis(fwd, 2, 0)),
+            },
+        )
 
     def _publish_counts(self, name: str, counts: np.ndarray) -> None:
         fwd, back = split_lines(counts, self.pixels_x, self.back_scan)

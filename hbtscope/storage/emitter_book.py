@@ -224,3 +224,45 @@ class EmitterBook:
         )
         self._write(record)
         return record
+
+    # --- points of interest (the dashboard's POI list) --------------------------------
+
+    def create(
+        self,
+        name: str,
+        xyz_um: tuple[float, float, float],
+        source: str,
+        run: str | os.PathLike = "",
+    ) -> EmitterRecord:
+        """A new emitter ``name`` at ``xyz_um`` (its first position); an existing name is an
+        error (nothing is overwritten)."""
+        if self.get(name) is not None:
+            raise EmitterBookError(f"emitter {name}: already in {self.directory}")
+        return self.add_position(name, xyz_um, source, run=run)
+
+    def next_name(self, prefix: str = "P") -> str:
+        """The first free name ``<prefix>01``, ``<prefix>02``, ... of the book."""
+        taken = set(self.names())
+        k = 1
+        while f"{prefix}{k:02d}" in taken:
+            k += 1
+        return check_name(f"{prefix}{k:02d}")
+
+    def rename(self, old: str, new: str) -> EmitterRecord:
+        """Rename emitter ``old`` to ``new`` (its results and positions move with it); ``new``
+        must be a free, valid name."""
+        record = self.require(old)
+        check_name(new)
+        if new == old:
+            return record
+        if self.get(new) is not None:
+            raise EmitterBookError(f"emitter {new}: already in {self.directory}")
+        renamed = EmitterRecord(new, record.results, record.positions)
+        self._write(renamed)
+        self._path(old).unlink(missing_ok=True)
+        return renamed
+
+    def remove(self, name: str) -> None:
+        """Delete the record of emitter ``name`` (an unknown one is an error)."""
+        self.require(name)
+        self._path(name).unlink()

@@ -65,3 +65,28 @@ def test_positions_are_a_history_and_corrupt_records_are_refused(tmp_path):
     with pytest.raises(EmitterBookError, match="not a readable"):
         book.get("list")
     assert not list((tmp_path / "emitters").glob(".*"))  # no temporary files left
+
+
+def test_points_of_interest_create_rename_remove(tmp_path):
+    book = EmitterBook(tmp_path)
+    assert book.next_name() == "P01"
+    book.create("P01", (1.0, 2.0, 0.5), "crosshair")
+    assert book.next_name() == "P02"
+    with pytest.raises(EmitterBookError, match="already"):
+        book.create("P01", (0.0, 0.0, 0.0), "crosshair")  # nothing overwritten
+    assert book.require("P01").position_um() == (1.0, 2.0, 0.5)
+    book.remember("P01", "g2", {"g2_0": 0.2}, {"g2_0": 0.05})
+    book.add_position("P01", (1.1, 2.0, 0.5), "refocus")
+    renamed = book.rename("P01", "E07")
+    assert book.names() == ["E07"]
+    assert renamed.value("g2.g2_0") == (0.2, 0.05)
+    assert [p["source"] for p in book.require("E07").positions] == ["crosshair", "refocus"]
+    book.create("P01", (3.0, 3.0, 0.0), "scan")
+    with pytest.raises(EmitterBookError, match="already"):
+        book.rename("P01", "E07")
+    with pytest.raises(EmitterBookError, match="not allowed"):
+        book.rename("P01", "bad name")
+    book.remove("P01")
+    assert book.names() == ["E07"]
+    with pytest.raises(EmitterBookError, match="no record"):
+        book.remove("P01")
