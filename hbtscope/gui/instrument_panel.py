@@ -300,14 +300,12 @@ class InstrumentPanel(QDockWidget):
 
     # --- actions (each a device call in the worker) ---------------------------------------
 
-    def _call(self, group: str, fn, then=None, keep_message: bool = False) -> None:
-        """Run ``fn`` in the worker; show its refusal in ``group``'s message line (``then``
-        may write its own message there when ``keep_message``)."""
+    def _call(self, group: str, fn, then=None) -> None:
+        """Run ``fn`` in the worker; show its refusal in ``group``'s message line."""
         self.messages[group].setText("")
 
         def done(result: Any, error: str) -> None:
-            if error or not keep_message:
-                self.messages[group].setText(error)
+            self.messages[group].setText(error)
             if then is not None and not error:
                 then(result)
             self.refresh()
