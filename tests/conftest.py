@@ -65,6 +65,13 @@ def start_cli_run(tmp_path: Path, measurement: str, clock: str, *sets: str):
     return proc, out
 
 
+# What reading a run file *while another process writes it* may raise, to be retried at the
+# next poll: the writer is not in SWMR mode, so a read that meets a metadata update half
+# written fails (h5py raises OSError, RuntimeError "bad object header version number" or
+# ValueError), and a dataset may not exist yet (KeyError).
+TORN_READ = (OSError, KeyError, RuntimeError, ValueError)
+
+
 def wait_for_rows(proc, out: Path, dataset: str, n: int) -> int:
     """Poll the run file *while it is written* until ``dataset`` holds ``n`` rows (90 s hang
     guard, not a timing assertion); the rows seen."""
@@ -81,7 +88,7 @@ def wait_for_rows(proc, out: Path, dataset: str, n: int) -> int:
             try:
                 with open_run(files[0]) as f:
                     seen = f[dataset].shape[0]
-            except (OSError, KeyError):
+            except TORN_READ:
                 seen = 0
         assert proc.poll() is None, proc.stderr.read().decode()
     assert seen >= n, f"the run never flushed {n} rows of {dataset}"

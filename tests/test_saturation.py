@@ -29,6 +29,7 @@ from hbtscope.procedures.runner import run_procedure
 from hbtscope.procedures.saturation import SaturationSweep
 from hbtscope.storage import open_run, run_status
 from hbtscope.storage.emitter_book import EmitterBook
+from tests.conftest import TORN_READ
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_SIM = REPO / "config" / "lab-sim.yaml"
@@ -211,7 +212,7 @@ def test_sigkill_keeps_the_points_measured(tmp_path):
                 try:
                     with open_run(files[0]) as f:
                         seen = f["data/saturation/counts"].shape[0]
-                except (OSError, KeyError):
+                except TORN_READ:
                     seen = 0
             assert proc.poll() is None, proc.stderr.read().decode()
         assert seen >= 3, "the sweep never flushed its points"

@@ -17,6 +17,7 @@ import numpy as np
 
 from hbtscope.setup import default_setup_path
 from hbtscope.storage.runfile import open_run, run_status
+from tests.conftest import TORN_READ
 
 
 def _realtime_setup(tmp_path):
@@ -37,7 +38,7 @@ def _wait_for(out, proc, read, enough, timeout=90):
             try:
                 with open_run(files[0]) as f:
                     seen = read(f)
-            except (OSError, KeyError):
+            except TORN_READ:
                 seen = 0
         assert proc.poll() is None, proc.stderr.read().decode()
     return seen
