@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt5.QtCore import QTimer
+from PyQt5.QtCore import QTimer, pyqtSignal
 from PyQt5.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -102,6 +102,9 @@ def _message_label(name: str) -> QLabel:
 
 class InstrumentPanel(QDockWidget):
     """Laser, stage, LED and count rates of the setup."""
+
+    #: the stage's position (x, y, z µm) as last read: the crosshair of the image views
+    stage_read = pyqtSignal(object)
 
     def __init__(
         self,
@@ -423,6 +426,7 @@ class InstrumentPanel(QDockWidget):
         if "stage_um" in state:
             x, y, z = state["stage_um"]
             self.stage_state.setText(f"at x = {x:.3f}, y = {y:.3f}, z = {z:.3f} µm")
+            self.stage_read.emit((x, y, z))
         if "led_on" in state:
             self.led_button.setChecked(state["led_on"])
         if "flip_mirror" in state:

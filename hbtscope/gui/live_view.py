@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import time
 from typing import Any
@@ -75,6 +77,27 @@ def result_lines(values: dict[str, Any], errors: dict[str, Any]) -> list[str]:
     return lines
 
 
+
+def unnamed_image_view() -> pg.ImageView:
+    """A ``pyqtgraph.ImageView`` whose views are not registered by name.
+
+    ImageView registers its ViewBox (and its ROI plot's) under a name, and connects their
+    ``destroyed`` signal to ``ViewBox.forgetView``, which then walks every ViewBox alive. When
+    the window is freed by the cycle collector that walk meets half-freed views of the other
+    docks and the process crashes (seen: a segmentation fault in ``gc.collect()`` after a
+    window with the scan and camera views closed). Named views serve only the context menu's
+    axis linking, which the dashboard does not use: they are unregistered and the connection
+    dropped at once.
+    """
+    view = pg.ImageView()
+    for box in (view.view, view.ui.roiPlot.getViewBox()):
+        with contextlib.suppress(KeyError):
+            box.unregister()
+        box.name = None
+        with contextlib.suppress(TypeError, RuntimeError):
+            box.destroyed.disconnect()
+    return view
+
 class LiveView(QWidget):
     """Progress, the latest 1-D and 2-D arrays, and the result of the run being shown."""
 
@@ -96,7 +119,7 @@ class LiveView(QWidget):
         self.results_plot.hide()
         self.rows: list[dict[str, float]] = []
         self._rows_drawn_at = -float("inf")
-        self.image_view = pg.ImageView()
+        self.image_view = unnamed_image_view()
         self.image_view.setObjectName("live-image")
         self.image_view.hide()
         self.headline = QLabel("")

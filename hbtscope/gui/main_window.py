@@ -1,4 +1,6 @@
-"""The main window: measurement dock, live view and instrument panel, on one Setup.
+"""The main window: measurement, runs, queue and points-of-interest docks on the left; live
+view, result figure, scan image and camera in the middle; instruments and count rate on the
+right; all on one Setup.
 
 Layout and settings: the dock layout (``saveState``), the window geometry, the chosen
 measurement and the last text of every form field are saved in a ``QSettings`` when the window
@@ -19,19 +21,22 @@ from PyQt5.QtGui import QCloseEvent
 from PyQt5.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from hbtscope.gui.bridge import EventBridge
+from hbtscope.gui.camera_view import CameraView
 from hbtscope.gui.device_worker import DeviceWorker
 from hbtscope.gui.figure_view import FigureView
 from hbtscope.gui.instrument_panel import InstrumentPanel
 from hbtscope.gui.live_view import LiveView
 from hbtscope.gui.measurement_dock import MeasurementDock
+from hbtscope.gui.poi_list import POIList, start_refocus
 from hbtscope.gui.queue_panel import QueuePanel
 from hbtscope.gui.run_browser import RunBrowser
+from hbtscope.gui.scan_view import SCAN, ScanView
 from hbtscope.procedures.registry import runnable
 
 ORGANISATION = "hbtscope"
 APPLICATION = "hbtscope-gui"
 #: bump when the docks change so that an old saved layout is not applied to new docks
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 
 
 def default_settings() -> QSettings:
@@ -104,10 +109,9 @@ class MainWindow(QMainWindow):
         self.live_dock.raise_()
         self.measurement_dock.run_ended.connect(self.figure_view.show_outcome)
         self.queue_panel.item_ended.connect(self.figure_view.show_journal_record)
+        self._add_image_views(runs_dir)
         self._close_requested = False
         self.resize(1500, 900)
-        if hasattr(self, "poi_list"):  # the points of interest: "characterise all"
-            self.poi_list.characterise_requested.connect(self.queue_panel.characterise)
         self.restore_settings()
         self.statusBar().showMessage("ready")
         self.instruments.timer.start()
@@ -151,6 +155,40 @@ class MainWindow(QMainWindow):
         dock.run_ended.connect(self.queue_panel.single_run_ended)
         self.run_browser.add_to_queue.connect(self.queue_panel.requeue)
         self.queue_panel.item_ended.connect(self.run_browser.refresh)  # its runs as they end
+
+    def _add_image_views(self, runs_dir: Path) -> None:
+        """Scan image and camera (tabbed with the live view), points of interest (tabbed
+        with the measurement dock); one crosshair: the instrument panel's stage readings."""
+        self.scan_view = ScanView(self.setup, self.devices, runs_dir, parent=self)
+        self.camera_view = CameraView(self.setup, self.devices, parent=self)
+        for view in (self.scan_view, self.camera_view):
+            self.addDockWidget(Qt.RightDockWidgetArea, view)
+            self.tabifyDockWidget(self.live_dock, view)
+            self.bridge.event.connect(view.on_event)
+        self.instruments.stage_read.connect(self.scan_view.stage.set)
+        dock = self.measurement_dock
+        self.poi_list = POIList(
+            self.setup,
+            self.devices,
+            self.scan_view.stage,
+            scan_emitters=self.scan_view.emitter_positions_um,
+            start_refocus=lambda name: start_refocus(dock, name),
+            parent=self,
+        )
+        self.addDockWidget(Qt.LeftDockWidgetArea, self.poi_list)
+        self.tabifyDockWidget(self.queue_panel, self.poi_list)
+        self.poi_list.characterise_requested.connect(self.queue_panel.characterise)
+        dock.run_started.connect(self._show_view_of)
+        dock.run_ended.connect(self.scan_view.run_ended)
+        dock.run_ended.connect(self.poi_list.run_ended)
+        self.queue_panel.item_ended.connect(lambda _record: self.poi_list.refresh())
+        self.queue_panel.item_ended.connect(lambda _record: self.scan_view.refresh_history())
+        dock.raise_()
+        self.live_dock.raise_()
+
+    def _show_view_of(self, name: str) -> None:
+        """A confocal scan is followed in the scan view, every other run in the live view."""
+        (self.scan_view if name == SCAN else self.live_dock).raise_()
 
     def _queue_started(self, name: str) -> None:
         """A queue holds the instruments: no single run, no instrument control meanwhile."""
@@ -217,7 +255,9 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.instruments.timer.stop()
+        self.camera_view.set_live(False)
         self.run_browser.wait_idle()
+        self.scan_view.wait_idle()
         self.save_settings()
         self.devices.shutdown()
         event.accept()

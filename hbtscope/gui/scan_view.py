@@ -10,8 +10,9 @@ gives the per-pixel lifetime estimate (mean arrival time) and the analysis gives
 found and the fitted FLIM image. **Detector**: ``sum``, one SPAD, or ``FLIM`` (hue = lifetime,
 brightness = counts). The colour scale is the image's percentiles (default 1-99.5 %).
 
-One crosshair: the stage's position (read through the device worker every
-``poll_ms``), drawn in both panes on their axes. A left click on an image moves the stage
+One crosshair: the stage's position (:attr:`ScanView.stage`; the window feeds it the
+instrument panel's readings, and the view reads it itself when it opens and after each run),
+drawn in both panes on their axes. A left click on an image moves the stage
 there (the two scanned axes; the third stays) through the
 :class:`~hbtscope.gui.device_worker.DeviceWorker`; a refusal (stage travel, a run holding the
 instruments) is shown in the view's message line. **History**: this session's scans and the
@@ -223,7 +224,6 @@ class ScanView(QDockWidget):
         devices: DeviceWorker,
         runs_dir: str | Path,
         *,
-        poll_ms: int = 500,
         parent: QWidget | None = None,
     ):
         super().__init__("Scan", parent)
@@ -295,10 +295,8 @@ class ScanView(QDockWidget):
         self.history.itemActivated.connect(self.choose)
         self.history.itemClicked.connect(self.choose)
         self.stage.moved.connect(self._draw_crosshair)
-        self.timer = QTimer(self)
-        self.timer.setInterval(poll_ms)
-        self.timer.timeout.connect(self.poll_stage)
         self.refresh_history()
+        self.poll_stage()
 
     @staticmethod
     def _spin(name: str, value: float) -> QDoubleSpinBox:

@@ -237,7 +237,13 @@ def test_hbtscope_gui_opens_the_window_on_the_simulated_microscope(qtbot, tmp_pa
     seen: list[str] = []
 
     def close_it() -> None:
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        # the window ``hbtscope gui`` opened (not one of an earlier test, closed and not yet
+        # collected)
+        windows = [
+            w
+            for w in QApplication.topLevelWidgets()
+            if isinstance(w, MainWindow) and w.isVisible()
+        ]
         if not windows:
             QTimer.singleShot(50, close_it)
             return
@@ -321,7 +327,13 @@ def test_sigterm_during_a_run_closes_the_dashboard_cleanly(qtbot, tmp_path, caps
     state = {"started": False, "signalled": False}
 
     def drive() -> None:
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        # the window ``hbtscope gui`` opened (not one of an earlier test, closed and not yet
+        # collected)
+        windows = [
+            w
+            for w in QApplication.topLevelWidgets()
+            if isinstance(w, MainWindow) and w.isVisible()
+        ]
         if windows and not state["started"]:
             state["started"] = True
             dock = windows[0].measurement_dock
