@@ -1,5 +1,5 @@
-"""The instrument panel: laser (emission, power, repetition rate), stage (go-to and jog), LED,
-flip mirror and a rolling count-rate trace per detector.
+"""The instrument panel: laser (emission, power, repetition rate), stage (go-to and jog),
+LED (on/off, power), flip mirror and a rolling count-rate trace per detector.
 
 Every device call goes through the :class:`~hbtscope.gui.device_worker.DeviceWorker` (never the
 GUI thread). The limits are the drivers' own (``max_power_W``, the stage travel from the setup
@@ -73,6 +73,7 @@ def read_state(setup: Any) -> dict[str, Any]:
         state["stage_um"] = tuple(float(v) for v in setup.stage.position_um)
     if "led" in roles:
         state["led_on"] = bool(setup.led.on)
+        state["led_power_fraction"] = float(setup.led.power_fraction)
     if "flip_mirror" in roles:
         state["flip_mirror"] = str(setup.flip_mirror.position)
     return state
@@ -284,9 +285,24 @@ class InstrumentPanel(QDockWidget):
         self.led_button.setObjectName("led-on")
         self.led_button.setCheckable(True)
         self.led_button.clicked.connect(self.set_led)
+        self.led_state = QLabel("")
+        self.led_state.setObjectName("led-state")
         grid.addWidget(self.led_button, 0, 0)
+        grid.addWidget(self.led_state, 0, 1, 1, 2)
+        max_fraction = self.setup.led.max_fraction
+        self.led_power = QLineEdit()
+        self.led_power.setObjectName("led-power")
+        self.led_power.setPlaceholderText(f"[0, {max_fraction}] of full power")
+        self.led_power.setToolTip(f"max_fraction = {max_fraction} (setup file)")
+        self.led_power.returnPressed.connect(self.set_led_power)
+        set_power = QPushButton("Set power")
+        set_power.setObjectName("led-set-power")
+        set_power.clicked.connect(self.set_led_power)
+        grid.addWidget(QLabel("power [fraction]"), 1, 0)
+        grid.addWidget(self.led_power, 1, 1)
+        grid.addWidget(set_power, 1, 2)
         self.messages["led"] = _message_label("led-message")
-        grid.addWidget(self.messages["led"], 1, 0)
+        grid.addWidget(self.messages["led"], 2, 0, 1, 3)
         return box
 
     def _flip_mirror_group(self) -> QGroupBox:
@@ -402,6 +418,22 @@ class InstrumentPanel(QDockWidget):
         led = self.setup.led
         self._call("led", led.enable if on else led.disable)
 
+    def set_led_power(self) -> None:
+        """The LED's output as a fraction of full power (the driver refuses > max_fraction)."""
+        led = self.setup.led
+        try:
+            value = parse_number(
+                self.led_power.text(), "LED power", f"[0, {led.max_fraction}] of full power"
+            )
+        except ValueError as exc:
+            self.messages["led"].setText(str(exc))
+            return
+
+        def write() -> None:
+            led.power_fraction = value
+
+        self._call("led", write)
+
     # --- reading --------------------------------------------------------------------------
 
     def refresh(self) -> None:
@@ -429,6 +461,8 @@ class InstrumentPanel(QDockWidget):
             self.stage_read.emit((x, y, z))
         if "led_on" in state:
             self.led_button.setChecked(state["led_on"])
+            on = "on" if state["led_on"] else "off"
+            self.led_state.setText(f"{on}, {100 * state['led_power_fraction']:.3g} % power")
         if "flip_mirror" in state:
             self.flip_mirror.setCurrentText(state["flip_mirror"])
 

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-
 import math
 import time
 from typing import Any
@@ -77,7 +76,6 @@ def result_lines(values: dict[str, Any], errors: dict[str, Any]) -> list[str]:
     return lines
 
 
-
 def unnamed_image_view() -> pg.ImageView:
     """A ``pyqtgraph.ImageView`` whose views are not registered by name.
 
@@ -97,6 +95,7 @@ def unnamed_image_view() -> pg.ImageView:
         with contextlib.suppress(TypeError, RuntimeError):
             box.destroyed.disconnect()
     return view
+
 
 class LiveView(QWidget):
     """Progress, the latest 1-D and 2-D arrays, and the result of the run being shown."""

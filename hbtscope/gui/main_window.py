@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PyQt5.QtCore import QSettings, Qt
+from PyQt5.QtCore import QSettings, Qt, QTimer
 from PyQt5.QtGui import QCloseEvent
 from PyQt5.QtWidgets import QDockWidget, QMainWindow, QWidget
 
@@ -88,12 +88,6 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.RightDockWidgetArea, self.live_dock)
         self.splitDockWidget(self.live_dock, self.instruments, Qt.Horizontal)
         self.splitDockWidget(self.instruments, self.instruments.rate_dock, Qt.Vertical)
-        self.resizeDocks([self.instruments, self.instruments.rate_dock], [600, 300], Qt.Vertical)
-        self.resizeDocks(
-            [self.measurement_dock, self.live_dock, self.instruments],
-            [420, 620, 360],
-            Qt.Horizontal,
-        )
         self.measurement_dock.run_started.connect(self._run_started)
         self.measurement_dock.run_ended.connect(self._run_ended)
         runs_dir = Path(out_dir) if out_dir is not None else Path(setup.data_dir)
@@ -225,8 +219,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         state = s.value("window/state")
-        if state is not None:
-            self.restoreState(state, LAYOUT_VERSION)
+        self._default_sizes_pending = state is None or not self.restoreState(state, LAYOUT_VERSION)
         dock = self.measurement_dock
         for name in dock.measurements:
             s.beginGroup(f"parameters/{name}")
@@ -237,6 +230,21 @@ class MainWindow(QMainWindow):
         current = s.value("measurement/current")
         if current in dock.measurements:
             dock.select(str(current))
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if getattr(self, "_default_sizes_pending", False):
+            self._default_sizes_pending = False
+            QTimer.singleShot(0, self._default_dock_sizes)  # once the shown window is laid out
+
+    def _default_dock_sizes(self) -> None:
+        """The first layout (no saved one): forms, live view and instruments side by side."""
+        self.resizeDocks([self.instruments, self.instruments.rate_dock], [600, 300], Qt.Vertical)
+        self.resizeDocks(
+            [self.measurement_dock, self.live_dock, self.instruments],
+            [440, 660, 400],
+            Qt.Horizontal,
+        )
 
     # --- closing ------------------------------------------------------------------------
 

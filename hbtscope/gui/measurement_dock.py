@@ -132,7 +132,9 @@ class MeasurementDock(QDockWidget):
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        """From ``start`` until ``run_ended`` was emitted (the outcome known): not only while
+        the worker thread runs, whose end comes before its queued ``ended`` signal."""
+        return self.thread is not None
 
     # --- running ------------------------------------------------------------------------
 

@@ -116,8 +116,8 @@ class POIList(QDockWidget):
             button.setObjectName(f"poi-{key}")
             button.clicked.connect(lambda _=False, s=slot: s())
             self.buttons[key] = button
-            grid.addWidget(button, i // 4, i % 4)
-        grid.addWidget(self.name_edit, 2, 0, 1, 4)
+            grid.addWidget(button, i // 3, i % 3)
+        grid.addWidget(self.name_edit, 3, 0, 1, 3)
         layout.addLayout(grid)
         self.message = QLabel("")
         self.message.setObjectName("poi-message")

@@ -111,6 +111,33 @@ def _fmt(value: Any, err: Any = None) -> str:
     return str(value)
 
 
+class _ScaledImage(QLabel):
+    """A figure scaled to the space it has (a pixmap label otherwise forces the dock's width
+    to the figure's)."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(120, 90)
+        self.original = QPixmap()
+
+    def set_figure(self, pixmap: QPixmap) -> None:
+        self.original = pixmap
+        self._fit()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if self.original.isNull():
+            self.setPixmap(QPixmap())
+            return
+        self.setPixmap(
+            self.original.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        )
+
+
 class RunBrowser(QDockWidget):
     """Dock listing the run files of ``data_dir``, newest first (see the module doc)."""
 
@@ -131,7 +158,8 @@ class RunBrowser(QDockWidget):
         self.files.currentTextChanged.connect(self._chosen)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
-        self.again = QPushButton("Run again with these parameters")
+        self.again = QPushButton("Run again")
+        self.again.setToolTip("the measurement's form filled with this run's parameters")
         self.again.setEnabled(False)
         self.again.clicked.connect(self._run_again)
         self.requeue = QPushButton("Add to queue")
@@ -140,8 +168,7 @@ class RunBrowser(QDockWidget):
         self.requeue.clicked.connect(self._add_to_queue)
         self.header = QLabel("")
         self.header.setWordWrap(True)
-        self.figure = QLabel("")
-        self.figure.setAlignment(Qt.AlignCenter)
+        self.figure = _ScaledImage()
         self.parameters = QTreeWidget()
         self.parameters.setHeaderLabels(["parameter", "value"])
         self.analysis = QTreeWidget()
@@ -165,7 +192,7 @@ class RunBrowser(QDockWidget):
         rv = QVBoxLayout(right)
         rv.addWidget(self.header)
         rv.addWidget(tabs)
-        split = QSplitter()
+        split = QSplitter(Qt.Vertical)  # list above, the chosen run below: fits a narrow dock
         split.addWidget(left)
         split.addWidget(right)
         self.setWidget(split)
@@ -224,7 +251,7 @@ class RunBrowser(QDockWidget):
                 QTreeWidgetItem([key, _fmt(value, result.get(f"{key}_err"))])
             )
         png = info.get("figure")
-        self.figure.setPixmap(QPixmap(png) if png else QPixmap())
+        self.figure.set_figure(QPixmap(png) if png else QPixmap())
         self.again.setEnabled(bool(info.get("measurement")))
         self.requeue.setEnabled(bool(info.get("measurement")))
         self.shown.emit(info)

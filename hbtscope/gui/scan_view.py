@@ -1,23 +1,23 @@
-"""The scan view: confocal scan images, live while acquired, per detector and as FLIM, with
-the stage's crosshair, click-to-go, emitter markers and the scan history.
+"""The scan view: confocal scan images, live while acquired, per detector and as FLIM, with the
+stage's crosshair, click-to-go, emitter markers and the scan history.
 
 Two panes in stage µm: the last **xy** scan and the last **section** (xz or yz, the scan's
-``plane``). The images come from the run's events through the window's
-:class:`~hbtscope.gui.bridge.EventBridge`: ``scan/fast_um`` and ``scan/slow_um`` (pixel
-centres) set the axes, the ``scan_lines`` rows the procedure emits as lines complete fill the
-image line by line, each ``scan/counts/frame_NNN`` checkpoint replaces the frame, ``scan/tcspc``
-gives the per-pixel lifetime estimate (mean arrival time) and the analysis gives the emitters
-found and the fitted FLIM image. **Detector**: ``sum``, one SPAD, or ``FLIM`` (hue = lifetime,
-brightness = counts). The colour scale is the image's percentiles (default 1-99.5 %).
+``plane``; that pane appears with the first section). The images come from the run's events
+through the window's :class:`~hbtscope.gui.bridge.EventBridge`: ``scan/fast_um`` and
+``scan/slow_um`` (pixel centres) set the axes, the ``scan_lines`` rows the procedure emits as
+lines complete fill the image line by line, each ``scan/counts/frame_NNN`` checkpoint replaces
+the frame, ``scan/tcspc`` gives the per-pixel lifetime estimate (mean arrival time) and the
+analysis gives the emitters found and the fitted FLIM image. **Detector**: ``sum``, one SPAD,
+or ``FLIM`` (hue = lifetime, brightness = counts). The colour scale is the image's percentiles
+(default 1-99.5 %).
 
-One crosshair: the stage's position (:attr:`ScanView.stage`; the window feeds it the
-instrument panel's readings, and the view reads it itself when it opens and after each run),
-drawn in both panes on their axes. A left click on an image moves the stage
-there (the two scanned axes; the third stays) through the
-:class:`~hbtscope.gui.device_worker.DeviceWorker`; a refusal (stage travel, a run holding the
-instruments) is shown in the view's message line. **History**: this session's scans and the
-``confocal_scan`` run files of the data directory; choosing one shows it (files are read in
-a worker thread).
+One crosshair: the stage's position (:attr:`ScanView.stage`; the window feeds it the instrument
+panel's readings, and the view reads it itself when it opens and after each run), drawn in both
+panes on their axes. A left click on an image moves the stage there (the two scanned axes; the
+third stays) through the :class:`~hbtscope.gui.device_worker.DeviceWorker`; a refusal (stage
+travel, a run holding the instruments) is shown in the view's message line. **History**: this
+session's scans and the ``confocal_scan`` run files of the data directory; choosing one shows
+it (files are read in a worker thread).
 """
 
 from __future__ import annotations
@@ -267,6 +267,7 @@ class ScanView(QDockWidget):
         for pane in self.panes.values():
             panes.addWidget(pane)
             pane.clicked.connect(lambda f, s, p=pane: self.go_to(p, f, s))
+        self.panes["section"].hide()  # shown with the first xz or yz scan
         layout.addWidget(panes, 1)
         self.info = QLabel("no scan yet")
         self.info.setObjectName("scan-info")
@@ -419,6 +420,7 @@ class ScanView(QDockWidget):
         if counts is None or image.fast_um is None or image.slow_um is None:
             return
         pane.shown = image
+        pane.show()
         levels = percentile_levels(counts, self.low.value(), self.high.value())
         tau = image.lifetime_ps
         if self.choice.currentText() == "FLIM" and tau is not None and tau.shape == counts.shape:

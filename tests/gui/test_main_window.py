@@ -240,9 +240,7 @@ def test_hbtscope_gui_opens_the_window_on_the_simulated_microscope(qtbot, tmp_pa
         # the window ``hbtscope gui`` opened (not one of an earlier test, closed and not yet
         # collected)
         windows = [
-            w
-            for w in QApplication.topLevelWidgets()
-            if isinstance(w, MainWindow) and w.isVisible()
+            w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()
         ]
         if not windows:
             QTimer.singleShot(50, close_it)
@@ -330,9 +328,7 @@ def test_sigterm_during_a_run_closes_the_dashboard_cleanly(qtbot, tmp_path, caps
         # the window ``hbtscope gui`` opened (not one of an earlier test, closed and not yet
         # collected)
         windows = [
-            w
-            for w in QApplication.topLevelWidgets()
-            if isinstance(w, MainWindow) and w.isVisible()
+            w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()
         ]
         if windows and not state["started"]:
             state["started"] = True
