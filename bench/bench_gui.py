@@ -17,6 +17,10 @@ how fast the g2 histogram redraws, and how often it is redrawn when fed 1 M tags
    wall second (goal >= 10 Hz) and the GUI thread's longest stall.
 4. ``gui_scan_run``: a confocal scan (``--scan-pixels`` squared, 1 ms dwell, pulsed, fast
    clock) started from the dock: the GUI thread's longest stall while the image grows live.
+5. ``gui_scan_redraw``: the scan view (a shown dock, 800 x 800) fed a 512 x 512 scan as the
+   procedure's events, 8 lines per event as they complete, each followed by a repaint:
+   frames per second with percentile colour scaling (``sum`` of the two detectors, and
+   ``FLIM``: lifetime hue times intensity). Goal >= 20 fps.
 
 One JSON line per figure.
 """
@@ -161,6 +165,66 @@ def bench_redraw(app: QApplication, n: int) -> dict:
     }
 
 
+def bench_scan_redraw(app: QApplication, pixels: int = 512, lines_per_event: int = 8) -> list:
+    """Frames per second of the scan view fed a ``pixels``-square scan line block by block."""
+    import threading
+
+    from hbtscope.gui.device_worker import DeviceWorker
+    from hbtscope.gui.scan_view import ScanView
+
+    out = []
+    rng = np.random.default_rng(2)
+    axis_um = np.linspace(0.0, 20.0, pixels)
+    with tempfile.TemporaryDirectory() as tmp:
+        with hbtscope.open_setup(default_setup_path(), data_dir=tmp) as setup:
+            devices = DeviceWorker(threading.Lock())
+            for choice in ("sum", "FLIM"):
+                view = ScanView(setup, devices, tmp)
+                view.resize(800, 800)
+                view.show()
+                view.choice.setCurrentText(choice)
+                view.on_event(ev.RunStarted("confocal_scan", {"plane": "xy", "tcspc_bin_ps": 400}))
+                view.on_event(ev.ArrayRecorded("scan/fast_um", axis_um, "um"))
+                view.on_event(ev.ArrayRecorded("scan/slow_um", axis_um, "um"))
+                frame = np.zeros((2, pixels, pixels), np.int64)
+                view.on_event(ev.ArrayRecorded("scan/counts/frame_000", frame, "counts"))
+                if choice == "FLIM":  # a lifetime per pixel, as after a first frame
+                    view.live.lifetime_ps = rng.uniform(2e3, 12e3, (pixels, pixels))
+                blocks = [
+                    rng.poisson(5.0, (2, lines_per_event, pixels))
+                    for _ in range(pixels // lines_per_event)
+                ]
+                app.processEvents()
+                t0 = time.perf_counter()
+                for k, lines in enumerate(blocks):
+                    record = {
+                        "frame": 0,
+                        "first_line": k * lines_per_event,
+                        "counts": lines.sum(axis=0),
+                        "detectors": lines,
+                    }
+                    view.on_event(ev.Emitted("scan_lines", record))
+                    app.processEvents()  # the coalesced redraw
+                    view.panes["xy"].viewport().repaint()  # paints the image item
+                wall = time.perf_counter() - t0
+                out.append(
+                    {
+                        "bench": "gui_scan_redraw",
+                        "pixels": f"{pixels}x{pixels}",
+                        "detector": choice,
+                        "colour_scale": "percentiles 1-99.5 %",
+                        "frames": view.updates,
+                        "fps": round(view.updates / wall, 1),
+                        "goal_fps": 20,
+                        "machine": platform.machine(),
+                    }
+                )
+                view.close()
+                app.processEvents()
+            devices.shutdown()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=30.0, help="simulated seconds of g2")
@@ -174,6 +238,8 @@ def main() -> None:
     parser.add_argument("--scan-pixels", type=int, default=128, help="scan side in pixels")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication([])
+    for line in bench_scan_redraw(app):
+        print(json.dumps(line), flush=True)
     print(json.dumps(bench_redraw(app, args.frames)), flush=True)
     print(json.dumps(bench_run(app, args.duration, args.clock)), flush=True)
     feed_s = 5.0 * args.feed_speed  # five wall seconds
