@@ -90,7 +90,15 @@ def rising_edge_ps(delay_ps: np.ndarray, period_ps: float, bin_ps: float = 32.0)
         raise ValueError("no photon delays")
     n_bins = max(int(period_ps // bin_ps), 3)
     h, _ = np.histogram(d, bins=n_bins, range=(0.0, n_bins * bin_ps))
-    h = np.convolve(h, np.ones(3) / 3.0, mode="same")
+    return rising_edge_of_histogram(h, bin_ps)
+
+
+def rising_edge_of_histogram(counts: np.ndarray, bin_ps: float) -> float:
+    """:func:`rising_edge_ps` of a delay histogram over one period (bins of ``bin_ps`` from
+    0): walking back from the maximum (3-bin smoothing, periodic), the first bin reaching
+    half the maximum above the median; ps."""
+    h = np.convolve(np.asarray(counts, dtype=np.float64), np.ones(3) / 3.0, mode="same")
+    n_bins = h.size
     base = float(np.median(h))
     k_max = int(np.argmax(h))
     half = base + 0.5 * (h[k_max] - base)

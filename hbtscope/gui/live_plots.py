@@ -37,7 +37,8 @@ class LivePanel:
         self.widget.setLabel("left", spec.y_label or spec.y)
         self.widget.setLogMode(y=spec.log_y)
         symbol = {"symbol": "o", "symbolSize": 5} if spec.points else {}
-        self.curve = self.widget.plot([], [], pen=pg.mkPen("#1f77b4", width=1), **symbol)
+        pen = pg.mkPen("#1f77b4", width=1) if spec.line else None
+        self.curve = self.widget.plot([], [], pen=pen, **symbol)
         self.fit_curve = self.widget.plot([], [], pen=pg.mkPen("#d62728", width=2))
         self.fit_points = self.widget.plot(
             [], [], pen=None, symbol="o", symbolSize=9, symbolPen="#ff7f0e", symbolBrush=None

@@ -49,6 +49,8 @@ class LivePlot:
     histogram: bool = False
     #: a symbol at each point (False: a line only, for a spectrum's 1000 pixels)
     points: bool = True
+    #: a line through the points (False: a scatter, e.g. a FLID's points per read-out)
+    line: bool = True
 
 
 def rows_column(name: str) -> str | None:

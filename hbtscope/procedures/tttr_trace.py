@@ -56,6 +56,7 @@ from hbtscope.analysis.divided_sync import (
     rising_edge_ps,
     sync_period_ps,
 )
+from hbtscope.analysis.live_decay import DecayAccumulator
 from hbtscope.procedures.base import AbortRequested, AnalysisOutput, HbtProcedure, Measurement
 from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.storage import layout as L
@@ -161,6 +162,7 @@ class TTTRTrace(HbtProcedure):
         laser.enable()
 
     def execute(self) -> None:
+        self._live_axis_sent = False
         setup = self.setup
         tagger = setup.tagger
         ch_a, ch_b = tagger.spad_channels
@@ -172,6 +174,7 @@ class TTTRTrace(HbtProcedure):
         stream = tagger.api.TimeTagStream(tagger.device, n_max, [sync, ch_a, ch_b])
         stream.startFor(int(round(self.duration_s * PS_PER_S)))
         counts = {"counts_a": 0, "counts_b": 0, "syncs": 0}
+        live_decay = DecayAccumulator(int(self.sync_divider))  # the live view's, SPAD A
         missed = 0
         elapsed = 0.0
         aborted = False
@@ -202,7 +205,16 @@ class TTTRTrace(HbtProcedure):
                 # the intensity trace of the live view: both SPADs over this read-out
                 n = int(np.count_nonzero((ch == ch_a) | (ch == ch_b)))
                 rate = n / dt if dt > 0 else 0.0
-                self.emit("results", {"elapsed_s": elapsed, **counts, "rate_cps": rate})
+                # the live decay and FLID: SPAD A's delays after the pulse, this read-out's
+                # mean arrival time against its rate (the analysis redoes both from the tags)
+                mean_ns = live_decay.add(ts[ch == ch_a], ts[ch == sync])
+                if live_decay.counts.size:
+                    self.publish_array(LIVE_DECAY, live_decay.counts, "counts")
+                    if not self._live_axis_sent:
+                        self.publish_array(LIVE_DECAY_AXIS, live_decay.delay_ns, "ns")
+                        self._live_axis_sent = True
+                row = {"elapsed_s": elapsed, **counts, "rate_cps": rate, "mean_delay_ns": mean_ns}
+                self.emit("results", row)
                 if not running:
                     break
                 if sum(counts.values()) >= self.MAX_TAGS:  # brighter than max_rate_cps said
@@ -717,6 +729,11 @@ def plot_tttr_trace(values: dict, path: Path, *, title: str = "") -> Path:
     return path
 
 
+#: SPAD A's decay as the record goes (``data/`` of the run file too: the live view's; the
+#: analysis recomputes the decays from the tags)
+LIVE_DECAY = "tttr_trace/live_decay_a"
+LIVE_DECAY_AXIS = "tttr_trace/live_decay_a_ns"
+
 LIVE_PLOTS = (
     LivePlot(
         "intensity trace (both SPADs, per read-out)",
@@ -731,6 +748,23 @@ LIVE_PLOTS = (
         x_label="rate [counts/s]",
         y_label="read-outs",
         histogram=True,
+    ),
+    LivePlot(
+        "decay (SPAD A, so far)",
+        y=LIVE_DECAY,
+        x=LIVE_DECAY_AXIS,
+        x_label="delay after the sync [ns]",
+        y_label="photons",
+        log_y=True,
+        points=False,
+    ),
+    LivePlot(
+        "FLID (per read-out)",
+        y="rows:mean_delay_ns",
+        x="rows:rate_cps",
+        x_label="rate [counts/s]",
+        y_label="mean arrival time [ns]",
+        line=False,
     ),
 )
 

@@ -145,11 +145,13 @@ def test_g2_power_shows_its_histograms_and_g2_0_against_power(qtbot, make_window
     window.live.grab().save(str(screenshot_dir / "live-g2_power.png"))
 
 
-def test_tttr_trace_shows_its_intensity_trace_and_histogram(qtbot, make_window, screenshot_dir):
+def test_tttr_trace_shows_its_intensity_trace_histogram_decay_and_flid(
+    qtbot, make_window, screenshot_dir
+):
     window = make_window(count_rate_period_ms=60_000)
     values = {"x_um": 10.0, "y_um": 10.0, "duration_s": 1.0, "readout_s": 0.1}
     _run(qtbot, window, "tttr_trace", values)
-    trace, histogram = window.live.declared.panels
+    trace, histogram, decay, flid = window.live.declared.panels
     rows = window.live.declared.rows
     t, rate = trace.curve.getData()
     assert len(t) == len(rows) >= 5 and np.all(np.diff(t) > 0)
@@ -160,4 +162,29 @@ def test_tttr_trace_shows_its_intensity_trace_and_histogram(qtbot, make_window, 
     assert total > 0
     edges, counts = histogram.curve.getData()
     assert counts.sum() == len(rows)  # one entry per read-out
+
+    # the decay of SPAD A so far: over one laser period as the syncs measure it (5 MHz set:
+    # 200 ns within the laser's 1 % accuracy), every photon of A after the first kept sync
+    # (1 in 1000 pulses kept: the first 200 us, ~10 photons of A, have no sync before them)
+    delay_ns, photons = decay.curve.getOriginalDataset()  # not the log10 drawn (log y)
+    assert delay_ns[-1] == pytest.approx(200.0, rel=0.01)
+    assert rows[-1]["counts_a"] - 40 <= photons.sum() <= rows[-1]["counts_a"]
+    # its slope is the demo emitter's lifetime (truth 10.2 ns): counts 5-15 ns and 15-25 ns
+    # after the rising edge are in the ratio e^(10 / tau); ~25 000 photons give tau to ~2 %,
+    # the flat background (< 1 % of the window) and the biexciton's 0.8 ns photons (gone
+    # 5 ns after the edge) bias it by less: 8.5-12.5 ns is a > 5 sigma band
+    edge = delay_ns[np.argmax(photons)] - 0.5
+    early = photons[(delay_ns >= edge + 5) & (delay_ns < edge + 15)].sum()
+    late = photons[(delay_ns >= edge + 15) & (delay_ns < edge + 25)].sum()
+    tau_ns = 10.0 / np.log(early / late)
+    assert 8.5 < tau_ns < 12.5, (tau_ns, early, late)
+
+    # FLID: one point per read-out with photons after a sync: its rate and mean arrival time
+    # after the rising edge (an exponential's mean is tau, plus the IRF and sub-ns biexciton
+    # photons: between 5 and 14 ns)
+    x, y = flid.curve.getData()
+    finite = np.isfinite(y)
+    assert finite.sum() >= len(rows) - 1
+    assert np.all((y[finite] > 5.0) & (y[finite] < 14.0)), y
+    assert np.array_equal(x[finite], np.array([r["rate_cps"] for r in rows])[finite])
     window.live.grab().save(str(screenshot_dir / "live-tttr_trace.png"))
