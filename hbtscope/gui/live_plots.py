@@ -58,6 +58,8 @@ class LivePanel:
             if self.image is None:
                 self.image = pg.ImageItem()
                 self.widget.addItem(self.image)
+                # pixels without an x axis (a camera frame, a raster) are square
+                self.widget.setAspectLocked(self.spec.x is None)
             lo, hi = np.percentile(y, [1.0, 99.5])  # a few hot pixels do not set the scale
             self.image.setImage(y.T, levels=(float(lo), float(max(hi, lo + 1e-12))))
             x = source.get(self.spec.x) if self.spec.x else None

@@ -34,6 +34,7 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 from hbtscope.analysis.images import gaussian1d_fit, gaussian2d_fit
 from hbtscope.procedures.base import AnalysisOutput, HbtProcedure, Measurement
 from hbtscope.procedures.confocal_scan import TaggerRaster, wait_for_tagger
+from hbtscope.procedures.live_plots import LivePlot
 from hbtscope.storage import layout as L
 from hbtscope.storage.emitter_book import NAME_PATTERN
 from hbtscope.storage.runfile import read_parameters, read_values
@@ -242,6 +243,9 @@ class Refocus(HbtProcedure):
             xyz[axis] = p
             self._approach(xyz, axis, step, PREROLL if k == 0 else 0)
             counts[k] = self._count(self.count_time_s)
+            # the live view's point (display only: the line is stored when it is complete)
+            a = AXES[axis]
+            self.emit("results", {f"{a}_um": float(p), f"{a}_counts": int(counts[k]), "it": it})
             self.check_stop()
         name = f"refocus/line_{AXES[axis]}_{it}"
         self.publish_array(f"{name}_um", pos, units="um")
@@ -501,4 +505,27 @@ def figure(run: h5py.File, path: Path) -> Path | None:
     return Path(path)
 
 
-MEASUREMENT = Measurement("refocus", Refocus, analyse, figure)
+def _line_panel(axis: str) -> LivePlot:
+    return LivePlot(
+        f"closed-loop lines along {axis} (every iteration)",
+        y=f"rows:{axis}_counts",
+        x=f"rows:{axis}_um",
+        x_label=f"{axis} [µm]",
+        y_label="counts",
+        line=False,
+    )
+
+
+LIVE_PLOTS = (
+    LivePlot("xy raster (coarse)", y="refocus/xy_image", x_label="x [px]", y_label="y [px]"),
+    LivePlot(
+        "z scan (coarse)",
+        y="refocus/z_scan_counts",
+        x="refocus/z_scan_um",
+        x_label="z [µm]",
+        y_label="counts",
+    ),
+    *(_line_panel(a) for a in AXES),
+)
+
+MEASUREMENT = Measurement("refocus", Refocus, analyse, figure, live_plots=LIVE_PLOTS)
