@@ -495,10 +495,11 @@ class InstrumentPanel(QDockWidget):
         )
 
     def on_event(self, event: Any) -> None:
-        """Count rates a run computed from its tags (:mod:`hbtscope.gui.live_count_rate`):
-        the trace goes on while the run holds the tagger."""
+        """Count rates a run computed from its tags or a scan's pixel counts
+        (:mod:`hbtscope.gui.live_count_rate`): the trace goes on while the run holds the
+        tagger."""
         if isinstance(event, CountRates) and not self.controls.isEnabled():
-            self._append_rates(event.rates, "   (from the run's tags)")
+            self._append_rates(event.rates, f"   (from the run's {event.source})")
 
     def set_run_active(self, active: bool) -> None:
         """A measurement owns the instruments: controls off, trace paused; back after."""

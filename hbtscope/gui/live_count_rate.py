@@ -5,14 +5,17 @@ rates. :class:`LiveCountRate` is a run display (it runs in the run's thread) tha
 tags of each photon channel of the run's :class:`~hbtscope.events.TTTRInfo` in every chunk the
 run publishes (:class:`~hbtscope.events.TagsRecorded`) and sends their rates, in counts per
 second of tag time, as a :class:`CountRates` to the GUI at most every ``interval_s`` of tag
-time and ``min_wall_s`` of wall time; the panel's rolling trace goes on with them. Runs that
-publish no tags (a scan publishes pixel counts) leave the trace paused.
+time and ``min_wall_s`` of wall time; the panel's rolling trace goes on with them. A
+confocal scan publishes pixel counts instead of tags: each block of lines it emits
+(``scan_lines``, per detector) gives the rates ``counts / (lines x pixels x dwell_s)`` of the
+detectors named ``scan_detectors`` (the tagger's SPADs in the scan's order). Other runs
+without tags leave the trace paused.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,19 @@ from hbtscope import events as ev
 from hbtscope.storage.reading import is_photon_name
 from hbtscope.units import PS_PER_S
 
+#: the measurement whose pixel counts give rates (its ``scan_lines`` and ``dwell_s``)
+SCAN = "confocal_scan"
+
+
+def spad_names(setup: Any) -> list[str]:
+    """The names of the tagger's two SPADs of the HBT arm, in its ``spad_channels`` order (the
+    order of a scan's detectors); the defaults without a tagger."""
+    if "tagger" not in getattr(setup, "instruments", ()):
+        return ["spad_a", "spad_b"]
+    tagger = setup.tagger
+    by_channel = {c: n for n, c in tagger.channels.items()}
+    return [by_channel.get(c, f"channel {c}") for c in tagger.spad_channels]
+
 
 @dataclass(frozen=True)
 class CountRates:
@@ -29,17 +45,25 @@ class CountRates:
 
     rates: dict[str, float]
     span_s: float
+    #: what they were counted from: the run's "tags", or a scan's "pixel counts"
+    source: str = "tags"
 
 
 class LiveCountRate:
     """A run display: ``display(event)``; rates go to ``send(CountRates)``."""
 
     def __init__(
-        self, send: Callable[[Any], None], interval_s: float = 0.25, min_wall_s: float = 0.1
+        self,
+        send: Callable[[Any], None],
+        interval_s: float = 0.25,
+        min_wall_s: float = 0.1,
+        scan_detectors: Sequence[str] = ("spad_a", "spad_b"),
     ):
         self.send = send
         self.interval_s = interval_s
         self.min_wall_s = min_wall_s
+        self.scan_detectors = list(scan_detectors)
+        self._dwell_s: float | None = None
         self.channels: dict[int, str] = {}
         self._reset_window()
         self._last_sent_wall = -float("inf")
@@ -52,6 +76,10 @@ class LiveCountRate:
         if isinstance(event, ev.RunStarted):
             self.channels = {}
             self._reset_window()
+            dwell = event.parameters.get("dwell_s") if event.procedure == SCAN else None
+            self._dwell_s = float(dwell) if dwell else None
+        elif isinstance(event, ev.Emitted) and event.topic == "scan_lines" and self._dwell_s:
+            self._scan_lines(event.record)
         elif isinstance(event, ev.TTTRInfo):
             self.channels = {
                 int(c): str(name)
@@ -75,3 +103,17 @@ class LiveCountRate:
                 self._last_sent_wall = now
                 self._counts = dict.fromkeys(self.channels, 0)
                 self._t_from_ps = int(ts[-1])
+
+    def _scan_lines(self, record: Any) -> None:
+        """Rates of a block of scan lines (``detectors``: (n_detectors, lines, pixels))."""
+        lines = np.asarray(record.get("detectors", ())) if isinstance(record, dict) else None
+        if lines is None or lines.ndim != 3 or lines.shape[0] != len(self.scan_detectors):
+            return
+        span_s = lines.shape[1] * lines.shape[2] * float(self._dwell_s)
+        now = time.monotonic()
+        if span_s <= 0 or now - self._last_sent_wall < self.min_wall_s:
+            return
+        totals = lines.sum(axis=(1, 2))
+        rates = {n: float(c) / span_s for n, c in zip(self.scan_detectors, totals, strict=True)}
+        self.send(CountRates(rates, span_s, "pixel counts"))
+        self._last_sent_wall = now

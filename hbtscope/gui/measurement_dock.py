@@ -31,7 +31,7 @@ from PyQt5.QtWidgets import (
 
 from hbtscope.gui.bridge import EventBridge
 from hbtscope.gui.live_correlation import LiveCorrelation
-from hbtscope.gui.live_count_rate import LiveCountRate
+from hbtscope.gui.live_count_rate import LiveCountRate, spad_names
 from hbtscope.gui.parameter_form import FormError, ParameterForm
 from hbtscope.gui.run_worker import RunThread
 
@@ -67,7 +67,7 @@ class MeasurementDock(QDockWidget):
         self.forms: dict[str, ParameterForm] = {}
         #: the g2 histogram while tags are recorded (snapshots straight to the GUI thread)
         self.live_correlation = LiveCorrelation(bridge.event.emit)
-        self.live_count_rate = LiveCountRate(bridge.event.emit)
+        self.live_count_rate = LiveCountRate(bridge.event.emit, scan_detectors=spad_names(setup))
 
         body = QWidget()
         layout = QVBoxLayout(body)

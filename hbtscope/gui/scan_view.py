@@ -53,6 +53,7 @@ from hbtscope.gui.image_tools import (
     percentile_levels,
     pixel_rect,
 )
+from hbtscope.gui.live_count_rate import spad_names
 
 SCAN = "confocal_scan"
 AXES = ("x", "y", "z")
@@ -238,12 +239,7 @@ class ScanView(QDockWidget):
         self._dirty: set[str] = set()
         self._reader: _FileReader | None = None
         self._poll_in_flight = False
-        spad = list(getattr(getattr(setup, "tagger", None), "spad_channels", []) or [])
-        self.detector_labels = ["spad_a", "spad_b"]
-        if "tagger" in setup.instruments:
-            names = [n for n, c in setup.tagger.channels.items() if c in spad]
-            if len(names) == 2:
-                self.detector_labels = names
+        self.detector_labels = spad_names(setup)  # in the order of the scan's detectors
 
         body = QWidget()
         layout = QVBoxLayout(body)
