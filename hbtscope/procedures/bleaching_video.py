@@ -167,7 +167,11 @@ class BleachingVideo(HbtProcedure):
                 if k == 0 and setup.is_simulated:
                     self.field = self._field_um(frame.shape)
                 self.progress(100.0 * done / n)
-                self.emit("results", {"frame": k, "time_s": (start_ps - t0_ps) / PS_PER_S})
+                row = {"frame": k, "time_s": (start_ps - t0_ps) / PS_PER_S}
+                if k == 0:
+                    live = _LiveSurvival(frame, camera.pixel_um, self)
+                row.update(live.add(frame))
+                self.emit("results", row)
                 self.check_stop()
         finally:
             self.publish_values(
@@ -210,6 +214,41 @@ class BleachingVideo(HbtProcedure):
 
 
 # ----------------------------------------------------------------------------- analysis
+
+
+class _LiveSurvival:
+    """The live view's survival: the emitters of frame 0 followed frame by frame (drift by
+    cross-correlation), the fraction *emitting* in each frame (SNR >= ``alive_snr``, as the
+    papers count). The analysis redoes it from the file (also ``not_bleached`` mode, which
+    needs the frames to come and drops emitters the drift takes out of the field)."""
+
+    def __init__(self, frame0: np.ndarray, pixel_um: float, procedure: Any):
+        self.radius_px = float(procedure.aperture_px)
+        self.threshold = float(procedure.alive_snr)
+        frame0 = np.asarray(frame0, dtype=np.float64)
+        border = int(math.ceil(self.radius_px + 4.0)) + 1
+        sigma_px = float(procedure.psf_sigma_um) / float(pixel_um)
+        found = find_emitters(frame0, sigma_px=sigma_px, exclude_border_px=border)
+        self.positions = np.column_stack([found["x"], found["y"]]).reshape(-1, 2)
+        self.follower = DriftFollower(frame0)
+        self.first = True
+
+    def add(self, frame: np.ndarray) -> dict[str, float]:
+        """``n_emitters`` (of frame 0) and the fraction ``emitting`` in ``frame``."""
+        n = len(self.positions)
+        if n == 0:
+            return {"n_emitters": 0, "emitting_fraction": math.nan}
+        frame = np.asarray(frame, dtype=np.float64)
+        shift = np.zeros(2) if self.first else self.follower.shift(frame)
+        self.first = False
+        counts = count_surviving(
+            frame[None],
+            self.positions,
+            radius_px=self.radius_px,
+            threshold=self.threshold,
+            shifts=np.asarray(shift, dtype=np.float64).reshape(1, 2),
+        )
+        return {"n_emitters": n, "emitting_fraction": float(np.mean(counts.alive[0]))}
 
 
 def _param(params: dict[str, Any], name: str, default: Any) -> Any:
@@ -556,6 +595,13 @@ def compare_figure(runs: Iterable[Any], path: Path) -> Path | None:
 
 LIVE_PLOTS = (
     LivePlot("latest frame", y=FRAMES, x_label="x [px]", y_label="y [px]"),
+    LivePlot(
+        "emitting (of the emitters in frame 0), frame by frame",
+        y="rows:emitting_fraction",
+        x="rows:time_s",
+        x_label="time [s]",
+        y_label="fraction emitting",
+    ),
     LivePlot(
         "survival curve (68 % interval, at the end)",
         y="",

@@ -114,12 +114,18 @@ def test_bleaching_video_shows_its_frames_and_the_survival_curve(
     values = {"x_um": 10.0, "y_um": 10.0, "interval_s": 1.0, "duration_s": 4.0}
     values |= {"report_after_s": 2.0}
     outcome = _run(qtbot, window, "bleaching_video", values)
-    frame, survival = window.live.declared.panels
+    frame, emitting, survival = window.live.declared.panels
     with open_run(outcome.path) as run:
         frames = np.asarray(run["data/video/frames"])
         analysis = read_values(run["analysis/bleaching_video"])
     assert frame.image is not None and frame.image.image.ndim == 2
     np.testing.assert_array_equal(frame.image.image, frames[-1].T)  # the last frame
+    # the live fraction emitting, frame by frame, is the analysis's own count of the same
+    # emitters followed through the same frames (none left the field in 4 s)
+    assert analysis["n_left_field"] == 0 and analysis["n_emitters"] >= 2
+    t_live, f_live = emitting.curve.getData()
+    np.testing.assert_allclose(t_live, analysis["times_s"])
+    np.testing.assert_allclose(f_live, np.asarray(analysis["alive"]).mean(axis=1))
     t, f = survival.fit_points.getData()
     np.testing.assert_array_equal(t, analysis["times_s"])
     np.testing.assert_array_equal(f, analysis["fraction"])

@@ -135,7 +135,8 @@ def count_surviving(
         noise = sig_px * np.sqrt(n_ap + 0.5 * math.pi * n_ap**2 / np.maximum(n_ann, 1))
         ok = (n_ap > 0) & (n_ann > 2)
         signal[f] = np.where(ok, s, np.nan)
-        snr[f] = np.where(ok, s / noise, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):  # no aperture left: NaN
+            snr[f] = np.where(ok, s / noise, np.nan)
     alive = np.nan_to_num(snr, nan=-np.inf) >= float(threshold)
     return SurvivalCounts(alive=alive, signal=signal, snr=snr)
 
