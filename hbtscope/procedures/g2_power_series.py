@@ -301,7 +301,11 @@ class G2PowerSeries(HbtProcedure):
             figures["b"].append(got["counts_b"])
             figures["range"].append((got["first"], got["last"]))
             self._publish_series(i + 1, lag, rows, figures, truth)
-            self.emit("results", {"factor": float(plan["factor"][i]), **got})
+            row = {"factor": float(plan["factor"][i]), **got, **self._live_g2(lag, acc.counts)}
+            p_sat = float(plan["P_sat_W"])  # as the analysis: else the nominal factor
+            ok = math.isfinite(p_sat) and p_sat > 0
+            row["power_over_P_sat"] = figures["power"][-1] / p_sat if ok else row["factor"]
+            self.emit("results", row)
             if got.get("aborted"):
                 raise AbortRequested("stopped by the user")
 
@@ -327,6 +331,17 @@ class G2PowerSeries(HbtProcedure):
                 }
             )
 
+    def _live_g2(self, lag: np.ndarray, counts: np.ndarray) -> dict[str, float]:
+        """The step's g2(0) ± err for the live view, as the analysis will compute it."""
+        params = {name: getattr(self, name) for name in self._parameters}
+        try:
+            res, _ = _step_g2(
+                lag, counts, PS_PER_S / float(self.rep_rate_Hz), params, self.setup.calibrations()
+            )
+        except ValueError:
+            return {"g2_0": math.nan, "g2_0_err": math.nan}
+        return {"g2_0": float(res.g2_0), "g2_0_err": float(res.g2_0_err)}
+
     def shutdown(self) -> None:
         if self.setup is not None and "laser" in self.setup.instruments:
             self.setup.laser.disable()
@@ -338,6 +353,25 @@ class G2PowerSeries(HbtProcedure):
 def _param(params: dict[str, Any], name: str, default: Any) -> Any:
     value = params.get(name, default)
     return default if value is None else value
+
+
+def _step_g2(
+    lag: np.ndarray, counts: np.ndarray, period_ps: float, params: dict[str, Any], cal: dict
+) -> tuple[Any, dict[str, Any]]:
+    """g2(0) of one power step's histogram with the run's settings (the analysis and the
+    live view use this one function)."""
+    res, _, used = analyse_g2_histogram(
+        lag,
+        counts,
+        period_ps,
+        norm_delay_ps=float(_param(params, "norm_delay_ps", NORM_DELAY_PS)),
+        norm_halfwidth_ps=float(_param(params, "norm_halfwidth_ps", NORM_HALFWIDTH_PS)),
+        background=str(_param(params, "background", "linear")),
+        zero_delay_ps=float(_param(params, "zero_delay_ps", math.nan)),
+        exclude_crosstalk=bool(_param(params, "exclude_crosstalk", True)),
+        calibrations=cal,
+    )
+    return res, used
 
 
 def analyse(run: h5py.File) -> AnalysisOutput:
@@ -361,17 +395,7 @@ def analyse(run: h5py.File) -> AnalysisOutput:
     problems = []
     for i in range(n):
         try:
-            res, _, used = analyse_g2_histogram(
-                lag,
-                hist[i],
-                period,
-                norm_delay_ps=float(_param(params, "norm_delay_ps", NORM_DELAY_PS)),
-                norm_halfwidth_ps=float(_param(params, "norm_halfwidth_ps", NORM_HALFWIDTH_PS)),
-                background=str(_param(params, "background", "linear")),
-                zero_delay_ps=float(_param(params, "zero_delay_ps", math.nan)),
-                exclude_crosstalk=bool(_param(params, "exclude_crosstalk", True)),
-                calibrations=cal,
-            )
+            res, used = _step_g2(lag, hist[i], period, params, cal)
         except ValueError as exc:
             problems.append(f"factor {factor[i]}: {exc}")
             continue
@@ -506,6 +530,14 @@ LIVE_PLOTS = (
         x="g2_power/lag_ps",
         x_label="delay [ps]",
         y_label="power step",
+    ),
+    LivePlot(
+        "g2(0) of each power step as it ends",
+        y="rows:g2_0",
+        x="rows:power_over_P_sat",
+        x_label="P / P_sat",
+        y_label="g2(0)",
+        line=False,
     ),
     LivePlot(
         "g2(0) against power (68 % interval, at the end)",

@@ -139,12 +139,16 @@ def test_g2_power_shows_its_histograms_and_g2_0_against_power(qtbot, make_window
     values = {"x_um": 10.0, "y_um": 10.0, "factors": "0.5, 1, 2", "P_sat_set_W": 2e-8}
     values |= {"duration_s": 0.3, "equalise_counts": False}
     outcome = _run(qtbot, window, "g2_power", values)
-    histograms, g2_0 = window.live.declared.panels
+    histograms, live_g2, g2_0 = window.live.declared.panels
     with open_run(outcome.path) as run:
         coincidences = np.asarray(run["data/g2_power/coincidences"])
         analysis = read_values(run["analysis/g2_power"])
     assert coincidences.shape[0] == 3
     np.testing.assert_array_equal(histograms.image.image, coincidences.T)
+    # each step's g2(0) as the step ended: the analysis's own value (one function for both)
+    x_live, g_live = live_g2.curve.getData()
+    np.testing.assert_allclose(x_live, analysis["power_over_P_sat"], rtol=1e-12)
+    np.testing.assert_allclose(g_live, analysis["g2_0"], rtol=1e-12)
     x, g = g2_0.fit_points.getData()
     np.testing.assert_array_equal(x, analysis["power_over_P_sat"])
     np.testing.assert_array_equal(g, analysis["g2_0"])
