@@ -256,7 +256,7 @@ class ScanView(QDockWidget):
         controls.addWidget(self.high)
         controls.addStretch(1)
         layout.addLayout(controls)
-        panes = QSplitter(Qt.Horizontal)
+        panes = self.splitter = QSplitter(Qt.Horizontal)
         self.panes = {"xy": ScanPane("xy"), "section": ScanPane("xz / yz")}
         self.panes["xy"].set_axes("x", "y")
         self.panes["section"].set_axes("x", "z")
@@ -416,7 +416,10 @@ class ScanView(QDockWidget):
         if counts is None or image.fast_um is None or image.slow_um is None:
             return
         pane.shown = image
-        pane.show()
+        if pane.isHidden():  # the first section: the two panes side by side, equal
+            pane.show()
+            half = max(self.splitter.width() // 2, 1)
+            self.splitter.setSizes([half, half])
         levels = percentile_levels(counts, self.low.value(), self.high.value())
         tau = image.lifetime_ps
         if self.choice.currentText() == "FLIM" and tau is not None and tau.shape == counts.shape:

@@ -289,3 +289,51 @@ def test_the_camera_live_view_follows_the_led(qtbot, make_window, setup, screens
     assert signal(lit) > 3 * signal(dark), (signal(lit), signal(dark))
     click(qtbot, camera.live_button)
     assert not camera.timer.isActive()
+
+
+def test_an_xz_section_appears_beside_the_xy_image_with_the_same_crosshair(
+    qtbot, make_window, setup, screenshot_dir
+):
+    """An xz scan through the demo emitter (truth x = 10, z = 0 µm): the section pane appears
+    with x and z axes, the brightest pixel at the emitter (PSF sigma ~0.1 µm laterally,
+    ~0.35 µm axially: within 2 pixels of 0.1 / 0.2 µm); one crosshair in both panes at the
+    stage's x, y and z; a click on the section moves x and z, y stays."""
+    window = make_window()
+    view = window.scan_view
+    run_scan(qtbot, window)  # the xy image first
+    dock = window.measurement_dock
+    dock.select("confocal_scan")
+    form = dock.form("confocal_scan")
+    xz = {**SCAN, "plane": "xz", "centre_x_um": 10.0, "centre_y_um": 10.0, "width_um": 2.0}
+    xz |= {"centre_z_um": 0.0, "height_um": 3.0, "pixels_x": 20, "pixels_y": 15}
+    for name, value in xz.items():
+        form.set_value(name, value)
+    dock.start()
+    qtbot.waitUntil(lambda: not dock.running, timeout=RUN_TIMEOUT_MS)
+    assert dock.last_outcome is not None and dock.last_outcome.status == "finished"
+    section, xy = view.panes["section"], view.panes["xy"]
+    assert section.isVisible() and xy.isVisible()
+    assert section.plot.getAxis("bottom").labelText == "x [µm]"
+    assert section.plot.getAxis("left").labelText == "z [µm]"
+    image = section.shown
+    counts = image.counts.sum(axis=0)
+    iz, ix = np.unravel_index(np.argmax(counts), counts.shape)
+    assert abs(image.fast_um[ix] - 10.0) <= 0.25 and abs(image.slow_um[iz]) <= 0.45
+    # one crosshair: the stage's x in both, y in the xy pane, z in the section
+    qtbot.waitUntil(lambda: view.stage.xyz_um is not None, timeout=10_000)
+    window.instruments.refresh()
+    qtbot.waitUntil(lambda: np.allclose(view.stage.xyz_um, setup.stage.position_um), timeout=10_000)
+    x, y, z = view.stage.xyz_um
+    assert xy.v_line.value() == pytest.approx(x) and section.v_line.value() == pytest.approx(x)
+    assert xy.h_line.value() == pytest.approx(y) and section.h_line.value() == pytest.approx(z)
+    assert view.widget().grab().save(str(screenshot_dir / "scan_view_xy_and_xz.png"))
+    # click-to-go on the section: x and z move, y stays
+    y_before = setup.stage.position_um[1]
+    qtbot.wait(200)  # layout settled
+    at = section.mapFromScene(section.plot.vb.mapViewToScene(QPointF(10.2, 0.5)))
+    qtbot.mouseClick(section.viewport(), Qt.LeftButton, pos=at)
+    qtbot.waitUntil(
+        lambda: np.allclose(np.take(setup.stage.position_um, [0, 2]), (10.2, 0.5), atol=0.06),
+        timeout=10_000,
+    )
+    assert setup.stage.position_um[1] == pytest.approx(y_before)
