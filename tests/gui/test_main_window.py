@@ -400,3 +400,44 @@ def test_run_browser_says_what_is_wrong_with_a_broken_file(qtbot, make_window, d
         browser.files.setCurrentRow(0)
     assert shown.args[0]["error"] and "broken.h5" in browser.header.text()
     assert not browser.again.isEnabled()
+
+
+def test_run_browser_opens_a_run_another_process_is_still_writing(
+    qtbot, make_window, data_dir, tmp_path
+):
+    """``hbtscope run g2`` in another process on a real-time clock writes its run file; the
+    browser opens it mid-run (status ``running``, parameters, and g2(0) with its error from
+    the tags flushed so far, computed by the measurement's own analysis), and the writer is
+    not disturbed: it finishes its run afterwards."""
+    import signal
+
+    from tests.conftest import start_cli_run, wait_for_rows
+
+    proc, out = start_cli_run(
+        tmp_path, "g2", "realtime", "duration_s=4", "x_um=10", "y_um=10", "laser_power_W=2e-8"
+    )
+    assert out == data_dir
+    try:
+        wait_for_rows(proc, out, "tttr/timestamps", 20_000)
+        window = make_window()
+        browser = window.run_browser
+        browser.refresh()
+        assert browser.files.count() == 1
+        with qtbot.waitSignal(browser.shown, timeout=60_000) as shown:
+            browser.files.setCurrentRow(0)
+        info = shown.args[0]
+        assert info["error"] == "" and info["status"] == "running", info
+        assert info["parameters"]["duration_s"] == 4.0
+        g2 = info["analysis"]
+        # the demo emitter is antibunched; ~1 s of tags at ~50 kcps per SPAD already gives
+        # g2(0) to about +-0.1
+        assert 0.0 <= g2["g2_0"] < 0.5 and 0 < g2["g2_0_err"] < 0.3, g2
+        assert "running" in browser.header.text()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    (path,) = run_files(data_dir)
+    assert run_status(path) == "finished"
