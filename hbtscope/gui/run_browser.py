@@ -32,6 +32,8 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
+from hbtscope.gui.file_lister import FileLister
+
 
 def load_run(path: str | Path) -> dict[str, Any]:
     """Everything the browser shows of one run file (called in a worker thread)."""
@@ -147,6 +149,8 @@ class RunBrowser(QDockWidget):
     add_to_queue = pyqtSignal(str, object)
     #: emitted when a run has been shown (its load dict)
     shown = pyqtSignal(object)
+    #: emitted when the list of run files has been (re)filled
+    listed = pyqtSignal()
 
     def __init__(self, data_dir: str | Path, parent: QWidget | None = None):
         super().__init__("Runs", parent)
@@ -196,15 +200,25 @@ class RunBrowser(QDockWidget):
         split.addWidget(left)
         split.addWidget(right)
         self.setWidget(split)
+        self.lister = FileLister(self.data_dir, "*.h5", self)
+        self.lister.listed.connect(self._listed)
         self.refresh()
 
     def refresh(self) -> None:
-        """List the run files of the data directory again, newest first."""
-        runs = sorted(self.data_dir.rglob("*.h5"), key=lambda p: p.stat().st_mtime, reverse=True)
+        """List the run files of the data directory again, newest first (in a worker
+        thread: :mod:`hbtscope.gui.file_lister`; :attr:`listed` when shown)."""
+        self.lister.request()
+
+    def _listed(self, runs: list[Path]) -> None:
+        chosen = self.files.currentItem().text() if self.files.currentItem() else None
         self.files.blockSignals(True)
         self.files.clear()
         self.files.addItems([str(p) for p in runs])
+        for row in range(self.files.count()):  # the run shown stays chosen
+            if self.files.item(row).text() == chosen:
+                self.files.setCurrentRow(row)
         self.files.blockSignals(False)
+        self.listed.emit()
 
     def open_run(self, path: str | Path) -> None:
         """Show ``path`` (also one outside the data directory)."""
@@ -266,5 +280,6 @@ class RunBrowser(QDockWidget):
 
     def wait_idle(self) -> None:
         """Wait for the loads in flight (closing the window, tests)."""
+        self.lister.wait()
         for loader in list(self._loaders):
             loader.wait()

@@ -46,6 +46,7 @@ from PyQt5.QtWidgets import (
 
 from hbtscope import events as ev
 from hbtscope.gui.device_worker import BUSY, DeviceWorker
+from hbtscope.gui.file_lister import FileLister
 from hbtscope.gui.image_tools import (
     DEFAULT_PERCENTILES,
     flim_rgb,
@@ -292,6 +293,9 @@ class ScanView(QDockWidget):
         self.history.itemActivated.connect(self.choose)
         self.history.itemClicked.connect(self.choose)
         self.stage.moved.connect(self._draw_crosshair)
+        self._scan_files: list[Path] = []
+        self.lister = FileLister(self.runs_dir, f"*_{SCAN}_*.h5", self)
+        self.lister.listed.connect(self._fill_history)
         self.refresh_history()
         self.poll_stage()
 
@@ -498,13 +502,6 @@ class ScanView(QDockWidget):
 
     # --- history ------------------------------------------------------------------------
 
-    def scan_files(self) -> list[Path]:
-        """The ``confocal_scan`` run files of the data directory, newest first."""
-        if not self.runs_dir.is_dir():
-            return []
-        files = self.runs_dir.rglob(f"*_{SCAN}_*.h5")
-        return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
-
     def run_ended(self, outcome: Any) -> None:
         """The window's run-ended: the last session scan learns its run file."""
         path = getattr(outcome, "path", None)
@@ -513,13 +510,21 @@ class ScanView(QDockWidget):
         self.refresh_history()
 
     def refresh_history(self) -> None:
+        """This session's scans now; the ``confocal_scan`` run files of the data directory
+        when the worker thread has listed them (:mod:`hbtscope.gui.file_lister`)."""
+        self._fill_history()
+        self.lister.request()
+
+    def _fill_history(self, files: list[Path] | None = None) -> None:
+        if files is not None:
+            self._scan_files = files
         self.history.clear()
         known = {s.path for s in self.session}
         for i, image in reversed(list(enumerate(self.session))):
             item = QListWidgetItem(f"{image.label} [{image.plane}]")
             item.setData(Qt.UserRole, ("session", i))
             self.history.addItem(item)
-        for path in self.scan_files():
+        for path in self._scan_files:
             if str(path) in known:
                 continue
             item = QListWidgetItem(f"{path.parent.name}/{path.name}")
@@ -552,6 +557,7 @@ class ScanView(QDockWidget):
 
     def wait_idle(self) -> None:
         """Let a history read in flight finish (the window closes after it)."""
+        self.lister.wait()
         if self._reader is not None:
             self._reader.wait(5000)
 

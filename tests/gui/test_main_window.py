@@ -368,7 +368,8 @@ def test_run_browser_shows_a_run_from_its_file_and_runs_it_again(
     )
     window = make_window()
     browser = window.run_browser
-    browser.refresh()
+    with qtbot.waitSignal(browser.listed, timeout=10_000):  # listed in a worker thread
+        browser.refresh()
     assert browser.files.count() == 1
     with qtbot.waitSignal(browser.shown, timeout=60_000) as shown:
         browser.files.setCurrentRow(0)
@@ -395,7 +396,8 @@ def test_run_browser_says_what_is_wrong_with_a_broken_file(qtbot, make_window, d
     (data_dir / "broken.h5").write_bytes(b"not hdf5 at all")
     window = make_window()
     browser = window.run_browser
-    browser.refresh()
+    with qtbot.waitSignal(browser.listed, timeout=10_000):
+        browser.refresh()
     with qtbot.waitSignal(browser.shown, timeout=60_000) as shown:
         browser.files.setCurrentRow(0)
     assert shown.args[0]["error"] and "broken.h5" in browser.header.text()
@@ -421,7 +423,8 @@ def test_run_browser_opens_a_run_another_process_is_still_writing(
         wait_for_rows(proc, out, "tttr/timestamps", 20_000)
         window = make_window()
         browser = window.run_browser
-        browser.refresh()
+        with qtbot.waitSignal(browser.listed, timeout=10_000):
+            browser.refresh()
         assert browser.files.count() == 1
         with qtbot.waitSignal(browser.shown, timeout=60_000) as shown:
             browser.files.setCurrentRow(0)

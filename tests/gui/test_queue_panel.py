@@ -118,7 +118,10 @@ def test_characterise_two_points_runs_to_the_end_with_live_runs(qtbot, make_wind
     assert window.instruments.controls.isEnabled()
     assert not window.setup.laser.emission_on
     assert (out.queue_dir / "report.html").is_file()
-    listed = [window.run_browser.files.item(i).text() for i in range(2)]  # the runs browsable
+    # the runs browsable (the browser lists the data directory in a worker thread)
+    browser = window.run_browser
+    qtbot.waitUntil(lambda: browser.files.count() == 2, timeout=10_000)
+    listed = [browser.files.item(i).text() for i in range(2)]
     assert sorted(listed) == sorted(states[k]["run"] for k in states)
     assert shot == [True]
 
