@@ -27,8 +27,10 @@ least-squares fit, the points furthest *below* the curve (residuals studentised 
 leverage) are candidates; the fit is repeated without each, and the candidate whose removal
 lowers chi^2 most is dropped if it lies more than 4 sigma below the curve fitted without it
 (sigma: its own error and that of the curve's prediction there, added in quadrature).
-This repeats one point at a time; at the end, dropped points that agree with the final fit
-within 4 sigma are re-admitted. Blinking only ever lowers the counts, hence the one-sided
+This repeats one point at a time, and only while at least 3 degrees of freedom remain (a
+sweep of 6 points or fewer is fitted whole: with dof 2 a dropped point let the curve bend onto
+the others, B < 0); at the end, dropped points that agree with the final fit within 4 sigma
+are re-admitted. Blinking only ever lowers the counts, hence the one-sided
 rule (a two-sided one fails when dips cluster at high power: the fit passes between dipped
 and good points, and good points as far above as the dips are below can go first); the
 deletion test handles a dip at the end of the sweep, which drags the curve onto itself.
@@ -82,6 +84,7 @@ __all__ = [
 ]
 
 OUTLIER_SIGMA = 4.0
+MIN_DOF_AFTER_REJECTION = 3
 COMPATIBLE_SIGMA = 5.0
 
 
@@ -281,7 +284,11 @@ def _reject_outliers(x, y, s, best, lnp_bounds, n_candidates: int = 6):
         for i in cands:
             keep = inlier.copy()
             keep[i] = False
-            if np.unique(x[keep]).size < 4:
+            # a deletion must leave >= 3 degrees of freedom (6 points at 4+ powers): with
+            # fewer, the 3-parameter curve bends onto the remaining points (B < 0) and the
+            # 4-sigma test loses its meaning -- a short sweep is fitted whole, its goodness of
+            # fit says if a point dipped
+            if np.unique(x[keep]).size < 4 or keep.sum() - 3 < MIN_DOF_AFTER_REJECTION:
                 continue
             trial = fit_without(keep, q)
             # deleted residual against the prediction's own uncertainty (a point at the end

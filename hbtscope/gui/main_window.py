@@ -242,7 +242,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.instruments, self.instruments.rate_dock], [600, 300], Qt.Vertical)
         self.resizeDocks(
             [self.measurement_dock, self.live_dock, self.instruments],
-            [440, 660, 400],
+            [430, 600, 470],
             Qt.Horizontal,
         )
 

@@ -173,3 +173,29 @@ def test_bad_input_hypothesis(counts, n_powers):
         return
     assert c.size == powers.size and np.all(np.isfinite(c))
     assert np.isfinite(r.A) and r.P_sat > 0
+
+
+def test_a_short_sweep_is_fitted_whole_and_its_dip_shows_in_the_goodness_of_fit():
+    """Six powers (as a quick sweep): dropping a point would leave 2 degrees of freedom, with
+    which the curve bends onto the other five (B < 0 was seen). So nothing is dropped; a deep
+    dip (x0.3) instead shows as a goodness of fit no model of eq. 1 can reach (p < 1e-3),
+    and without a dip the fit is the plain one. Seven powers: a dip can be dropped again."""
+    rng = np.random.default_rng(7)
+    powers = np.geomspace(0.1, 6.0, 6)
+    mu = saturation_model(powers, A, P_SAT, B)
+    clean = rng.poisson(mu).astype(float)
+    r = saturation_fit(powers, clean)
+    plain = saturation_fit(powers, clean, blinking_robust=False)
+    assert r.n_outliers == 0 and r.P_sat == plain.P_sat
+    dipped = clean.copy()
+    dipped[3] = rng.poisson(0.3 * mu[3])
+    r = saturation_fit(powers, dipped)
+    assert r.n_outliers == 0 and r.dof == 3
+    assert r.gof_p_value < 1e-3
+    powers7 = np.geomspace(0.1, 6.0, 7)
+    mu7 = saturation_model(powers7, A, P_SAT, B)
+    y7 = rng.poisson(mu7).astype(float)
+    y7[4] = rng.poisson(0.3 * mu7[4])
+    r7 = saturation_fit(powers7, y7)
+    assert r7.n_outliers == 1 and not r7.inlier[4]
+    assert abs(r7.P_sat - P_SAT) < 3.5 * r7.P_sat_err
