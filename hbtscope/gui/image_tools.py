@@ -53,13 +53,21 @@ def mean_arrival_lifetime_ps(tcspc: np.ndarray, bin_ps: float) -> np.ndarray:
         return np.where(photons > 0, (tail @ t_ps) / photons, np.nan)
 
 
-def hsv_to_rgb(h: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Fully saturated HSV (hue in [0, 1), value in [0, 1]) -> RGB uint8 ``(..., 3)``."""
-    h6 = (np.mod(h, 1.0) * 6.0)[..., None]
-    # the standard piecewise-linear HSV wheel, vectorised: channel k peaks at hue k/3
+def lifetime_colours(lifetime_ps: np.ndarray, lifetime_levels: tuple[float, float]) -> np.ndarray:
+    """The FLIM hue of each pixel as RGB in [0, 1] ``(..., 3)`` float32 (red =
+    ``lifetime_levels[0]`` ... blue = ``[1]``); white (grey once scaled by the brightness)
+    where a pixel has no lifetime. Depends on the lifetimes only: a view computes it once per
+    lifetime image and scales it by each new intensity (:func:`flim_rgb`)."""
+    t_lo, t_hi = lifetime_levels
+    tau = np.asarray(lifetime_ps, float)
+    frac = np.clip((tau - t_lo) / max(t_hi - t_lo, 1e-300), 0.0, 1.0)
+    hue = HUE_RANGE[0] + np.nan_to_num(frac) * (HUE_RANGE[1] - HUE_RANGE[0])
+    h6 = (np.mod(hue, 1.0) * 6.0)[..., None]
+    # the piecewise-linear HSV wheel at full saturation and value: channel k peaks at hue k/3
     k = np.array([5.0, 3.0, 1.0])
     rgb = 1.0 - np.clip(np.minimum(np.mod(k + h6, 6.0), 4.0 - np.mod(k + h6, 6.0)), 0.0, 1.0)
-    return np.round(rgb * np.clip(v, 0.0, 1.0)[..., None] * 255.0).astype(np.uint8)
+    rgb[~np.isfinite(tau)] = 1.0
+    return rgb.astype(np.float32)
 
 
 def flim_rgb(
@@ -67,21 +75,18 @@ def flim_rgb(
     lifetime_ps: np.ndarray,
     count_levels: tuple[float, float],
     lifetime_levels: tuple[float, float],
+    colours: np.ndarray | None = None,
 ) -> np.ndarray:
     """Lifetime-coloured intensity image ``(ny, nx, 3)`` uint8: hue from the lifetime
     (red = ``lifetime_levels[0]`` ... blue = ``[1]``), brightness from the counts scaled to
-    ``count_levels``; a pixel without a lifetime is grey at its brightness."""
+    ``count_levels``; a pixel without a lifetime is grey at its brightness. ``colours``: the
+    :func:`lifetime_colours` of these lifetimes and levels, if already computed."""
     c_lo, c_hi = count_levels
-    t_lo, t_hi = lifetime_levels
-    value = np.clip((np.asarray(counts, float) - c_lo) / max(c_hi - c_lo, 1e-300), 0.0, 1.0)
-    tau = np.asarray(lifetime_ps, float)
-    frac = np.clip((tau - t_lo) / max(t_hi - t_lo, 1e-300), 0.0, 1.0)
-    hue = HUE_RANGE[0] + np.nan_to_num(frac) * (HUE_RANGE[1] - HUE_RANGE[0])
-    rgb = hsv_to_rgb(hue, value)
-    grey = np.round(value * 255.0).astype(np.uint8)
-    missing = ~np.isfinite(tau)
-    rgb[missing] = grey[missing][:, None]
-    return rgb
+    value = np.clip((np.asarray(counts, np.float32) - c_lo) / max(c_hi - c_lo, 1e-30), 0.0, 1.0)
+    if colours is None:
+        colours = lifetime_colours(lifetime_ps, lifetime_levels)
+    out = colours * (value * np.float32(255.0))[..., None]
+    return (out + np.float32(0.5)).astype(np.uint8)
 
 
 def pixel_rect(fast_um: np.ndarray, slow_um: np.ndarray) -> tuple[float, float, float, float]:

@@ -50,6 +50,7 @@ from hbtscope.gui.file_lister import FileLister
 from hbtscope.gui.image_tools import (
     DEFAULT_PERCENTILES,
     flim_rgb,
+    lifetime_colours,
     mean_arrival_lifetime_ps,
     percentile_levels,
     pixel_rect,
@@ -240,6 +241,8 @@ class ScanView(QDockWidget):
         self._dirty: set[str] = set()
         self._reader: _FileReader | None = None
         self._poll_in_flight = False
+        #: (lifetime image, its scale, its hues) of the last FLIM drawing
+        self._flim_cache: tuple[np.ndarray, tuple[float, float], np.ndarray] | None = None
         self.detector_labels = spad_names(setup)  # in the order of the scan's detectors
 
         body = QWidget()
@@ -427,9 +430,8 @@ class ScanView(QDockWidget):
         levels = percentile_levels(counts, self.low.value(), self.high.value())
         tau = image.lifetime_ps
         if self.choice.currentText() == "FLIM" and tau is not None and tau.shape == counts.shape:
-            bright = counts >= levels[0] + 0.2 * (levels[1] - levels[0])
-            tau_levels = percentile_levels(np.where(bright, tau, np.nan), 5.0, 95.0)
-            rgb = flim_rgb(counts, tau, levels, tau_levels)
+            tau_levels, colours = self._lifetime_colours(tau, counts, levels)
+            rgb = flim_rgb(counts, tau, levels, tau_levels, colours)
             pane.image.setImage(rgb, autoLevels=False, levels=(0, 255))
             self.lifetime_levels_ps = tau_levels
         else:
@@ -448,6 +450,20 @@ class ScanView(QDockWidget):
         self._draw_crosshair(self.stage.xyz_um)
         self.updates += 1
         self.image_updated.emit()
+
+    def _lifetime_colours(
+        self, tau: np.ndarray, counts: np.ndarray, levels: tuple[float, float]
+    ) -> tuple[tuple[float, float], np.ndarray]:
+        """The lifetime scale (5-95 % of the bright pixels' lifetimes) and the pixels' hues,
+        computed once per lifetime image (lines come far more often than lifetimes)."""
+        cached = self._flim_cache
+        if cached is not None and cached[0] is tau:
+            return cached[1], cached[2]
+        bright = counts >= levels[0] + 0.2 * (levels[1] - levels[0])
+        tau_levels = percentile_levels(np.where(bright, tau, np.nan), 5.0, 95.0)
+        colours = lifetime_colours(tau, tau_levels)
+        self._flim_cache = (tau, tau_levels, colours)
+        return tau_levels, colours
 
     def _draw_crosshair(self, xyz_um: Any) -> None:
         if xyz_um is None:
