@@ -79,6 +79,8 @@ class ScanImage:
     frame_index: int = 0
     tcspc_bin_ps: float = 400.0
     lifetime_ps: np.ndarray | None = None
+    #: the lifetimes are the analysis's fitted ones (not replaced by a live estimate)
+    lifetime_fitted: bool = False
     emitters_um: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     path: str = ""
 
@@ -131,6 +133,7 @@ def _take_analysis(image: ScanImage, values: dict[str, Any]) -> None:
     tau = values.get("flim_tau_mean_ps")
     if tau is not None and np.ndim(tau) == 2:
         image.lifetime_ps = np.asarray(tau, float)
+        image.lifetime_fitted = True
 
 
 class _FileReader(QThread):
@@ -147,6 +150,21 @@ class _FileReader(QThread):
             self.loaded.emit(read_scan_file(self.path), "")
         except Exception as exc:  # noqa: BLE001 - shown in place, one line
             self.loaded.emit(None, f"{Path(self.path).name}: {' '.join(str(exc).split())}")
+
+
+class _LifetimeJob(QThread):
+    """The per-pixel lifetimes of a TCSPC stack off the GUI thread (a 512 x 512 x 100-bin
+    stack takes ~0.4 s: the GUI thread stalled that long at each frame's checkpoint)."""
+
+    done = pyqtSignal(object, object)  # (ScanImage, lifetimes ps)
+
+    def __init__(self, image: ScanImage, stack: np.ndarray):
+        super().__init__()
+        self.image, self.stack = image, stack
+
+    def run(self) -> None:  # noqa: D102 - QThread's entry point
+        tau = mean_arrival_lifetime_ps(self.stack.sum(axis=0), self.image.tcspc_bin_ps)
+        self.done.emit(self.image, tau)
 
 
 class StagePosition(QObject):
@@ -241,6 +259,9 @@ class ScanView(QDockWidget):
         self._dirty: set[str] = set()
         self._reader: _FileReader | None = None
         self._poll_in_flight = False
+        self._lifetime_job: _LifetimeJob | None = None
+        self._threads: set[QThread] = set()  # workers running (see _start)
+        self._lifetime_next: tuple[ScanImage, np.ndarray] | None = None
         #: (lifetime image, its scale, its hues) of the last FLIM drawing
         self._flim_cache: tuple[np.ndarray, tuple[float, float], np.ndarray] | None = None
         self.detector_labels = spad_names(setup)  # in the order of the scan's detectors
@@ -352,8 +373,8 @@ class ScanView(QDockWidget):
         elif name == "scan/slow_um":
             live.slow_um = np.asarray(event.data, float)
         elif name == "scan/tcspc":
-            stack = np.asarray(event.data)
-            live.lifetime_ps = mean_arrival_lifetime_ps(stack.sum(axis=0), live.tcspc_bin_ps)
+            self._lifetimes_of(live, np.asarray(event.data))
+            return
         elif (m := FRAME_NAME.match(name)) is not None:
             self._start_frame(live, int(m.group(1)))
             live.frame = np.asarray(event.data, np.int64).copy()
@@ -362,6 +383,35 @@ class ScanView(QDockWidget):
         if live.fast_um is not None and live.slow_um is not None and live.frame is None:
             live.frame = np.zeros((2, live.slow_um.size, live.fast_um.size), np.int64)
         self._schedule(live)
+
+    def _lifetimes_of(self, image: ScanImage, stack: np.ndarray) -> None:
+        """Lifetimes of a TCSPC stack in a worker thread (the newest stack waits while one is
+        computed; older ones are skipped)."""
+        if self._lifetime_job is not None:
+            self._lifetime_next = (image, stack)
+            return
+        job = _LifetimeJob(image, stack)
+        job.done.connect(self._lifetimes_done)
+        self._lifetime_job = job
+        self._start(job)
+
+    def _start(self, thread: QThread) -> None:
+        """Start a worker thread, held until it has finished (its result signal comes while
+        ``run`` is still returning: dropping the last reference then would destroy a running
+        QThread)."""
+        self._threads.add(thread)
+        thread.finished.connect(lambda t=thread: self._threads.discard(t))
+        thread.start()
+
+    def _lifetimes_done(self, image: ScanImage, tau: np.ndarray) -> None:
+        self._lifetime_job = None
+        if not image.lifetime_fitted:
+            image.lifetime_ps = tau
+        if image is self.live or any(p.shown is image for p in self.panes.values()):
+            self._schedule(image)
+        if self._lifetime_next is not None:
+            (image, stack), self._lifetime_next = self._lifetime_next, None
+            self._lifetimes_of(image, stack)
 
     def _start_frame(self, live: ScanImage, k: int) -> None:
         """Frame ``k`` begins: the previous frame joins the sum of the frames done."""
@@ -559,9 +609,8 @@ class ScanView(QDockWidget):
         self.message.setText(f"reading {Path(key).name}…")
         reader = _FileReader(str(key))
         reader.loaded.connect(self._loaded)
-        reader.finished.connect(reader.deleteLater)
         self._reader = reader
-        reader.start()
+        self._start(reader)
 
     def _loaded(self, image: ScanImage | None, error: str) -> None:
         self._reader = None
@@ -574,8 +623,9 @@ class ScanView(QDockWidget):
     def wait_idle(self) -> None:
         """Let a history read in flight finish (the window closes after it)."""
         self.lister.wait()
-        if self._reader is not None:
-            self._reader.wait(5000)
+        self._lifetime_next = None
+        for thread in list(self._threads):
+            thread.wait(5000)
 
     # --- for the POI list ---------------------------------------------------------------
 
