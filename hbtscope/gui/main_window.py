@@ -187,10 +187,12 @@ class MainWindow(QMainWindow):
     def _queue_started(self, name: str) -> None:
         """A queue holds the instruments: no single run, no instrument control meanwhile."""
         self.measurement_dock.start_button.setEnabled(False)
+        self.measurement_dock.busy_reason = f"the queue {name!r} is running"
         self._run_started(f"queue {name}")
 
     def _queue_ended(self, outcome: Any) -> None:
         self.measurement_dock.start_button.setEnabled(True)
+        self.measurement_dock.busy_reason = ""
         self._run_ended(outcome)
 
     def _run_ended(self, outcome: Any) -> None:

@@ -64,6 +64,8 @@ class MeasurementDock(QDockWidget):
         self.hardware_lock = hardware_lock
         self.thread: RunThread | None = None
         self.last_outcome: Any = None
+        #: why no measurement can start now ("" when one can): set while a queue runs
+        self.busy_reason = ""
         self.forms: dict[str, ParameterForm] = {}
         #: the g2 histogram while tags are recorded (snapshots straight to the GUI thread)
         self.live_correlation = LiveCorrelation(bridge.event.emit)
@@ -141,6 +143,9 @@ class MeasurementDock(QDockWidget):
     def start(self) -> None:
         """Start the chosen measurement with the form's values (refusals shown in place)."""
         if self.running:
+            return
+        if self.busy_reason:  # e.g. a queue holds the instruments: refuse, do not wait
+            self.status.setText(f"refused: {self.busy_reason}; nothing was moved or switched on")
             return
         name = self.current
         form = self.form(name)

@@ -302,6 +302,8 @@ def start_refocus(dock: Any, name: str) -> str:
     filled: the emitter's name, start where the book has it); "" or why it did not start."""
     if dock.running:
         return "a measurement is running: refocus when it has ended"
+    if dock.busy_reason:
+        return f"{dock.busy_reason}: refocus when it has ended"
     if "refocus" not in dock.measurements:
         return "no refocus measurement is installed"
     dock.select("refocus")

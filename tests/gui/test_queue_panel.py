@@ -84,6 +84,11 @@ def test_characterise_two_points_runs_to_the_end_with_live_runs(qtbot, make_wind
     assert not window.measurement_dock.start_button.isEnabled()
     assert not window.instruments.controls.isEnabled()
     assert not panel.run_button.isEnabled() and panel.abort_button.isEnabled()
+    # a start from elsewhere (the points list's Refocus) is refused at once, not queued
+    # behind the queue's hold on the instruments
+    window.measurement_dock.start()
+    assert not window.measurement_dock.running
+    assert "refused: the queue" in window.measurement_dock.status.text()
     wait_ended(qtbot, panel)
 
     out = panel.last_outcome
