@@ -72,24 +72,32 @@ def start_cli_run(tmp_path: Path, measurement: str, clock: str, *sets: str):
 TORN_READ = (OSError, KeyError, RuntimeError, ValueError)
 
 
-def wait_for_rows(proc, out: Path, dataset: str, n: int) -> int:
-    """Poll the run file *while it is written* until ``dataset`` holds ``n`` rows (90 s hang
-    guard, not a timing assertion); the rows seen."""
+def wait_for_run(proc, out: Path, read, enough: float, timeout_s: float = 90.0) -> float:
+    """Poll the run file under ``out`` *while another process writes it* until
+    ``read(file) >= enough`` (a hang guard of ``timeout_s``, not a timing assertion); the last
+    value read. A torn read (:data:`TORN_READ`) counts as 0 and is retried; the writer must
+    stay alive meanwhile."""
     import time
 
     from hbtscope.storage import open_run
 
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + timeout_s
     seen = 0
-    while time.monotonic() < deadline and seen < n:
+    while time.monotonic() < deadline and seen < enough:
         time.sleep(0.3)
         files = list(out.rglob("*.h5"))
         if files:
             try:
                 with open_run(files[0]) as f:
-                    seen = f[dataset].shape[0]
+                    seen = read(f)
             except TORN_READ:
                 seen = 0
         assert proc.poll() is None, proc.stderr.read().decode()
-    assert seen >= n, f"the run never flushed {n} rows of {dataset}"
     return seen
+
+
+def wait_for_rows(proc, out: Path, dataset: str, n: int, timeout_s: float = 90.0) -> int:
+    """:func:`wait_for_run` until ``dataset`` holds ``n`` rows; the rows seen."""
+    seen = wait_for_run(proc, out, lambda f: f[dataset].shape[0], n, timeout_s)
+    assert seen >= n, f"the run never flushed {n} rows of {dataset}"
+    return int(seen)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -15,8 +14,8 @@ import numpy as np
 import pytest
 
 from hbtscope.setup import default_setup_path
-from hbtscope.storage import open_run, run_status
-from tests.conftest import TORN_READ
+from hbtscope.storage import run_status
+from tests.conftest import wait_for_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,30 +61,15 @@ def _start_scan(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     return proc, out
 
 
-def _lines_seen(out: Path) -> int:
-    """Lines of frame 0 with counts in the file (0 while there is none)."""
-    files = list(out.rglob("*.h5"))
-    if not files:
-        return 0
-    try:
-        with open_run(files[0]) as f:
-            frame = f["data/scan/counts/frame_000"][()]
-    except TORN_READ:
-        # the writer is not in SWMR mode: a read that meets a metadata update half written
-        # fails (h5py raises all of these); the next poll, 0.3 s later, sees it complete
-        return 0
-    return int(np.count_nonzero(frame.sum(axis=(0, 2))))
+def _lines_in_frame_0(f) -> int:
+    """Lines of frame 0 with counts in the run file ``f``."""
+    return int(np.count_nonzero(f["data/scan/counts/frame_000"][()].sum(axis=(0, 2))))
 
 
 def _wait_for_lines(proc, out: Path, n: int) -> int:
-    deadline = time.monotonic() + 90
-    seen = 0
-    while time.monotonic() < deadline and seen < n:
-        time.sleep(0.3)
-        seen = _lines_seen(out)
-        assert proc.poll() is None, proc.stderr.read().decode()
+    seen = wait_for_run(proc, out, _lines_in_frame_0, n)
     assert seen >= n, "the scan never checkpointed its lines"
-    return seen
+    return int(seen)
 
 
 def test_sigkill_leaves_a_readable_file_with_the_checkpointed_lines(tmp_path):

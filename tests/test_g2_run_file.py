@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import h5py
@@ -20,8 +19,8 @@ from hbtscope.cli import main
 from hbtscope.procedures.g2 import G2Measurement
 from hbtscope.procedures.runner import run_procedure
 from hbtscope.setup import default_setup_path
-from hbtscope.storage import open_run, run_status
-from tests.conftest import TORN_READ
+from hbtscope.storage import run_status
+from tests.conftest import wait_for_rows
 
 
 def test_run_file_is_self_describing(tmp_path, ideal_stage_setup_path):
@@ -154,19 +153,7 @@ def test_sigkill_during_recording_keeps_flushed_tags(tmp_path):
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        seen = 0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and seen < 200_000:
-            time.sleep(0.5)
-            files = list(out.rglob("*.h5"))
-            if files:
-                try:
-                    with open_run(files[0]) as f:
-                        seen = f["tttr/timestamps"].shape[0]
-                except TORN_READ:
-                    seen = 0
-            assert proc.poll() is None, proc.stderr.read().decode()
-        assert seen >= 200_000, "the run never flushed tags"
+        seen = wait_for_rows(proc, out, "tttr/timestamps", 200_000, timeout_s=120)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -193,19 +180,7 @@ def test_sigterm_or_sighup_aborts_like_ctrl_c(tmp_path, sig):
     cmd += ["--out", str(out), "--set", "x_um=10", "--set", "y_um=10", "--set", "duration_s=600"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        seen = 0
-        while time.monotonic() < deadline and seen == 0:
-            time.sleep(0.5)
-            files = list(out.rglob("*.h5"))
-            if files:
-                try:
-                    with open_run(files[0]) as f:
-                        seen = f["tttr/timestamps"].shape[0]
-                except TORN_READ:
-                    seen = 0
-            assert proc.poll() is None, proc.stderr.read().decode()
-        assert seen > 0, "the run never flushed tags"
+        seen = wait_for_rows(proc, out, "tttr/timestamps", 1, timeout_s=120)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:

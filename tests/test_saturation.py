@@ -29,7 +29,7 @@ from hbtscope.procedures.runner import run_procedure
 from hbtscope.procedures.saturation import SaturationSweep
 from hbtscope.storage import open_run, run_status
 from hbtscope.storage.emitter_book import EmitterBook
-from tests.conftest import TORN_READ
+from tests.conftest import wait_for_rows
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_SIM = REPO / "config" / "lab-sim.yaml"
@@ -188,7 +188,6 @@ def test_sigkill_keeps_the_points_measured(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     from hbtscope.setup import default_setup_path
 
@@ -202,20 +201,8 @@ def test_sigkill_keeps_the_points_measured(tmp_path):
     cmd += ["--set", "acquisition_s=0.2", "--set", "repeats=2"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    seen = 0
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and seen < 3:
-            time.sleep(0.3)
-            files = list(out.rglob("*.h5"))
-            if files:
-                try:
-                    with open_run(files[0]) as f:
-                        seen = f["data/saturation/counts"].shape[0]
-                except TORN_READ:
-                    seen = 0
-            assert proc.poll() is None, proc.stderr.read().decode()
-        assert seen >= 3, "the sweep never flushed its points"
+        seen = wait_for_rows(proc, out, "data/saturation/counts", 3)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -10,14 +10,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
 
 from hbtscope.setup import default_setup_path
-from hbtscope.storage.runfile import open_run, run_status
-from tests.conftest import TORN_READ
+from hbtscope.storage.runfile import run_status
+from tests.conftest import wait_for_run
 
 
 def _realtime_setup(tmp_path):
@@ -29,19 +28,7 @@ def _realtime_setup(tmp_path):
 
 def _wait_for(out, proc, read, enough, timeout=90):
     """Poll the run file (while the writer flushes) until ``read(f) >= enough``."""
-    seen = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and seen < enough:
-        time.sleep(0.5)
-        files = list(out.rglob("*.h5"))
-        if files:
-            try:
-                with open_run(files[0]) as f:
-                    seen = read(f)
-            except TORN_READ:
-                seen = 0
-        assert proc.poll() is None, proc.stderr.read().decode()
-    return seen
+    return wait_for_run(proc, out, read, enough, timeout)
 
 
 def test_sigkill_during_a_tttr_trace_keeps_flushed_tags(tmp_path):
