@@ -1,16 +1,15 @@
-"""A decay histogram and the mean arrival time, fed chunk by chunk (a live view of a TTTR
-record).
+"""A decay histogram and the mean arrival time, fed chunk by chunk (a live view of a TTTR record).
 
 :class:`DecayAccumulator` takes the tags of one read-out after the other (sync kept every
 ``divider`` pulses, and one photon channel), computes each photon's delay after its pulse as
 ``(t - s_j) mod T_j`` with ``T_j = (s_{j+1} - s_j) / N`` (:mod:`hbtscope.analysis.
-divided_sync`; the last kept sync of the previous chunk is carried over, so no photon is lost
-at a chunk boundary once the first sync has arrived) and adds it to a histogram over one
-period. Per chunk it returns the photons' mean delay minus the decay's rising edge (the
-lifetime axis of a FLID, D'Amato et al. 2023; as
+divided_sync`; the last kept syncs of the previous chunk are carried over, so no photon is lost
+at a chunk boundary once two syncs (a period) are known; photons before that are dropped) and
+adds it to a histogram over one period. Per chunk it returns the photons' mean delay minus the
+decay's rising edge (the lifetime axis of a FLID, D'Amato et al. 2023; as
 :func:`~hbtscope.analysis.mean_arrival_time_per_bin`; the edge:
-:func:`~hbtscope.analysis.divided_sync.rising_edge_of_histogram` of the histogram so far).
-The final analysis re-computes everything from the recorded tags; this is what the operator
+:func:`~hbtscope.analysis.divided_sync.rising_edge_of_histogram` of the histogram so far). The
+final analysis re-computes everything from the recorded tags; this is what the operator
 watches.
 """
 

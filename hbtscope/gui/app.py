@@ -3,11 +3,17 @@
 Ctrl+C, SIGTERM and SIGHUP close the window as its close button does: a running measurement is
 stopped (it ends ``aborted``), then the setup is closed with every instrument in its safe
 state; the exit code is then 130, as for an interrupted ``hbtscope run``.
+
+An exception that escapes a Qt slot (a bug) would make PyQt5 abort the process, mid-run, with
+the instruments as they are: while the window is open it is logged with its traceback
+(logger ``hbtscope.gui``) and named in one line in the window's status bar instead, and the
+window goes on (:func:`keep_running_on_slot_errors`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -53,6 +59,29 @@ def close_on_signals(window: MainWindow, received: list[str]) -> Iterator[None]:
             signal.signal(signum, old)
 
 
+@contextlib.contextmanager
+def keep_running_on_slot_errors(window: MainWindow) -> Iterator[None]:
+    """While inside: an exception escaping a slot is logged and shown in the status bar (PyQt5
+    would otherwise abort the whole process, run included)."""
+    log = logging.getLogger("hbtscope.gui")
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            previous(kind, exc, tb)
+            return
+        log.error("unexpected error in the dashboard", exc_info=(kind, exc, tb))
+        text = " ".join(str(exc).split()) or kind.__name__
+        with contextlib.suppress(RuntimeError):  # the window may be gone
+            window.statusBar().showMessage(f"internal error ({kind.__name__}): {text}")
+
+    sys.excepthook = hook
+    try:
+        yield
+    finally:
+        sys.excepthook = previous
+
+
 def run_gui(
     setup_path: str | Path | None = None,
     out_dir: str | Path | None = None,
@@ -69,7 +98,7 @@ def run_gui(
     received: list[str] = []
     with open_setup(setup_path, data_dir=out_dir) as setup, collect_in_gui_thread():
         window = MainWindow(setup, out_dir=out_dir, settings=settings)
-        with close_on_signals(window, received):
+        with close_on_signals(window, received), keep_running_on_slot_errors(window):
             window.show()
             code = app.exec_()
     if received:

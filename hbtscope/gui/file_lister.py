@@ -54,16 +54,23 @@ class FileLister(QObject):
             self._thread.start()
 
     def _work(self) -> None:
-        while True:
-            files = list_run_files(self.directory, self.pattern)
-            try:
-                self.listed.emit(files)  # queued to the GUI thread
-            except RuntimeError:  # the view was deleted meanwhile
-                return
-            with self._lock:
-                if not self._again:
-                    self._thread = None
+        try:
+            while True:
+                try:
+                    files = list_run_files(self.directory, self.pattern)
+                except OSError:  # e.g. a network directory gone away: an empty list for now
+                    files = []
+                try:
+                    self.listed.emit(files)  # queued to the GUI thread
+                except RuntimeError:  # the view was deleted meanwhile
                     return
+                with self._lock:
+                    if not self._again:
+                        return
+                    self._again = False
+        finally:
+            with self._lock:  # whatever happened, the next request lists again
+                self._thread = None
                 self._again = False
 
     def wait(self, timeout_s: float = 5.0) -> None:

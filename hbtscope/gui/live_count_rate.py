@@ -6,9 +6,10 @@ tags of each photon channel of the run's :class:`~hbtscope.events.TTTRInfo` in e
 run publishes (:class:`~hbtscope.events.TagsRecorded`) and sends their rates, in counts per
 second of tag time, as a :class:`CountRates` to the GUI at most every ``interval_s`` of tag
 time and ``min_wall_s`` of wall time; the panel's rolling trace goes on with them. A
-confocal scan publishes pixel counts instead of tags: each block of lines it emits
-(``scan_lines``, per detector) gives the rates ``counts / (lines x pixels x dwell_s)`` of the
-detectors named ``scan_detectors`` (the tagger's SPADs in the scan's order). Other runs
+confocal scan publishes pixel counts instead of tags: the blocks of lines it emits
+(``scan_lines``, per detector), summed over at least ``min_wall_s`` of wall time, give the
+rates ``counts / (lines x pixels x dwell_s)`` of the detectors named ``scan_detectors`` (the
+tagger's SPADs in the scan's order). Other runs
 without tags leave the trace paused.
 """
 
@@ -64,6 +65,8 @@ class LiveCountRate:
         self.min_wall_s = min_wall_s
         self.scan_detectors = list(scan_detectors)
         self._dwell_s: float | None = None
+        self._scan_counts: np.ndarray | None = None  # counts of the blocks not yet sent
+        self._scan_span_s = 0.0
         self.channels: dict[int, str] = {}
         self._reset_window()
         self._last_sent_wall = -float("inf")
@@ -78,6 +81,7 @@ class LiveCountRate:
             self._reset_window()
             dwell = event.parameters.get("dwell_s") if event.procedure == SCAN else None
             self._dwell_s = float(dwell) if dwell else None
+            self._scan_counts, self._scan_span_s = None, 0.0
         elif isinstance(event, ev.Emitted) and event.topic == "scan_lines" and self._dwell_s:
             self._scan_lines(event.record)
         elif isinstance(event, ev.TTTRInfo):
@@ -105,15 +109,19 @@ class LiveCountRate:
                 self._t_from_ps = int(ts[-1])
 
     def _scan_lines(self, record: Any) -> None:
-        """Rates of a block of scan lines (``detectors``: (n_detectors, lines, pixels))."""
+        """Counts of a block of scan lines (``detectors``: (n_detectors, lines, pixels)),
+        summed with the blocks before it until ``min_wall_s`` has passed, then sent as rates."""
         lines = np.asarray(record.get("detectors", ())) if isinstance(record, dict) else None
         if lines is None or lines.ndim != 3 or lines.shape[0] != len(self.scan_detectors):
             return
-        span_s = lines.shape[1] * lines.shape[2] * float(self._dwell_s)
-        now = time.monotonic()
-        if span_s <= 0 or now - self._last_sent_wall < self.min_wall_s:
-            return
+        self._scan_span_s += lines.shape[1] * lines.shape[2] * float(self._dwell_s)
         totals = lines.sum(axis=(1, 2))
-        rates = {n: float(c) / span_s for n, c in zip(self.scan_detectors, totals, strict=True)}
+        self._scan_counts = totals if self._scan_counts is None else self._scan_counts + totals
+        now = time.monotonic()
+        if self._scan_span_s <= 0 or now - self._last_sent_wall < self.min_wall_s:
+            return
+        span_s, counts = self._scan_span_s, self._scan_counts
+        rates = {n: float(c) / span_s for n, c in zip(self.scan_detectors, counts, strict=True)}
         self.send(CountRates(rates, span_s, "pixel counts"))
         self._last_sent_wall = now
+        self._scan_counts, self._scan_span_s = None, 0.0

@@ -7,11 +7,12 @@ as an image, and the declared fit drawn over the data once the analysis arrives.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt5.QtCore import Qt
+from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtWidgets import QVBoxLayout, QWidget
 
 from hbtscope import events as ev
@@ -101,6 +102,10 @@ class LivePanel:
         self.fit_curve.setData(grid, model)
 
 
+#: the shortest interval between two redraws of the declared panels
+MIN_REDRAW_S = 0.2
+
+
 class LivePlots(QWidget):
     """The panels of one measurement, one under the other."""
 
@@ -116,6 +121,13 @@ class LivePlots(QWidget):
         self.rows: list[dict[str, float]] = []
         #: every 1-D array published under a prefix ``group/*``, in order (stacked panels)
         self.stacks: dict[str, list[np.ndarray]] = {}
+        # redraws are coalesced: at most one every MIN_REDRAW_S (a run publishing every 10 ms,
+        # or with 100 000 rows, must not hold the GUI thread); the run's end draws at once
+        self._pending: set[str | None] = set()
+        self._drawn_at = -float("inf")
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.flush)
 
     def on_event(self, event: Any) -> None:
         """Feed one event of the run (GUI thread)."""
@@ -126,16 +138,39 @@ class LivePlots(QWidget):
             if prefix:
                 self.arrays[prefix] = data  # the latest under the prefix
                 self.stacks.setdefault(prefix, []).append(data)
-            self._redraw(event.name)
+            self._request(event.name)
             if prefix:
-                self._redraw(prefix)
+                self._request(prefix)
         elif isinstance(event, ev.Emitted) and event.topic == "results":
             if isinstance(event.record, dict):
                 self.rows.append(dict(event.record))
-                self._redraw(None)
+                self._request(None)
         elif isinstance(event, ev.AnalysisResult):
+            self.flush()
             for panel in self.panels:
                 panel.draw_fit(dict(event.values))
+        elif isinstance(event, ev.RunEnded):
+            self.flush()
+
+    def _request(self, name: str | None) -> None:
+        """Redraw the panels of ``name`` (None: the rows' panels) soon."""
+        self._pending.add(name)
+        if not self._timer.isActive():
+            wait_s = max(self._drawn_at + MIN_REDRAW_S - time.monotonic(), 0.0)
+            self._timer.start(int(1e3 * wait_s))
+
+    def flush(self) -> None:
+        """Draw what is pending now."""
+        self._timer.stop()
+        pending, self._pending = self._pending, set()
+        if not pending:
+            return
+        self._drawn_at = time.monotonic()
+        sources = self._sources()
+        for panel in self.panels:
+            names = (panel.spec.x, panel.spec.y)
+            if None in pending or any(n in pending for n in names):
+                panel.draw(sources)
 
     def _sources(self) -> dict[str, np.ndarray]:
         sources = dict(self.arrays)
@@ -149,10 +184,3 @@ class LivePlots(QWidget):
             rows = [r for r in self.rows if isinstance(r.get(col), int | float)]
             sources[name] = np.array([float(r[col]) for r in rows])
         return sources
-
-    def _redraw(self, array_name: str | None) -> None:
-        sources = self._sources()
-        for panel in self.panels:
-            names = (panel.spec.x, panel.spec.y)
-            if array_name is None or array_name in names:
-                panel.draw(sources)

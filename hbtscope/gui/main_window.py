@@ -176,7 +176,7 @@ class MainWindow(QMainWindow):
         dock.run_ended.connect(self.scan_view.run_ended)
         dock.run_ended.connect(self.poi_list.run_ended)
         self.queue_panel.item_ended.connect(lambda _record: self.poi_list.refresh())
-        self.queue_panel.item_ended.connect(lambda _record: self.scan_view.refresh_history())
+        self.queue_panel.item_ended.connect(self.scan_view.run_ended)
         dock.raise_()
         self.live_dock.raise_()
 

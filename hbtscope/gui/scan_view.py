@@ -262,8 +262,8 @@ class ScanView(QDockWidget):
         self._lifetime_job: _LifetimeJob | None = None
         self._threads: set[QThread] = set()  # workers running (see _start)
         self._lifetime_next: tuple[ScanImage, np.ndarray] | None = None
-        #: (lifetime image, its scale, its hues) of the last FLIM drawing
-        self._flim_cache: tuple[np.ndarray, tuple[float, float], np.ndarray] | None = None
+        #: (lifetime image, its scale, its hues) per (image, colour-scale percentiles) drawn
+        self._flim_cache: dict[tuple, tuple[np.ndarray, tuple[float, float], np.ndarray]] = {}
         self.detector_labels = spad_names(setup)  # in the order of the scan's detectors
 
         body = QWidget()
@@ -506,13 +506,16 @@ class ScanView(QDockWidget):
     ) -> tuple[tuple[float, float], np.ndarray]:
         """The lifetime scale (5-95 % of the bright pixels' lifetimes) and the pixels' hues,
         computed once per lifetime image (lines come far more often than lifetimes)."""
-        cached = self._flim_cache
+        key = (id(tau), self.low.value(), self.high.value())
+        cached = self._flim_cache.get(key)
         if cached is not None and cached[0] is tau:
             return cached[1], cached[2]
         bright = counts >= levels[0] + 0.2 * (levels[1] - levels[0])
         tau_levels = percentile_levels(np.where(bright, tau, np.nan), 5.0, 95.0)
         colours = lifetime_colours(tau, tau_levels)
-        self._flim_cache = (tau, tau_levels, colours)
+        if len(self._flim_cache) >= 4:  # the two panes' current images, and a little more
+            self._flim_cache.pop(next(iter(self._flim_cache)))
+        self._flim_cache[key] = (tau, tau_levels, colours)
         return tau_levels, colours
 
     def _draw_crosshair(self, xyz_um: Any) -> None:
@@ -569,9 +572,17 @@ class ScanView(QDockWidget):
     # --- history ------------------------------------------------------------------------
 
     def run_ended(self, outcome: Any) -> None:
-        """The window's run-ended: the last session scan learns its run file."""
-        path = getattr(outcome, "path", None)
-        if path is not None and self.session and not self.session[-1].path:
+        """A run ended (the dock's outcome, or a queue's journal record): a scan of this
+        session learns its run file."""
+        if isinstance(outcome, dict):
+            path, measurement = outcome.get("run"), outcome.get("measurement")
+        else:
+            from hbtscope.procedures.runner import measurement_of
+
+            path = getattr(outcome, "path", None)
+            m = measurement_of(outcome.procedure) if outcome is not None else None
+            measurement = m.name if m is not None else None
+        if path and measurement == SCAN and self.session and not self.session[-1].path:
             self.session[-1].path = str(path)
         self.refresh_history()
 

@@ -209,7 +209,8 @@ class TTTRTrace(HbtProcedure):
                 # mean arrival time against its rate (the analysis redoes both from the tags)
                 mean_ns = live_decay.add(ts[ch == ch_a], ts[ch == sync])
                 if live_decay.counts.size:
-                    self.publish_array(LIVE_DECAY, live_decay.counts, "counts")
+                    # a copy: the accumulator goes on adding while displays hold this one
+                    self.publish_array(LIVE_DECAY, live_decay.counts.copy(), "counts")
                     if not self._live_axis_sent:
                         self.publish_array(LIVE_DECAY_AXIS, live_decay.delay_ns, "ns")
                         self._live_axis_sent = True
