@@ -156,7 +156,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = _parse_sets(cls, args.set or [])
     with open_setup(args.setup, data_dir=args.out) as setup:
         proc = cls(**values)
-        outcome = run_procedure(proc, setup, on_event=_progress_printer(args.json))
+        printer = _progress_printer(args.json)
+        outcome = _TERMINATION.run(
+            lambda stop: run_procedure(proc, setup, stop_event=stop, on_event=printer)
+        )
         truth = read_truth(outcome.path) if setup.is_simulated else {}
         _report(outcome, truth, args.json)
     return EXIT_OK if outcome.status == "finished" else EXIT_FAILED
@@ -410,17 +413,62 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP (a service manager, a closed terminal): handled like Ctrl+C."""
 
 
+class _Termination:
+    """How SIGTERM and SIGHUP stop the command.
+
+    Outside a run the handler raises :class:`Terminated` (handled like Ctrl+C). During a run
+    (:meth:`run`) raising at an arbitrary point is unsafe: the signal may land inside a
+    compiled kernel's call or an HDF5 call (seen: a segmentation fault of a confocal scan, and
+    ``SystemError`` from a numba dispatcher). There the first signal only sets the run's stop
+    event: the procedure stops at its next ``check_stop`` (status ``aborted``, light sources
+    off) and :class:`Terminated` is raised after the run has returned. A second signal, or
+    :data:`FORCE_AFTER_S` seconds without the run ending (a procedure waiting long between
+    its checks), raises at once, as before.
+    """
+
+    FORCE_AFTER_S = 10.0
+
+    def __init__(self) -> None:
+        self.received = ""
+        self.stop_event: threading.Event | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_event is None or self.received or signum == getattr(signal, "SIGALRM", -1):
+            raise Terminated(self.received or name)
+        self.received = name
+        self.stop_event.set()
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, self.FORCE_AFTER_S)
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in ("SIGTERM", "SIGHUP", "SIGALRM"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self.handler)
+
+    def run(self, run: Any) -> Any:
+        """``run(stop_event)`` with signals turned into a stop request; then
+        :class:`Terminated` if one came."""
+        self.stop_event, self.received = threading.Event(), ""
+        try:
+            outcome = run(self.stop_event)
+        finally:
+            if hasattr(signal, "setitimer"):
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            self.stop_event = None
+        if self.received:
+            raise Terminated(self.received)
+        return outcome
+
+
+_TERMINATION = _Termination()
+
+
 def _abort_on_termination() -> None:
     """SIGTERM and SIGHUP abort a run like Ctrl+C: status ``aborted``, light sources off."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated(signal.Signals(signum).name)
-
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), handler)
+    _TERMINATION.install()
 
 
 def main(argv: list[str] | None = None) -> int:
