@@ -335,20 +335,24 @@ class InstrumentPanel(QDockWidget):
         laser = self.setup.laser
         self._call("laser", laser.enable if on else laser.disable)
 
+    def _set_property(
+        self, group: str, text: str, what: str, allowed: str, device: Any, attribute: str
+    ) -> None:
+        """Parse ``text`` as a number and write it to ``device.attribute`` in the worker; a
+        bad number or the driver's refusal is shown in ``group``'s message line."""
+        try:
+            value = parse_number(text, what, allowed)
+        except ValueError as exc:
+            self.messages[group].setText(str(exc))
+            return
+        self._call(group, lambda: setattr(device, attribute, value))
+
     def set_laser_power(self) -> None:
         laser = self.setup.laser
-        try:
-            value = parse_number(
-                self.laser_power.text(), "laser power", f"[0, {laser.max_power_W}] W"
-            )
-        except ValueError as exc:
-            self.messages["laser"].setText(str(exc))
-            return
-
-        def write() -> None:
-            laser.power_W = value
-
-        self._call("laser", write)
+        allowed = f"[0, {laser.max_power_W}] W"
+        self._set_property(
+            "laser", self.laser_power.text(), "laser power", allowed, laser, "power_W"
+        )
 
     def set_laser_power_in_p_sat(self) -> None:
         """The power as a multiple of the chosen emitter's P_sat; the W it gives is shown."""
@@ -372,16 +376,10 @@ class InstrumentPanel(QDockWidget):
     def set_laser_rep_rate(self) -> None:
         laser = self.setup.laser
         lo, hi = laser.rep_rate_range_Hz
-        try:
-            value = parse_number(self.laser_rate.text(), "repetition rate", f"[{lo}, {hi}] Hz")
-        except ValueError as exc:
-            self.messages["laser"].setText(str(exc))
-            return
-
-        def write() -> None:
-            laser.rep_rate_Hz = value
-
-        self._call("laser", write)
+        text = self.laser_rate.text()
+        self._set_property(
+            "laser", text, "repetition rate", f"[{lo}, {hi}] Hz", laser, "rep_rate_Hz"
+        )
 
     def go_to(self) -> None:
         target: dict[str, float] = {}
@@ -421,18 +419,10 @@ class InstrumentPanel(QDockWidget):
     def set_led_power(self) -> None:
         """The LED's output as a fraction of full power (the driver refuses > max_fraction)."""
         led = self.setup.led
-        try:
-            value = parse_number(
-                self.led_power.text(), "LED power", f"[0, {led.max_fraction}] of full power"
-            )
-        except ValueError as exc:
-            self.messages["led"].setText(str(exc))
-            return
-
-        def write() -> None:
-            led.power_fraction = value
-
-        self._call("led", write)
+        allowed = f"[0, {led.max_fraction}] of full power"
+        self._set_property(
+            "led", self.led_power.text(), "LED power", allowed, led, "power_fraction"
+        )
 
     # --- reading --------------------------------------------------------------------------
 
