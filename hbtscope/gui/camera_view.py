@@ -17,7 +17,6 @@ import pyqtgraph as pg
 from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import (
     QDockWidget,
-    QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -28,6 +27,7 @@ from PyQt5.QtWidgets import (
 from hbtscope import events as ev
 from hbtscope.gui.device_worker import BUSY, DeviceWorker
 from hbtscope.gui.image_tools import DEFAULT_PERCENTILES, percentile_levels
+from hbtscope.gui.scan_view import percentile_spin
 
 #: the rows of a bleaching video in the event stream
 VIDEO_FRAMES = "video/frames"
@@ -60,16 +60,8 @@ class CameraView(QDockWidget):
         self.live_button.setCheckable(True)
         self.live_button.setEnabled(self.has_camera)
         self.live_button.toggled.connect(self.set_live)
-        self.low = QDoubleSpinBox()
-        self.high = QDoubleSpinBox()
-        for spin, value, name in (
-            (self.low, DEFAULT_PERCENTILES[0], "camera-low-percentile"),
-            (self.high, DEFAULT_PERCENTILES[1], "camera-high-percentile"),
-        ):
-            spin.setObjectName(name)
-            spin.setRange(0.0, 100.0)
-            spin.setDecimals(1)
-            spin.setValue(value)
+        self.low = percentile_spin("camera-low-percentile", DEFAULT_PERCENTILES[0])
+        self.high = percentile_spin("camera-high-percentile", DEFAULT_PERCENTILES[1])
         row.addWidget(self.live_button)
         row.addWidget(QLabel("colour scale [%]"))
         row.addWidget(self.low)

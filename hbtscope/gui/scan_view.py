@@ -136,6 +136,17 @@ def _take_analysis(image: ScanImage, values: dict[str, Any]) -> None:
         image.lifetime_fitted = True
 
 
+def percentile_spin(name: str, value: float) -> QDoubleSpinBox:
+    """A colour-scale percentile box (0-100 %, 0.1 % resolution); the camera view's too."""
+    spin = QDoubleSpinBox()
+    spin.setObjectName(name)
+    spin.setRange(0.0, 100.0)
+    spin.setDecimals(1)
+    spin.setSingleStep(0.5)
+    spin.setValue(value)
+    return spin
+
+
 class _FileReader(QThread):
     """Reads one scan run file off the GUI thread."""
 
@@ -272,8 +283,8 @@ class ScanView(QDockWidget):
         self.choice = QComboBox()
         self.choice.setObjectName("scan-detector")
         self.choice.addItems(["sum", *self.detector_labels, "FLIM"])
-        self.low = self._spin("scan-low-percentile", DEFAULT_PERCENTILES[0])
-        self.high = self._spin("scan-high-percentile", DEFAULT_PERCENTILES[1])
+        self.low = percentile_spin("scan-low-percentile", DEFAULT_PERCENTILES[0])
+        self.high = percentile_spin("scan-high-percentile", DEFAULT_PERCENTILES[1])
         controls.addWidget(QLabel("detector"))
         controls.addWidget(self.choice)
         controls.addWidget(QLabel("colour scale [%]"))
@@ -322,16 +333,6 @@ class ScanView(QDockWidget):
         self.lister.listed.connect(self._fill_history)
         self.refresh_history()
         self.poll_stage()
-
-    @staticmethod
-    def _spin(name: str, value: float) -> QDoubleSpinBox:
-        spin = QDoubleSpinBox()
-        spin.setObjectName(name)
-        spin.setRange(0.0, 100.0)
-        spin.setDecimals(1)
-        spin.setSingleStep(0.5)
-        spin.setValue(value)
-        return spin
 
     # --- events of a run ----------------------------------------------------------------
 
