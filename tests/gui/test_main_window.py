@@ -433,8 +433,11 @@ def test_run_browser_opens_a_run_another_process_is_still_writing(
         assert info["parameters"]["duration_s"] == 8.0
         g2 = info["analysis"]
         # the demo emitter is antibunched; the >= 20 000 tags flushed so far (>= 0.2 s at
-        # ~50 kcps per SPAD) give g2(0) to about +-0.1
-        assert 0.0 <= g2["g2_0"] < 0.5 and 0 < g2["g2_0_err"] < 0.3, g2
+        # ~50 kcps per SPAD) give g2(0) to about +-0.1. The background-corrected estimate is
+        # unbiased, so near a true g2(0) of ~0 it falls below zero about half the time
+        # (CI saw -0.026): only a value more than 4 sigma below zero would be wrong.
+        assert 0 < g2["g2_0_err"] < 0.3, g2
+        assert -4 * g2["g2_0_err"] < g2["g2_0"] < 0.5, g2
         assert "running" in browser.header.text()
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
