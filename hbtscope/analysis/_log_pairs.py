@@ -170,33 +170,46 @@ def _direct_pairs(
 
     With a non-empty ``lut`` the bin of a lag d is ``lut[(d - lo_e) >> lut_shift]``
     or the next one (cells no wider than the narrowest bin hold at most one edge);
-    otherwise a branch-free binary search (:func:`_bin_of`).
+    otherwise a branch-free binary search (:func:`_bin_of`). With the table, the first
+    two candidate partners of each tag are binned unconditionally (a partner that is
+    not one adds 0 to bin 0; its cell index is clamped into the table), so the usual
+    0-2 partners per tag cost no unpredictable branch; further partners take a loop.
+    Indices are cast to unsigned (no numba wraparound code).
     """
     n_a = a.shape[0]
     if n_a == 0 or n_b == 0:
         return
     use_lut = lut.shape[0] > 0
+    last_cell = lut.shape[0] - 1
+    last_j = b_pad.shape[0] - 1
     bb = b_pad[:n_b]
     lo = np.searchsorted(bb, a[0] + lo_e)
     hi = np.searchsorted(bb, a[0] + hi_e)
     for i in range(n_a):
-        ai = a[i]
+        ai = a[np.uint64(i)]
         x = ai + lo_e
         y = ai + hi_e
         # two branch-free steps cover the usual advance (< 1 partner per tag)
-        lo += b_pad[lo] < x
-        hi += b_pad[hi] < y
-        lo += b_pad[lo] < x
-        hi += b_pad[hi] < y
-        while b_pad[lo] < x:
+        lo += b_pad[np.uint64(lo)] < x
+        hi += b_pad[np.uint64(hi)] < y
+        lo += b_pad[np.uint64(lo)] < x
+        hi += b_pad[np.uint64(hi)] < y
+        while b_pad[np.uint64(lo)] < x:
             lo += 1
-        while b_pad[hi] < y:
+        while b_pad[np.uint64(hi)] < y:
             hi += 1
         if use_lut:
-            for j in range(lo, hi):
-                d = b_pad[j] - ai
-                k = lut[(d - lo_e) >> lut_shift]
-                counts[k + (win[k + 1] <= d)] += 1
+            n_partners = hi - lo
+            for u in range(2):
+                v = u < n_partners
+                d = b_pad[np.uint64(min(lo + u, last_j))] - ai
+                k = lut[np.uint64(min(max((d - lo_e) >> lut_shift, 0), last_cell))]
+                k = (k + (win[np.uint64(k + 1)] <= d)) * v
+                counts[np.uint64(k)] += v
+            for j in range(lo + 2, hi):
+                d = b_pad[np.uint64(j)] - ai
+                k = lut[np.uint64((d - lo_e) >> lut_shift)]
+                counts[np.uint64(k + (win[np.uint64(k + 1)] <= d))] += 1
         else:
             for j in range(lo, hi):
                 counts[_bin_of(b_pad[j] - ai, win, n_pow)] += 1
