@@ -30,6 +30,8 @@ _INT64_MAX = np.iinfo(np.int64).max
 _DIRECT_PAIRS_PER_TAG = 1.0
 # Largest lookup table (cells) used to bin the directly enumerated lags.
 _LUT_MAX_CELLS = 1 << 16
+# Rate (tags per ps) meaning 'too dense for any direct window'.
+_INF_RATE = float("inf")
 
 
 # --------------------------------------------------------------------------------------
@@ -257,13 +259,35 @@ def _bin_lut(w: np.ndarray) -> tuple[np.ndarray, int]:
     return lut, shift
 
 
+def _typical_rate(b: np.ndarray) -> float:
+    """Tags per ps of ``b`` where its tags are, for sizing the direct window.
+
+    The mean rate over the whole span, unless the median gap (over up to ~4096 strides
+    of the tags) says the tags are more than twice as dense where they are: long pauses
+    (a record made of separate acquisitions) would otherwise open a direct window that
+    enumerates every pair. Zero when all tags are equal (no direct window).
+    """
+    span = float(b[-1] - b[0])
+    if span <= 0:
+        return 0.0
+    mean = (b.size - 1) / span
+    if b.size < 1024:  # few tags: any window is cheap
+        return mean
+    stride = max(1, b.size // 4096)
+    gaps = np.diff(b[::stride])
+    if gaps.size == 0:
+        return mean
+    med = float(np.median(gaps)) / stride
+    if med <= 0:
+        return _INF_RATE
+    return max(mean, 1.0 / med) if 1.0 / med > 2.0 * mean else mean
+
+
 def _run_kernel(a: np.ndarray, b: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
     """Add the pairs of sorted int64 arrays a x b to counts (no validation)."""
     if a.size == 0 or b.size == 0:
         return
-    span = float(b[-1] - b[0])
-    rate = (b.size - 1) / span if span > 0 else 0.0
-    ka, kb = _direct_window(edges, rate)
+    ka, kb = _direct_window(edges, _typical_rate(b))
     b_pad = np.empty(b.size + 2, dtype=np.int64)
     b_pad[: b.size] = b
     b_pad[b.size :] = _INT64_MAX

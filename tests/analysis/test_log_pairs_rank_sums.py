@@ -97,3 +97,21 @@ def test_extreme_inputs(a, b):
     counts = np.zeros(edges.size - 1, np.int64)
     lp.add_pairs(a, b, edges, counts)
     np.testing.assert_array_equal(counts, pair_counts_reference(a, b, edges))
+
+
+def test_direct_window_ignores_long_pauses():
+    # Two acquisitions 1e5 s apart: the mean rate over the whole span is ~1e5 times too
+    # low and would open a direct window over every bin (every pair enumerated); the
+    # window must be about that of a single acquisition.
+    rng = np.random.default_rng(11)
+    one = np.sort(rng.integers(0, 10**12, 100_000))
+    two = np.r_[one, 10**17 + np.sort(rng.integers(0, 10**12, 100_000))]
+    edges = np.round(10_000 * 10 ** (np.arange(81) / 10)).astype(np.int64)
+    w_one = lp._direct_window(edges, lp._typical_rate(one))
+    w_two = lp._direct_window(edges, lp._typical_rate(two))
+    assert w_one[1] - w_one[0] > 2
+    # (its rate comes from the median gap, a little above the mean rate of Poisson tags)
+    assert w_two[0] == w_one[0] and abs(w_two[1] - w_one[1]) <= 1
+    assert lp._typical_rate(np.full(5000, 3, np.int64)) == 0.0  # all equal: span 0
+    ties = np.repeat(np.arange(0, 10**9, 10**6), 7)  # median gap 0
+    assert lp._direct_window(edges, lp._typical_rate(ties)) == (0, 0)
