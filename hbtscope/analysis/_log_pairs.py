@@ -16,6 +16,13 @@ bins are narrow and pairs are few, the pairs of a contiguous window of bins are
 enumerated directly and binned by a lookup table or a branch-free binary search; the
 window is the widest one holding about one partner per tag. Total cost
 O((N1 + N2) * n_edges_outside_window + n_pairs_in_window).
+
+Speed (``bench/bench_correlate_log.py``: two Poisson channels of 100 kcps for 10 s, 81
+edges 10 ns - 1 s, one core of the development machine, AMD EPYC Zen 4): about 22 M
+tags/s, i.e. ~0.7 ns per tag and rank-sum edge (52 edges by merge, 30 bins enumerated).
+A cumulative-count table of ``t2`` on 2**s ps cells (rank = table + in-cell fix-up, one
+lookup per t1 tag and edge, scalar or gathered by AVX-512) was measured slower than the
+merge, as were segment-interleaved lanes (one edge, six parts of ``t1``).
 """
 
 from __future__ import annotations
