@@ -20,6 +20,7 @@ from hbtscope.procedures.g2 import G2Measurement
 from hbtscope.procedures.runner import run_procedure
 from hbtscope.setup import default_setup_path
 from hbtscope.storage import run_status
+from hbtscope.storage.reading import written_length
 from tests.conftest import wait_for_rows
 
 
@@ -161,8 +162,11 @@ def test_sigkill_during_recording_keeps_flushed_tags(tmp_path):
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "running"
         ts = f["tttr/timestamps"][:]
-        assert ts.size >= seen
-        assert np.all(np.diff(ts) >= 0)
+        # a kill inside a flush may leave a tail the chunk index does not cover yet: it reads
+        # as 0 (tests/storage/test_crash.py) and read_tags leaves it out
+        n = written_length(ts)
+        assert n >= seen and np.all(ts[n:] == 0)
+        assert np.all(np.diff(ts[:n]) >= 0)
         assert f["tttr/channels"].shape[0] == ts.size
     assert run_status(path) == "interrupted"
 

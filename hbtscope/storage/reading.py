@@ -27,6 +27,7 @@ __all__ = [
     "UnsupportedRunError",
     "open_run_checked",
     "read_tags",
+    "written_length",
 ]
 
 
@@ -86,12 +87,43 @@ def read_truth(path: str | os.PathLike) -> dict[str, Any]:
         return read_values(group) if isinstance(group, h5py.Group) else {}
 
 
+#: tags scanned per block when looking for the unwritten tail (bounded extra memory)
+_TAIL_SCAN_BLOCK = 1 << 20
+
+
+def written_length(ts: np.ndarray) -> int:
+    """Length of the part of a time-tag array that was written.
+
+    A writer killed (or read) in the middle of a flush can leave the dataset's extent ahead
+    of its chunk index: those tags read as the fill value 0. Written tags never fall back to
+    0 after a positive time (macro-times do not decrease), so the array ends at the first 0
+    that follows a positive tag. The scan runs in blocks: no copy of a large record.
+    """
+    n = ts.shape[0]
+    prev_positive = False
+    for start in range(0, n, _TAIL_SCAN_BLOCK):
+        block = ts[start : start + _TAIL_SCAN_BLOCK]
+        zeros = np.flatnonzero(block == 0)
+        if zeros.size:
+            positive = np.flatnonzero(block > 0)
+            if prev_positive or positive.size:
+                first_pos = -1 if prev_positive else int(positive[0])
+                after = zeros[zeros > first_pos]
+                if after.size:
+                    return start + int(after[0])
+        prev_positive = prev_positive or bool(np.any(block > 0))
+    return n
+
+
 def read_tags(f: h5py.File) -> tuple[np.ndarray, np.ndarray]:
-    """All time tags (int64 ps) and channels (int32) of an open run file."""
-    ts = f[L.TTTR_TIMESTAMPS]
+    """All written time tags (int64 ps) and channels (int32) of an open run file (a tail a
+    killed or still-running writer has not filled yet is left out: :func:`written_length`)."""
+    ts_ds = f[L.TTTR_TIMESTAMPS]
     ch = f[L.TTTR_CHANNELS]
-    n = min(ts.shape[0], ch.shape[0])
-    return ts[:n].astype(np.int64, copy=False), ch[:n].astype(np.int32, copy=False)
+    n = min(ts_ds.shape[0], ch.shape[0])
+    ts = ts_ds[:n].astype(np.int64, copy=False)
+    n = written_length(ts)
+    return ts[:n], ch[:n].astype(np.int32, copy=False)
 
 
 def channel_map(f: h5py.File) -> dict[str, int]:
