@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXTRA = {
     "g2_power": ["P_sat_set_W=3e-8"],
     "confocal_scan": ["centre_x_um=10", "centre_y_um=10", "centre_z_um=0", "pixels_x=128"],
+    # the default 10 s integration cannot be interrupted (as on a real spectrometer) and equals
+    # the CLI's 10 s forced-stop delay: short spectra test the normal stop path
+    "spectrum_series": ["integration_s=0.5", "interval_s=1"],
 }
 AT_EMITTER = ["x_um=10", "y_um=10", "z_um=0"]
 

@@ -36,7 +36,7 @@ SCAN = {
 }
 #: one short g2 per point (each fills in the point's position and name)
 QUICK = {
-    "items": [{"measurement": "g2", "parameters": {"duration_s": 0.2}}],
+    "items": [{"measurement": "g2", "parameters": {"duration_s": 0.5}}],
     "exclude_if": None,
     "refocus": None,
 }
