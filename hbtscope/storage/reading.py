@@ -100,18 +100,18 @@ def written_length(ts: np.ndarray) -> int:
     that follows a positive tag. The scan runs in blocks: no copy of a large record.
     """
     n = ts.shape[0]
-    prev_positive = False
+    seen_positive = False
     for start in range(0, n, _TAIL_SCAN_BLOCK):
         block = ts[start : start + _TAIL_SCAN_BLOCK]
-        zeros = np.flatnonzero(block == 0)
-        if zeros.size:
+        first = 0
+        if not seen_positive:  # zeros before the first positive time are data
             positive = np.flatnonzero(block > 0)
-            if prev_positive or positive.size:
-                first_pos = -1 if prev_positive else int(positive[0])
-                after = zeros[zeros > first_pos]
-                if after.size:
-                    return start + int(after[0])
-        prev_positive = prev_positive or bool(np.any(block > 0))
+            if positive.size == 0:
+                continue
+            seen_positive, first = True, int(positive[0])
+        zeros = np.flatnonzero(block[first:] == 0)
+        if zeros.size:
+            return start + first + int(zeros[0])
     return n
 
 
